@@ -1,0 +1,64 @@
+# The two commands a newcomer needs are `make demo` and `make test`; everything else is plumbing
+# they call. Each target installs what it needs and is idempotent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+export GOTOOLCHAIN := local
+
+.PHONY: demo test deps system-deps python-deps lab-bin lab-up lab-down lab-status lint typecheck unit lab-test clean
+
+demo: deps lab-bin
+	$(PY) -m lab up
+	$(PY) -m lab demo
+
+test: deps lab-bin
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+deps: system-deps python-deps
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+python-deps: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "==> creating the Python environment in $(VENV)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+lab-bin: python-deps
+	$(PY) -m lab build
+
+lab-up: deps lab-bin
+	$(PY) -m lab up
+
+lab-down: python-deps
+	$(PY) -m lab down
+
+lab-status: python-deps
+	$(PY) -m lab status
+
+lint: python-deps
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: python-deps
+	$(PY) -m mypy
+
+unit: python-deps
+	$(PY) -m pytest -m "not lab"
+
+lab-test: deps lab-bin
+	$(PY) -m pytest -m lab
+
+clean:
+	-$(PY) -m lab down
+	rm -rf .lab

@@ -1,0 +1,1 @@
+"""Prefect blocks: credentials and connection settings that produce connected clients."""

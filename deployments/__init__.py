@@ -1,0 +1,1 @@
+"""Deployments: prefect.yaml and the code that registers blocks and deployments."""

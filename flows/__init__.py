@@ -1,0 +1,1 @@
+"""Prefect flows: compose tasks, decide, report. No client calls."""

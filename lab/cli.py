@@ -1,0 +1,155 @@
+"""`python -m lab build|up|down|status|demo`: the lab's one entry point.
+
+`up` starts every component in dependency order and writes `<lab>/env` (shell exports) and
+`<lab>/lab.json` (the same, machine-readable) so that govc, ssh, kubectl, dig and the product's own
+configuration can point at the lab as they would at a real site. Each component module provides
+`start(ctx) -> dict[str, str]` (its variables), `stop(ctx)` and `status(ctx) -> str`, and optionally
+`build(ctx)` for what it compiles into the per-machine cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from lab.config import LabConfig, infrastructure_id
+from lab.paths import LabPaths
+from lab.process import LabError
+
+# Start order; stop runs in reverse.
+COMPONENTS = [
+    "lab.vcsim",
+    "lab.guest.supervisor",
+]
+
+
+@dataclass
+class LabContext:
+    paths: LabPaths
+    cfg: LabConfig
+    infra_id: str
+    env: dict[str, str] = field(default_factory=dict)  # variables published so far
+
+
+def _components() -> list[ModuleType]:
+    return [importlib.import_module(name) for name in COMPONENTS]
+
+
+def context(paths: LabPaths | None = None) -> LabContext:
+    paths = paths or LabPaths.default()
+    cfg = LabConfig.from_env()
+    return LabContext(paths=paths, cfg=cfg, infra_id=infrastructure_id(paths, cfg))
+
+
+def ensure_ssh_key(paths: LabPaths) -> dict[str, str]:
+    """The administrator key pair the lab's pipeline config uses: RSA 4096 in PEM without
+    passphrase, which is what WMCO accepts for `cloud-private-key`."""
+    key = paths.ssh / "id_rsa"
+    if not key.exists():
+        paths.ssh.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "rsa", "-b", "4096", "-m", "PEM", "-N", "", "-C",
+             "winnodes-lab", "-f", str(key)],
+            check=True,
+        )
+    return {"LAB_SSH_PRIVATE_KEY": str(key), "LAB_SSH_PUBLIC_KEY": str(key) + ".pub"}
+
+
+def write_env(ctx: LabContext) -> None:
+    lines = ["# written by `python -m lab up`; use with: source .lab/env"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(ctx.env.items())]
+    ctx.paths.env_file.write_text("\n".join(lines) + "\n")
+    ctx.paths.lab_json.write_text(json.dumps(ctx.env, indent=1, sort_keys=True) + "\n")
+
+
+def build(ctx: LabContext) -> None:
+    for mod in _components():
+        if hasattr(mod, "build"):
+            mod.build(ctx)
+
+
+def up(ctx: LabContext) -> None:
+    t0 = time.monotonic()
+    ctx.paths.ensure()
+    ctx.env.update(
+        {
+            "LAB_DIR": str(ctx.paths.root),
+            "LAB_LOG_DIR": str(ctx.paths.logs),
+            "LAB_INFRASTRUCTURE_ID": ctx.infra_id,
+            "LAB_CLUSTER_NAME": ctx.cfg.cluster_name,
+            "LAB_BASE_DOMAIN": ctx.cfg.base_domain,
+        }
+    )
+    ctx.env.update(ensure_ssh_key(ctx.paths))
+    for mod in _components():
+        t = time.monotonic()
+        ctx.env.update(mod.start(ctx))
+        write_env(ctx)
+        print(f"  {mod.__name__.removeprefix('lab.'):<24} up ({time.monotonic() - t:.1f}s)")
+    write_env(ctx)
+    print(f"lab is up in {time.monotonic() - t0:.1f}s; variables: source {ctx.paths.env_file}")
+
+
+def down(ctx: LabContext) -> None:
+    for mod in reversed(_components()):
+        try:
+            mod.stop(ctx)
+        except Exception as exc:  # keep stopping the rest
+            print(f"  {mod.__name__}: {exc}", file=sys.stderr)
+    print("lab is down")
+
+
+def status(ctx: LabContext) -> int:
+    worst = 0
+    for mod in _components():
+        line = mod.status(ctx)
+        print(f"  {mod.__name__.removeprefix('lab.'):<24} {line}")
+        if not line.startswith("running"):
+            worst = 1
+    if ctx.paths.env_file.exists():
+        print(f"variables: source {ctx.paths.env_file}")
+    return worst
+
+
+def load_env(paths: LabPaths | None = None) -> dict[str, str]:
+    """The variables of a running lab, for tests and the demo."""
+    paths = paths or LabPaths.default()
+    try:
+        data: dict[str, str] = json.loads(paths.lab_json.read_text())
+    except FileNotFoundError as exc:
+        raise LabError(f"the lab is not up ({paths.lab_json} is missing); run `make lab-up`") from exc
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    parser.add_argument("command", choices=["build", "up", "down", "status", "demo", "env"])
+    args = parser.parse_args(argv)
+    try:
+        ctx = context()
+        if args.command == "build":
+            build(ctx)
+        elif args.command == "up":
+            up(ctx)
+        elif args.command == "down":
+            down(ctx)
+        elif args.command == "status":
+            return status(ctx)
+        elif args.command == "env":
+            print(Path(ctx.paths.env_file).read_text(), end="")
+        elif args.command == "demo":
+            from lab.demo import run_demo
+
+            return run_demo(ctx)
+    except LabError as exc:
+        print(f"lab: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

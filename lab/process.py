@@ -1,0 +1,161 @@
+"""Starting and stopping the lab's long-running servers, with clear errors.
+
+Every lab server (vcsim, etcd, kube-apiserver, named, the guest supervisor, the controllers) is a
+daemon with a pid file in `<lab>/run/<name>.pid` and a log in `<lab>/logs/<name>.log`. `start`
+refuses a port that is already taken (naming the port and who asked for it), waits for readiness with
+a deadline, and on failure shows the tail of the daemon's log instead of a bare timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from lab.paths import LabPaths
+
+
+class LabError(RuntimeError):
+    """A problem with the lab itself (not with the product under test), with a message to act on."""
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def require_free_port(host: str, port: int, what: str, env_var: str) -> None:
+    if port_in_use(host, port):
+        raise LabError(
+            f"{what}: port {host}:{port} is already in use by another process; stop it "
+            f"(see `ss -ltnp 'sport = :{port}'`) or choose another port with {env_var}=<port>"
+        )
+
+
+def require_binary(path: Path, hint: str) -> None:
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise LabError(f"missing binary {path}: {hint}")
+
+
+def pid_file(paths: LabPaths, name: str) -> Path:
+    return paths.run / f"{name}.pid"
+
+
+def log_file(paths: LabPaths, name: str) -> Path:
+    return paths.logs / f"{name}.log"
+
+
+def read_pid(paths: LabPaths, name: str) -> int | None:
+    try:
+        pid = int(pid_file(paths, name).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def start_daemon(
+    paths: LabPaths,
+    name: str,
+    argv: Sequence[str],
+    *,
+    ready: Callable[[], bool],
+    timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start `argv` detached (own session, stdout+stderr to its log) unless already running;
+    wait until `ready()` is true. Returns the pid."""
+    paths.ensure()
+    if (pid := read_pid(paths, name)) is not None:
+        if ready():
+            return pid
+        stop_daemon(paths, name)
+    log = log_file(paths, name)
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    with open(log, "ab") as out:
+        out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=str(cwd) if cwd else None,
+            start_new_session=True,
+        )
+    pid_file(paths, name).write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LabError(
+                f"{name} exited with status {proc.returncode} while starting; "
+                f"last lines of {log}:\n{log_tail(log)}"
+            )
+        with contextlib.suppress(Exception):
+            if ready():
+                return proc.pid
+        time.sleep(0.1)
+    stop_daemon(paths, name)
+    raise LabError(f"{name} was not ready after {timeout:.0f}s; last lines of {log}:\n{log_tail(log)}")
+
+
+def stop_daemon(paths: LabPaths, name: str, timeout: float = 10.0) -> bool:
+    """SIGTERM the daemon's process group, SIGKILL after `timeout`. True if something was stopped."""
+    pid = read_pid(paths, name)
+    pid_file(paths, name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.05)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    return True
+
+
+def tcp_ready(host: str, port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+
+    return check

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the lab and the tests need, only those that are missing.
+# Idempotent: a machine that already has them spends ~0.1 s here.
+set -euo pipefail
+PKGS=(openssh-server openssh-client bind9 bind9-dnsutils bind9-utils iproute2 ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "==> installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: missing Debian packages (${missing[*]}) and not root; install them with apt-get" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's openssh-server post-install may start a system sshd on 0.0.0.0:22, which would keep the
+# guests' sshd from binding 127.x.y.z:22. The lab never needs the system one.
+if command -v service >/dev/null 2>&1 && pgrep -f '^/usr/sbin/sshd' >/dev/null 2>&1; then
+  if ss -ltn '( sport = :22 )' | grep -q '0.0.0.0:22\|\[::\]:22\|\*:22'; then
+    echo "==> stopping the system sshd listening on *:22 (the lab's guests listen on 127.x.y.z:22)"
+    service ssh stop >/dev/null 2>&1 || pkill -f '^/usr/sbin/sshd' || true
+  fi
+fi
