@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -24,10 +25,13 @@ from lab.config import LabConfig, infrastructure_id
 from lab.paths import LabPaths
 from lab.process import LabError
 
-# Start order; stop runs in reverse.
-COMPONENTS = [
+# Start order; stop runs in reverse. LAB_COMPONENTS (comma-separated, without "lab.") selects a subset.
+ALL_COMPONENTS = [
     "lab.vcsim",
     "lab.guest.supervisor",
+    "lab.kube",
+    "lab.dns",
+    "lab.controllers",
 ]
 
 
@@ -39,8 +43,15 @@ class LabContext:
     env: dict[str, str] = field(default_factory=dict)  # variables published so far
 
 
+def component_names() -> list[str]:
+    raw = os.environ.get("LAB_COMPONENTS", "").strip()
+    if not raw:
+        return list(ALL_COMPONENTS)
+    return ["lab." + n.strip().removeprefix("lab.") for n in raw.split(",") if n.strip()]
+
+
 def _components() -> list[ModuleType]:
-    return [importlib.import_module(name) for name in COMPONENTS]
+    return [importlib.import_module(name) for name in component_names()]
 
 
 def context(paths: LabPaths | None = None) -> LabContext:

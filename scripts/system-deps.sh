@@ -25,3 +25,11 @@ if command -v service >/dev/null 2>&1 && pgrep -f '^/usr/sbin/sshd' >/dev/null 2
     service ssh stop >/dev/null 2>&1 || pkill -f '^/usr/sbin/sshd' || true
   fi
 fi
+# The guests' sshd logs users in by their Linux account. Windows' built-in "Administrator" becomes a
+# second name for root (uid 0): the lab runs as root anyway, and the emulator then reads and writes the
+# guests' disks without ownership games. Key authentication only (PermitRootLogin prohibit-password).
+if ! getent passwd Administrator >/dev/null; then
+  echo "==> adding the account 'Administrator' (uid 0) that the Windows guests' sshd logs in"
+  useradd -o -u 0 -g 0 -M -d /root -s /bin/sh --badname Administrator 2>/dev/null
+fi
+mkdir -p /run/sshd

@@ -2,7 +2,7 @@
 
 Each VM that ever booted Windows in the lab has a directory `<lab>/guests/<vm-moref>/`:
 
-- `disk/C/...`   the guest's C: drive as real files (case-insensitive lookups via `resolve`). sshd
+- `disk/C:/...`   the guest's C: drive as real files (case-insensitive lookups via `host_path`). sshd
                   reads its host keys and the SFTP server serves files from here, so what the
                   automation writes or deletes is really written or deleted.
 - `state.json`   everything Windows keeps outside plain files: OS build and hotfixes, services,
@@ -173,7 +173,7 @@ class GuestDisk:
 
     def create(self) -> None:
         """A blank disk: no OS installed."""
-        (self.disk / "C").mkdir(parents=True, exist_ok=True)
+        (self.disk / "C:").mkdir(parents=True, exist_ok=True)
         if not self.state_file.exists():
             _atomic_write(self.state_file, GuestState().to_json())
 
@@ -223,13 +223,13 @@ class GuestDisk:
 
     # -- Windows paths --------------------------------------------------------------------
     def host_path(self, win_path: str) -> Path:
-        """Map `C:\\ProgramData\\ssh\\x` to `<disk>/C/ProgramData/ssh/x`, matching existing
+        """Map `C:\\ProgramData\\ssh\\x` to `<disk>/C:/ProgramData/ssh/x`, matching existing
         components case-insensitively as NTFS does. Only the C: drive lives on the disk."""
         p = PureWindowsPath(win_path)
         drive = p.drive.rstrip(":").upper()
         if drive != "C":
             raise ValueError(f"not on the C: drive: {win_path}")
-        cur = self.disk / "C"
+        cur = self.disk / "C:"
         for part in p.parts[1:]:
             cur = _match_case(cur, part)
         return cur
