@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -77,6 +78,15 @@ def ensure_ssh_key(paths: LabPaths) -> dict[str, str]:
 def write_env(ctx: LabContext) -> None:
     lines = ["# written by `python -m lab up`; use with: source .lab/env"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(ctx.env.items())]
+    # govc, kubectl, ... as plain commands after `source .lab/env`
+    bin_dir = ctx.paths.root / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for var in ("LAB_GOVC", "LAB_KUBECTL"):
+        if target := ctx.env.get(var):
+            link = bin_dir / Path(target).name
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
+    lines.append(f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"')
     ctx.paths.env_file.write_text("\n".join(lines) + "\n")
     ctx.paths.lab_json.write_text(json.dumps(ctx.env, indent=1, sort_keys=True) + "\n")
 
@@ -87,8 +97,36 @@ def build(ctx: LabContext) -> None:
             mod.build(ctx)
 
 
+def _any_running(ctx: LabContext) -> bool:
+    return any(mod.status(ctx).startswith("running") for mod in _components())
+
+
+def clear_stale(ctx: LabContext) -> None:
+    """A stopped lab's run directory describes servers that no longer exist (VM morefs of an old
+    vcsim, guests' disks, pids): start over, keeping only the infrastructure ID and the SSH key."""
+    root = ctx.paths.root
+    if not root.exists():
+        return
+    if not ctx.paths.marker.exists() and any(root.iterdir()):
+        raise LabError(
+            f"{root} exists but was not made by the lab (no {ctx.paths.marker.name}); "
+            "refusing to clear it: remove it or point WINNODES_LAB_DIR elsewhere"
+        )
+    keep = {ctx.paths.infrastructure_id_file.name, ctx.paths.ssh.name, ctx.paths.marker.name}
+    stale = [p for p in root.iterdir() if p.name not in keep]
+    if stale:
+        print(f"  clearing stale lab state in {root} (the lab was not running)")
+    for p in stale:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
 def up(ctx: LabContext) -> None:
     t0 = time.monotonic()
+    if not _any_running(ctx):
+        clear_stale(ctx)
     ctx.paths.ensure()
     ctx.env.update(
         {

@@ -85,6 +85,12 @@ class LabPaths:
         """Path of a cached, Go-built binary keyed by its version."""
         return self.cache / f"{name}-{version}" / name
 
+    @property
+    def marker(self) -> Path:
+        """Present in every run directory the lab made; nothing else is ever wiped."""
+        return self.root / ".winnodes-lab"
+
     def ensure(self) -> None:
         for d in (self.root, self.logs, self.run, self.pki, self.ssh, self.guests, self.media):
             d.mkdir(parents=True, exist_ok=True)
+        self.marker.touch()

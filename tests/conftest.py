@@ -1,0 +1,23 @@
+"""Shared fixtures. `lab_env` brings the whole lab up once per test session (or reuses a lab that is
+already running, e.g. after `make lab-up`) and takes it down at the end if it started it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from lab import cli
+
+
+@pytest.fixture(scope="session")
+def lab_env() -> Iterator[dict[str, str]]:
+    ctx = cli.context()
+    if all(mod.status(ctx).startswith("running") for mod in cli._components()):
+        yield cli.load_env(ctx.paths)
+        return
+    cli.up(ctx)
+    try:
+        yield dict(ctx.env)
+    finally:
+        cli.down(ctx)
