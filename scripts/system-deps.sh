@@ -32,4 +32,9 @@ if ! getent passwd Administrator >/dev/null; then
   echo "==> adding the account 'Administrator' (uid 0) that the Windows guests' sshd logs in"
   useradd -o -u 0 -g 0 -M -d /root -s /bin/sh --badname Administrator 2>/dev/null
 fi
+# useradd leaves the password field "!" (locked), and sshd without PAM refuses locked accounts even for
+# key authentication; "*" means "no password" without locking.
+if [ "$(getent shadow Administrator | cut -d: -f2)" = "!" ]; then
+  usermod -p '*' Administrator
+fi
 mkdir -p /run/sshd
