@@ -68,8 +68,22 @@ def ensure_ssh_key(paths: LabPaths) -> dict[str, str]:
     if not key.exists():
         paths.ssh.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["ssh-keygen", "-q", "-t", "rsa", "-b", "4096", "-m", "PEM", "-N", "", "-C",
-             "winnodes-lab", "-f", str(key)],
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "rsa",
+                "-b",
+                "4096",
+                "-m",
+                "PEM",
+                "-N",
+                "",
+                "-C",
+                "winnodes-lab",
+                "-f",
+                str(key),
+            ],
             check=True,
         )
     return {"LAB_SSH_PRIVATE_KEY": str(key), "LAB_SSH_PUBLIC_KEY": str(key) + ".pub"}
@@ -174,7 +188,9 @@ def load_env(paths: LabPaths | None = None) -> dict[str, str]:
     try:
         data: dict[str, str] = json.loads(paths.lab_json.read_text())
     except FileNotFoundError as exc:
-        raise LabError(f"the lab is not up ({paths.lab_json} is missing); run `make lab-up`") from exc
+        raise LabError(
+            f"the lab is not up ({paths.lab_json} is missing); run `make lab-up`"
+        ) from exc
     return data
 
 

@@ -11,6 +11,7 @@ Answer media made by the automation (an ISO with `autounattend.xml`) are read wi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from dataclasses import dataclass
@@ -92,13 +93,13 @@ def _add_file(iso: pycdlib.PyCdlib, path: str, data: bytes) -> None:
     parts = [p for p in path.strip("/").split("/") if p]
     for i in range(1, len(parts)):
         d = "/" + "/".join(parts[:i])
-        try:
+        with contextlib.suppress(pycdlib.pycdlibexception.PyCdlibInvalidInput):  # already there
             iso.add_directory(d.upper(), joliet_path=d, rr_name=parts[i - 1])
-        except pycdlib.pycdlibexception.PyCdlibInvalidInput:
-            pass  # already there
     name = parts[-1]
-    iso_name = "/" + "/".join(p.upper() for p in parts[:-1] + [_iso_level1(name)])
-    iso.add_fp(io.BytesIO(data), len(data), iso_name, joliet_path="/" + "/".join(parts), rr_name=name)
+    iso_name = "/" + "/".join(p.upper() for p in [*parts[:-1], _iso_level1(name)])
+    iso.add_fp(
+        io.BytesIO(data), len(data), iso_name, joliet_path="/" + "/".join(parts), rr_name=name
+    )
 
 
 def _iso_level1(name: str) -> str:

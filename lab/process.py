@@ -107,7 +107,9 @@ def start_daemon(
     if env:
         full_env.update(env)
     with open(log, "ab") as out:
-        out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
+        out.write(
+            f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode()
+        )
         out.flush()
         proc = subprocess.Popen(
             list(argv),
@@ -131,7 +133,9 @@ def start_daemon(
                 return proc.pid
         time.sleep(0.1)
     stop_daemon(paths, name)
-    raise LabError(f"{name} was not ready after {timeout:.0f}s; last lines of {log}:\n{log_tail(log)}")
+    raise LabError(
+        f"{name} was not ready after {timeout:.0f}s; last lines of {log}:\n{log_tail(log)}"
+    )
 
 
 def stop_daemon(paths: LabPaths, name: str, timeout: float = 10.0) -> bool:

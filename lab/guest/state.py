@@ -99,12 +99,20 @@ class GuestState:
     services: dict[str, Service] = field(default_factory=dict)  # key: lower-case service name
     capabilities: dict[str, str] = field(default_factory=dict)  # name -> "Installed"|"NotPresent"
     firewall_rules: list[FirewallRule] = field(default_factory=list)
-    acls: dict[str, list[str]] = field(default_factory=dict)  # lower-case Windows path -> principals
+    acls: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # lower-case Windows path -> principals
     tools_version: str = ""  # VMware Tools, e.g. "12.1.5"; empty when not installed
     container_runtime: str = ""  # "" or "docker"
     # Network adapters: the VM's vNIC is "Ethernet0". When a node joins, the hybrid overlay creates
     # an HNS network and the host IP moves to "vEthernet (Ethernet0)" (see lab.md, tools.conf rule).
     adapters: list[str] = field(default_factory=lambda: ["Ethernet0"])
+    # Pending until the next boot (Rename-Computer; Install-WindowsFeature needs a restart).
+    pending_computer_name: str = ""
+    features: dict[str, str] = field(
+        default_factory=dict
+    )  # "Containers" -> "Installed"|"InstallPending"
+    packages: dict[str, str] = field(default_factory=dict)  # PowerShell modules/packages -> version
     sysprep_count: int = 0
     generalized: bool = False
     pending_unattend: str = ""  # Windows path of the unattend.xml OOBE applies at next boot
