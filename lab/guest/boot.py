@@ -18,14 +18,13 @@ guest's disk, the way the firmware and Windows would:
 from __future__ import annotations
 
 import contextlib
-import secrets
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab.guest.state import AUTOMATIC, RUNNING, STOPPED, GuestDisk, GuestState
+from lab.guest.windows import new_machine_sid, random_computer_name
 from lab.media import Iso
 
 Log = Callable[[str], None]
@@ -73,16 +72,6 @@ def scan_media(cdroms: dict[str, str]) -> Media:
         except Exception as exc:  # not an ISO 9660 image, or missing file
             media.unreadable.append(f"{letter}: {cdroms[letter]} ({exc})")
     return media
-
-
-def random_computer_name() -> str:
-    """What Windows picks when the answer file leaves ComputerName empty or `*`."""
-    alphabet = string.ascii_uppercase + string.digits
-    return "WIN-" + "".join(secrets.choice(alphabet) for _ in range(11))
-
-
-def new_machine_sid() -> str:
-    return "S-1-5-21-" + "-".join(str(secrets.randbelow(2**32 - 1) + 1) for _ in range(3))
 
 
 def boot(disk: GuestDisk, log: Log) -> BootOutcome:

@@ -851,6 +851,10 @@ class Supervisor:
                 "ipAddress": "",
             }
         changed = {k: v for k, v in fields.items() if t.reported.get(k) != v}
+        if not state.installed and not t.reported.get("_windows"):
+            # No Windows ever ran on this VM (or it is another OS, e.g. the seeded Linux workers):
+            # there are no Windows Tools to report, and whatever vCenter shows is left alone.
+            changed = {}
         if changed:
             try:
                 self.control.set_guest(t.vm, **changed)
@@ -859,6 +863,7 @@ class Supervisor:
                 self.put("retry-report", t.vm, delay=1.0, gen=t.gen)
             else:
                 t.reported.update(changed)
+                t.reported["_windows"] = "1"
                 if tools_running:
                     self.decide(
                         t.vm,
