@@ -95,7 +95,6 @@ def _setup(disk: GuestDisk, log: Log) -> BootOutcome:
         log(f"CD-ROM not readable: {bad}")
     if media.installer is None:
         reason = "Operating System not found: the disk is empty and no Windows installation ISO is attached"
-        log(reason)
         return BootOutcome(False, "no-os", reason)
     letter, info = media.installer
     if media.answer_file is None:
@@ -103,7 +102,6 @@ def _setup(disk: GuestDisk, log: Log) -> BootOutcome:
             f"Windows Setup from {letter}: is waiting for input: no autounattend.xml at the root of "
             "any attached CD, so nothing installs and VMware Tools never start"
         )
-        log(reason)
         return BootOutcome(False, "setup-waits", reason)
     ans_letter, text = media.answer_file
     answer = unattend.parse(text)

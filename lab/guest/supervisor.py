@@ -206,7 +206,6 @@ class VCenter:
         self.s = s
         self.purpose = purpose
         self.si: Any = None
-        self.instance_uuid = ""
 
     def connect(self) -> Any:
         from pyVim.connect import SmartConnect
@@ -223,7 +222,6 @@ class VCenter:
             sslContext=ctx,
             httpConnectionTimeout=WAIT_SECONDS + 30,
         )
-        self.instance_uuid = self.si.content.about.instanceUuid or ""
         return self.si
 
     def disconnect(self) -> None:
@@ -279,7 +277,13 @@ def _retrieve_vm(si: Any, moref: str) -> dict[str, Any] | None:
         propSet=[
             vmodl.query.PropertyCollector.PropertySpec(
                 type=vim.VirtualMachine,
-                pathSet=["name", "runtime.powerState", "config.template", "config.hardware.device"],
+                pathSet=[
+                    "name",
+                    "runtime.powerState",
+                    "config.template",
+                    "config.guestId",
+                    "config.hardware.device",
+                ],
             )
         ],
     )
@@ -294,6 +298,7 @@ def _retrieve_vm(si: Any, moref: str) -> dict[str, Any] | None:
         "name": props.get("name", ""),
         "power": str(props.get("runtime.powerState", "")),
         "template": bool(props.get("config.template", False)),
+        "guest_id": str(props.get("config.guestId") or ""),
         "devices": list(props.get("config.hardware.device", []) or []),
     }
 
@@ -487,20 +492,12 @@ class Supervisor:
         from pyVmomi import vim, vmodl
 
         last_key = -1
-        instance = ""
         backoff = 0.5
         while not self._stop.is_set():
             collector = None
             try:
                 si = self.watch_vc.connect()
                 content = si.content
-                fresh = not instance or instance != self.watch_vc.instance_uuid
-                if instance and fresh:
-                    log.info(
-                        "-: vcenter restarted (new instance %s): reconciling everything",
-                        self.watch_vc.instance_uuid,
-                    )
-                instance = self.watch_vc.instance_uuid
                 spec = vim.event.EventFilterSpec(
                     entity=vim.event.EventFilterSpec.ByEntity(
                         entity=content.rootFolder,
@@ -509,9 +506,17 @@ class Supervisor:
                     eventTypeId=EVENT_TYPES,
                 )
                 collector = content.eventManager.CreateCollectorForEvents(spec)
+                why = "supervisor start"
+                if last_key >= 0:
+                    # A new collector replays vCenter's history: skip what was handled. Keys lower
+                    # than the last one handled mean a new vCenter (vcsim restarted): start over.
+                    top = max((int(e.key) for e in collector.latestPage or []), default=0)
+                    if top < last_key:
+                        why, last_key = "vCenter restarted (event keys started over)", -1
+                        log.info("-: %s: reconciling everything", why)
+                fresh = last_key < 0
                 if fresh:
                     collector.ResetCollector()  # history before now is covered by the reconcile
-                    last_key = -1
                 pc = content.propertyCollector.CreatePropertyCollector()
                 q = vmodl.query.PropertyCollector
                 pc.CreateFilter(
@@ -526,10 +531,7 @@ class Supervisor:
                     partialUpdates=False,
                 )
                 if fresh:
-                    self.put(
-                        "reconcile-all",
-                        data={"why": "supervisor start" if last_key < 0 else "vcenter restart"},
-                    )
+                    self.put("reconcile-all", data={"why": why})
                 else:
                     last_key = self._drain(collector, last_key)  # events missed while disconnected
                     self.put("reconcile-all", data={"why": "re-login after a vCenter error"})
@@ -759,6 +761,17 @@ class Supervisor:
         info = self._refresh_cdroms(t)
         if info is None or info["power"] != "poweredOn":
             self.decide(t.vm, "boot skipped", f"VM is {info['power'] if info else 'gone'}")
+            return
+        if (
+            not t.disk.load().installed
+            and info["guest_id"]
+            and not info["guest_id"].startswith("windows")
+        ):
+            self.decide(
+                t.vm,
+                "not a Windows guest",
+                f"guestId {info['guest_id']} and no Windows on the disk: left as vCenter shows it",
+            )
             return
         cds = t.disk.runtime().cdroms
         self.decide(

@@ -50,7 +50,9 @@ def _cd(ctrl: int, unit: int, iso: str | None, connected: bool = True) -> Any:
         controllerKey=ctrl,
         unitNumber=unit,
         backing=backing,
-        connectable=vim.vm.device.VirtualDevice.ConnectInfo(connected=connected, startConnected=connected),
+        connectable=vim.vm.device.VirtualDevice.ConnectInfo(
+            connected=connected, startConnected=connected
+        ),
     )
 
 
@@ -74,7 +76,10 @@ def test_cdrom_letters_follow_device_order(tmp_path: Path) -> None:
 
 
 def test_disconnected_or_missing_isos_get_no_drive_content(tmp_path: Path) -> None:
-    devices = [_cd(200, 0, "[LocalDS_0] iso/missing.iso"), _cd(200, 1, "[LocalDS_0] iso/x.iso", connected=False)]
+    devices = [
+        _cd(200, 0, "[LocalDS_0] iso/missing.iso"),
+        _cd(200, 1, "[LocalDS_0] iso/x.iso", connected=False),
+    ]
     cds, notes = cdrom_letters(devices, "LocalDS_0", tmp_path)
     assert cds == {} and len(notes) == 2
 
@@ -113,11 +118,18 @@ def test_sshd_config_is_accepted_by_openssh(tmp_path: Path) -> None:
     key = tmp_path / "ssh_host_ed25519_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     conf = tmp_path / "sshd_config"
-    text = render_config(ip="127.0.0.1", host_keys=[str(key)], pid_file=tmp_path / "pid", guest_dir=tmp_path)
+    text = render_config(
+        ip="127.0.0.1", host_keys=[str(key)], pid_file=tmp_path / "pid", guest_dir=tmp_path
+    )
     conf.write_text(text)
     Path("/run/sshd").mkdir(exist_ok=True)
     res = subprocess.run([str(SSHD), "-t", "-f", str(conf)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    for line in ("PasswordAuthentication no", "UsePAM no", "AllowUsers Administrator", "AuthorizedKeysFile none"):
+    for line in (
+        "PasswordAuthentication no",
+        "UsePAM no",
+        "AllowUsers Administrator",
+        "AuthorizedKeysFile none",
+    ):
         assert line in text.splitlines()
     assert "-m lab.guest.emulator --guest" in text

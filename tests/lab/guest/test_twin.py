@@ -78,7 +78,9 @@ class VC:
         return self.si.content
 
     def find(self, vim_type: Any, name: str) -> Any:
-        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim_type], True)
+        view = self.content.viewManager.CreateContainerView(
+            self.content.rootFolder, [vim_type], True
+        )
         try:
             found = [o for o in view.view if o.name == name]
         finally:
@@ -95,8 +97,13 @@ class VC:
     def pool(self) -> Any:
         return self.find(vim.ClusterComputeResource, self.env["LAB_VSPHERE_CLUSTER"]).resourcePool
 
-    def wait(self, obj: Any, paths: list[str], until: Callable[[dict[str, Any]], bool],
-             timeout: float = TIMEOUT) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def wait(
+        self,
+        obj: Any,
+        paths: list[str],
+        until: Callable[[dict[str, Any]], bool],
+        timeout: float = TIMEOUT,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """WaitForUpdatesEx on `paths` of `obj` until `until(values)`; returns the values and every
         intermediate state seen."""
         pc = self.content.propertyCollector.CreatePropertyCollector()
@@ -131,8 +138,11 @@ class VC:
             pc.DestroyPropertyCollector()
 
     def run_task(self, task: Any) -> Any:
-        info, _ = self.wait(task, ["info.state", "info.error", "info.result"],
-                            lambda v: str(v.get("info.state")) in ("success", "error"))
+        info, _ = self.wait(
+            task,
+            ["info.state", "info.error", "info.result"],
+            lambda v: str(v.get("info.state")) in ("success", "error"),
+        )
         assert str(info["info.state"]) == "success", info.get("info.error")
         return info.get("info.result")
 
@@ -159,7 +169,9 @@ class VC:
                 controllerKey=200 + i // 2,
                 unitNumber=i % 2,
                 backing=vim.vm.device.VirtualCdrom.IsoBackingInfo(fileName=iso),
-                connectable=vim.vm.device.VirtualDevice.ConnectInfo(startConnected=True, connected=True),
+                connectable=vim.vm.device.VirtualDevice.ConnectInfo(
+                    startConnected=True, connected=True
+                ),
             )
             devices.append(vim.vm.device.VirtualDeviceSpec(operation="add", device=cd))
         spec = vim.vm.ConfigSpec(
@@ -187,23 +199,36 @@ class VC:
     def guest(self, vm: Any) -> dict[str, Any]:
         pc = self.content.propertyCollector
         res = pc.RetrievePropertiesEx(
-            [Q.FilterSpec(objectSet=[Q.ObjectSpec(obj=vm)],
-                          propSet=[Q.PropertySpec(type=vim.VirtualMachine, pathSet=GUEST_PROPS)])],
+            [
+                Q.FilterSpec(
+                    objectSet=[Q.ObjectSpec(obj=vm)],
+                    propSet=[Q.PropertySpec(type=vim.VirtualMachine, pathSet=GUEST_PROPS)],
+                )
+            ],
             Q.RetrieveOptions(),
         )
         return {p.name: p.val for p in res.objects[0].propSet}
 
-    def wait_ip(self, vm: Any, timeout: float = TIMEOUT) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def wait_ip(
+        self, vm: Any, timeout: float = TIMEOUT
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         net = self.env.get("LAB_GUEST_NET") or os.environ.get("LAB_GUEST_NET", "77")
-        return self.wait(vm, GUEST_PROPS, lambda v: str(v.get("guest.ipAddress") or "").startswith(f"127.{net}."),
-                         timeout)
+        return self.wait(
+            vm,
+            GUEST_PROPS,
+            lambda v: str(v.get("guest.ipAddress") or "").startswith(f"127.{net}."),
+            timeout,
+        )
 
 
 @pytest.fixture(scope="module")
 def vc(lab: dict[str, str]) -> Iterator[VC]:
     url = urlparse(lab["GOVC_URL"])
     si = SmartConnect(
-        host=url.hostname, port=url.port, user=lab["GOVC_USERNAME"], pwd=lab["GOVC_PASSWORD"],
+        host=url.hostname,
+        port=url.port,
+        user=lab["GOVC_USERNAME"],
+        pwd=lab["GOVC_PASSWORD"],
         sslContext=ssl.create_default_context(cafile=lab["GOVC_TLS_CA_CERTS"]),
     )
     try:
@@ -230,17 +255,28 @@ def first_logon(pubkey: str, *, openssh: bool = True) -> list[tuple[str, str]]:
     ps = "powershell.exe -NoProfile -ExecutionPolicy Bypass -Command "
     cmds = [
         ('D:\\setup64.exe /S /v "/qn REBOOT=R"', "VMware Tools"),
-        (ps + f"\"New-Item -ItemType Directory -Force -Path 'C:\\ProgramData\\VMware\\VMware Tools' | Out-Null; "
-              f"Set-Content -Path '{TOOLS_CONF}' -Value '[guestinfo]','exclude-nics='\"", "tools.conf"),
+        (
+            ps
+            + f"\"New-Item -ItemType Directory -Force -Path 'C:\\ProgramData\\VMware\\VMware Tools' | Out-Null; "
+            f"Set-Content -Path '{TOOLS_CONF}' -Value '[guestinfo]','exclude-nics='\"",
+            "tools.conf",
+        ),
     ]
     if openssh:
         cmds += [
             (ps + '"Add-WindowsCapability -Online -Name OpenSSH.Server~~~~0.0.1.0"', "OpenSSH"),
             (ps + '"Set-Service -Name sshd -StartupType Automatic; Start-Service sshd"', "sshd"),
             (ps + f"\"Set-Content -Path '{ADMIN_KEYS}' -Value '{pubkey}'\"", "admin key"),
-            (f'icacls.exe "{ADMIN_KEYS}" /inheritance:r /grant "Administrators:F" /grant "SYSTEM:F"', "key ACL"),
-            (ps + "\"New-NetFirewallRule -Name sshd -DisplayName 'OpenSSH Server (sshd)' -Enabled True "
-                  "-Direction Inbound -Protocol TCP -Action Allow -LocalPort 22\"", "firewall 22"),
+            (
+                f'icacls.exe "{ADMIN_KEYS}" /inheritance:r /grant "Administrators:F" /grant "SYSTEM:F"',
+                "key ACL",
+            ),
+            (
+                ps
+                + "\"New-NetFirewallRule -Name sshd -DisplayName 'OpenSSH Server (sshd)' -Enabled True "
+                '-Direction Inbound -Protocol TCP -Action Allow -LocalPort 22"',
+                "firewall 22",
+            ),
         ]
     return cmds
 
@@ -313,19 +349,31 @@ def answer_iso(vc: VC, tmp: Path, xml: str) -> str:
 
 
 # -- SSH ------------------------------------------------------------------------------------------------
-def ssh(lab: dict[str, str], ip: str, disk: GuestDisk, key: str | None = None) -> paramiko.SSHClient:
+def ssh(
+    lab: dict[str, str], ip: str, disk: GuestDisk, key: str | None = None
+) -> paramiko.SSHClient:
     """paramiko as the product uses it: host keys pinned from the guest's disk, RejectPolicy, a
     TCP_NODELAY socket."""
     client = paramiko.SSHClient()
     for pub in sorted(disk.host_path(r"C:\ProgramData\ssh").glob("ssh_host_*_key.pub")):
         kind, data = pub.read_text().split()[:2]
-        client.get_host_keys().add(ip, kind, paramiko.PKey.from_type_string(kind, __import__("base64").b64decode(data)))
+        client.get_host_keys().add(
+            ip, kind, paramiko.PKey.from_type_string(kind, __import__("base64").b64decode(data))
+        )
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     sock = socket.create_connection((ip, 22), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     pkey = paramiko.PKey.from_path(key or lab["LAB_SSH_PRIVATE_KEY"])
-    client.connect(ip, port=22, username="Administrator", pkey=pkey, sock=sock, look_for_keys=False,
-                   allow_agent=False, timeout=10)
+    client.connect(
+        ip,
+        port=22,
+        username="Administrator",
+        pkey=pkey,
+        sock=sock,
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=10,
+    )
     return client
 
 
@@ -336,7 +384,10 @@ def run(client: paramiko.SSHClient, command: str) -> tuple[int, str, str]:
 
 
 def host_key_fingerprints(disk: GuestDisk) -> set[str]:
-    return {p.read_text().split()[1] for p in disk.host_path(r"C:\ProgramData\ssh").glob("ssh_host_*_key.pub")}
+    return {
+        p.read_text().split()[1]
+        for p in disk.host_path(r"C:\ProgramData\ssh").glob("ssh_host_*_key.pub")
+    }
 
 
 def wait_log(path: Path, text: str, timeout: float = TIMEOUT) -> str:
@@ -373,14 +424,18 @@ def tmp_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def golden(lab: dict[str, str], vc: VC, tmp_media: Path) -> Golden:
     pub = Path(lab["LAB_SSH_PUBLIC_KEY"]).read_text().strip()
     answer = answer_iso(vc, tmp_media, autounattend("golden", first_logon(pub)))
-    vm = vc.create_vm(unique("golden"), [lab["LAB_TOOLS_ISO"], lab["LAB_WINDOWS_ISO_CURRENT"], answer])
+    vm = vc.create_vm(
+        unique("golden"), [lab["LAB_TOOLS_ISO"], lab["LAB_WINDOWS_ISO_CURRENT"], answer]
+    )
     t0 = time.monotonic()
     vc.power_on(vm)
     values, seen = vc.wait_ip(vm)
     return Golden(vm, values["guest.ipAddress"], disk_of(lab, vm), seen, time.monotonic() - t0)
 
 
-def fresh_clone(vc: VC, golden: Golden, lab: dict[str, str], prefix: str) -> tuple[Any, str, GuestDisk]:
+def fresh_clone(
+    vc: VC, golden: Golden, lab: dict[str, str], prefix: str
+) -> tuple[Any, str, GuestDisk]:
     vm = vc.clone(golden.vm, unique(prefix), power_on=True)
     values, _ = vc.wait_ip(vm)
     return vm, values["guest.ipAddress"], disk_of(lab, vm)
@@ -415,13 +470,19 @@ def test_tools_report_version_and_ip_after_apipa(golden: Golden, lab: dict[str, 
     assert final["guest.hostName"] == "golden"
     state = golden.disk.load()
     assert state.installed and state.build == 20348 and state.computer_name == "golden"
-    print(f"\nPowerOn -> IP reported: {golden.boot_seconds:.2f}s (boot delay {os.environ.get('LAB_BOOT_DELAY', '0.5')}s)")
+    print(
+        f"\nPowerOn -> IP reported: {golden.boot_seconds:.2f}s (boot delay {os.environ.get('LAB_BOOT_DELAY', '0.5')}s)"
+    )
 
 
-def test_first_logon_without_openssh_gives_no_ssh(lab: dict[str, str], vc: VC, tmp_media: Path) -> None:
+def test_first_logon_without_openssh_gives_no_ssh(
+    lab: dict[str, str], vc: VC, tmp_media: Path
+) -> None:
     pub = Path(lab["LAB_SSH_PUBLIC_KEY"]).read_text().strip()
     answer = answer_iso(vc, tmp_media, autounattend("nossh", first_logon(pub, openssh=False)))
-    vm = vc.create_vm(unique("nossh"), [lab["LAB_TOOLS_ISO"], lab["LAB_WINDOWS_ISO_CURRENT"], answer])
+    vm = vc.create_vm(
+        unique("nossh"), [lab["LAB_TOOLS_ISO"], lab["LAB_WINDOWS_ISO_CURRENT"], answer]
+    )
     vc.power_on(vm)
     values, _ = vc.wait_ip(vm)
     assert disk_of(lab, vm).load().service("sshd") is None
@@ -435,7 +496,9 @@ def test_stopping_vmtools_clears_the_report(golden: Golden, lab: dict[str, str],
     with ssh(lab, ip, disk) as c:
         rc, _, err = run(c, "Stop-Service -Name VMTools")
         assert rc == 0, err
-        values, _ = vc.wait(vm, GUEST_PROPS, lambda v: v.get("guest.toolsRunningStatus") == "guestToolsNotRunning")
+        values, _ = vc.wait(
+            vm, GUEST_PROPS, lambda v: v.get("guest.toolsRunningStatus") == "guestToolsNotRunning"
+        )
         assert not values.get("guest.ipAddress")
         rc, _, err = run(c, "Start-Service -Name VMTools")
         assert rc == 0, err
@@ -443,12 +506,17 @@ def test_stopping_vmtools_clears_the_report(golden: Golden, lab: dict[str, str],
     assert values["guest.ipAddress"] == ip
 
 
-def test_tools_conf_without_empty_exclude_nics_loses_ip_after_hns(golden: Golden, lab: dict[str, str], vc: VC) -> None:
+def test_tools_conf_without_empty_exclude_nics_loses_ip_after_hns(
+    golden: Golden, lab: dict[str, str], vc: VC
+) -> None:
     vm, ip, disk = fresh_clone(vc, golden, lab, "hns")
     with ssh(lab, ip, disk) as c:
         rc, _, err = run(c, f"Set-Content -Path '{TOOLS_CONF}' -Value '[guestinfo]'")
         assert rc == 0, err
-        rc, _, err = run(c, "New-HnsNetwork -Type Overlay -AddressPrefix 10.132.0.0/14 -Gateway 10.132.0.1 -Name BaseOVNKubernetesHybridOverlayNetwork -AdapterName Ethernet0 -SubnetPolicies @(@{Type='VSID'; VSID=4096})")
+        rc, _, err = run(
+            c,
+            "New-HnsNetwork -Type Overlay -AddressPrefix 10.132.0.0/14 -Gateway 10.132.0.1 -Name BaseOVNKubernetesHybridOverlayNetwork -AdapterName Ethernet0 -SubnetPolicies @(@{Type='VSID'; VSID=4096})",
+        )
         assert rc == 0, err
     values, _ = vc.wait(vm, GUEST_PROPS, lambda v: not v.get("guest.ipAddress"))
     assert values["guest.toolsRunningStatus"] == "guestToolsRunning"
@@ -457,7 +525,10 @@ def test_tools_conf_without_empty_exclude_nics_loses_ip_after_hns(golden: Golden
 def test_hns_with_empty_exclude_nics_keeps_ip(golden: Golden, lab: dict[str, str], vc: VC) -> None:
     vm, ip, disk = fresh_clone(vc, golden, lab, "hnsok")
     with ssh(lab, ip, disk) as c:
-        rc, _, err = run(c, "New-HnsNetwork -Type Overlay -AddressPrefix 10.132.0.0/14 -Gateway 10.132.0.1 -Name BaseOVNKubernetesHybridOverlayNetwork -AdapterName Ethernet0 -SubnetPolicies @(@{Type='VSID'; VSID=4096})")
+        rc, _, err = run(
+            c,
+            "New-HnsNetwork -Type Overlay -AddressPrefix 10.132.0.0/14 -Gateway 10.132.0.1 -Name BaseOVNKubernetesHybridOverlayNetwork -AdapterName Ethernet0 -SubnetPolicies @(@{Type='VSID'; VSID=4096})",
+        )
         assert rc == 0, err
         # A later change makes the supervisor re-evaluate; the IP must survive it.
         rc, _, err = run(c, "Restart-Service -Name VMTools")
@@ -481,11 +552,23 @@ def test_ssh_and_latency(golden: Golden, lab: dict[str, str]) -> None:
 
 def test_ssh_rejects_a_wrong_host_key(golden: Golden, lab: dict[str, str], tmp_path: Path) -> None:
     client = paramiko.SSHClient()
-    client.get_host_keys().add(golden.ip, "ssh-ed25519", paramiko.Ed25519Key.generate() if hasattr(paramiko.Ed25519Key, "generate") else paramiko.RSAKey.generate(2048))
+    client.get_host_keys().add(
+        golden.ip,
+        "ssh-ed25519",
+        paramiko.Ed25519Key.generate()
+        if hasattr(paramiko.Ed25519Key, "generate")
+        else paramiko.RSAKey.generate(2048),
+    )
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     with pytest.raises((paramiko.BadHostKeyException, paramiko.SSHException)):
-        client.connect(golden.ip, username="Administrator", key_filename=lab["LAB_SSH_PRIVATE_KEY"],
-                       look_for_keys=False, allow_agent=False, timeout=10)
+        client.connect(
+            golden.ip,
+            username="Administrator",
+            key_filename=lab["LAB_SSH_PRIVATE_KEY"],
+            look_for_keys=False,
+            allow_agent=False,
+            timeout=10,
+        )
     client.close()
 
 
@@ -505,7 +588,9 @@ BREAKS = {
 
 
 @pytest.mark.parametrize("breakage", sorted(BREAKS))
-def test_ssh_needs_sshd_key_acl_and_firewall(breakage: str, golden: Golden, lab: dict[str, str], vc: VC) -> None:
+def test_ssh_needs_sshd_key_acl_and_firewall(
+    breakage: str, golden: Golden, lab: dict[str, str], vc: VC
+) -> None:
     vm, ip, disk = fresh_clone(vc, golden, lab, breakage)
     with ssh(lab, ip, disk) as c:
         rc, _, err = run(c, BREAKS[breakage])
@@ -535,7 +620,7 @@ def test_clone_copies_files_and_state(golden: Golden, lab: dict[str, str], vc: V
     with ssh(lab, golden.ip, golden.disk) as c:
         rc, _, err = run(c, "Set-Content -Path C:\\marker.txt -Value 'from golden'")
         assert rc == 0, err
-    vm, ip, disk = fresh_clone(vc, golden, lab, "copy")
+    _vm, ip, disk = fresh_clone(vc, golden, lab, "copy")
     assert ip != golden.ip
     state = disk.load()
     assert state.computer_name == "golden" and state.tools_version == "12.1.5"
@@ -544,16 +629,26 @@ def test_clone_copies_files_and_state(golden: Golden, lab: dict[str, str], vc: V
     assert (rc, out.strip()) == (0, "from golden"), err
 
 
-def _sysprep(lab: dict[str, str], vc: VC, golden: Golden, name: str, *, remove_host_keys: bool) -> Any:
+def _sysprep(
+    lab: dict[str, str], vc: VC, golden: Golden, name: str, *, remove_host_keys: bool
+) -> Any:
     """G8-G10: clone the golden VM, generalize the clone, make it a template."""
     vm, ip, disk = fresh_clone(vc, golden, lab, name)
     with ssh(lab, ip, disk) as c:
-        rc, _, err = run(c, f"Set-Content -Path C:\\Windows\\Temp\\unattend.xml -Value '{sysprep_unattend('node')}'".replace("\n", ""))
+        rc, _, err = run(
+            c,
+            f"Set-Content -Path C:\\Windows\\Temp\\unattend.xml -Value '{sysprep_unattend('node')}'".replace(
+                "\n", ""
+            ),
+        )
         assert rc == 0, err
         if remove_host_keys:
             rc, _, err = run(c, "Remove-Item -Path C:\\ProgramData\\ssh\\ssh_host_* -Force")
             assert rc == 0, err
-        rc, _, err = run(c, r"C:\Windows\System32\Sysprep\sysprep.exe /generalize /oobe /shutdown /unattend:C:\Windows\Temp\unattend.xml")
+        rc, _, err = run(
+            c,
+            r"C:\Windows\System32\Sysprep\sysprep.exe /generalize /oobe /shutdown /unattend:C:\Windows\Temp\unattend.xml",
+        )
         assert rc == 0, err
     vc.wait(vm, ["runtime.powerState"], lambda v: str(v.get("runtime.powerState")) == "poweredOff")
     state = disk.load()
@@ -562,7 +657,9 @@ def _sysprep(lab: dict[str, str], vc: VC, golden: Golden, name: str, *, remove_h
     return vm
 
 
-def test_sysprep_powers_off_and_oobe_keeps_shared_host_keys(golden: Golden, lab: dict[str, str], vc: VC) -> None:
+def test_sysprep_powers_off_and_oobe_keeps_shared_host_keys(
+    golden: Golden, lab: dict[str, str], vc: VC
+) -> None:
     tmpl = _sysprep(lab, vc, golden, "tmpl", remove_host_keys=False)
     a = vc.clone(tmpl, unique("node"), power_on=True)
     b = vc.clone(tmpl, unique("node"), power_on=True)
@@ -571,7 +668,11 @@ def test_sysprep_powers_off_and_oobe_keeps_shared_host_keys(golden: Golden, lab:
         assert values["guest.hostName"] == "node"
         st = disk_of(lab, vm).load()
         assert not st.generalized and st.computer_name == "node"
-    assert host_key_fingerprints(disk_of(lab, a)) == host_key_fingerprints(disk_of(lab, b)) == host_key_fingerprints(golden.disk)
+    assert (
+        host_key_fingerprints(disk_of(lab, a))
+        == host_key_fingerprints(disk_of(lab, b))
+        == host_key_fingerprints(golden.disk)
+    )
     assert disk_of(lab, a).load().machine_sid != disk_of(lab, b).load().machine_sid
 
 
@@ -595,20 +696,32 @@ def test_sysprep_limit(golden: Golden, lab: dict[str, str], vc: VC) -> None:
     with disk.edit() as st:  # this image was generalized as often as Windows allows
         st.sysprep_count = SYSPREP_LIMIT
     with ssh(lab, ip, disk) as c:
-        rc, _, err = run(c, f"Set-Content -Path C:\\Windows\\Temp\\unattend.xml -Value '{sysprep_unattend('node')}'".replace("\n", ""))
+        rc, _, err = run(
+            c,
+            f"Set-Content -Path C:\\Windows\\Temp\\unattend.xml -Value '{sysprep_unattend('node')}'".replace(
+                "\n", ""
+            ),
+        )
         assert rc == 0, err
-        rc, _, err = run(c, r"C:\Windows\System32\Sysprep\sysprep.exe /generalize /oobe /shutdown /unattend:C:\Windows\Temp\unattend.xml")
+        rc, _, err = run(
+            c,
+            r"C:\Windows\System32\Sysprep\sysprep.exe /generalize /oobe /shutdown /unattend:C:\Windows\Temp\unattend.xml",
+        )
     assert rc != 0 and err
     assert not disk.load().generalized
     assert str(vc.guest(vm)["runtime.powerState"]) == "poweredOn"
 
 
 # -- tests: power -----------------------------------------------------------------------------------------
-def test_power_off_stops_sshd_and_clears_the_report(golden: Golden, lab: dict[str, str], vc: VC) -> None:
+def test_power_off_stops_sshd_and_clears_the_report(
+    golden: Golden, lab: dict[str, str], vc: VC
+) -> None:
     vm, ip, disk = fresh_clone(vc, golden, lab, "off")
     c = ssh(lab, ip, disk)
     vc.power_off(vm)
-    values, _ = vc.wait(vm, GUEST_PROPS, lambda v: v.get("guest.toolsRunningStatus") == "guestToolsNotRunning")
+    values, _ = vc.wait(
+        vm, GUEST_PROPS, lambda v: v.get("guest.toolsRunningStatus") == "guestToolsNotRunning"
+    )
     assert not values.get("guest.ipAddress")
     wait_log(guest_log(lab, vm), "sshd stopped")
     with pytest.raises(ConnectionRefusedError):
