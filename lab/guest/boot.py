@@ -195,16 +195,14 @@ def _normal_boot(disk: GuestDisk, log: Log) -> BootOutcome:
     with disk.edit() as state:
         pending = getattr(state, "pending_computer_name", "")
         if pending:
-            log(f"boot: pending rename {state.computer_name} -> {pending} takes effect")
+            log(f"pending rename {state.computer_name} -> {pending} takes effect")
             state.computer_name = pending
             with contextlib.suppress(AttributeError):
                 state.pending_computer_name = ""  # type: ignore[attr-defined]
         _start_automatic_services(state)
         state.boot_count += 1
         running = sorted(s.name for s in state.services.values() if s.status == RUNNING)
-    log(
-        f"boot: Windows up as {state.computer_name}; running services: {', '.join(running) or 'none'}"
-    )
+    log(f"Windows up as {state.computer_name}; running services: {', '.join(running) or 'none'}")
     return BootOutcome(True, "boot", f"booted as {state.computer_name}")
 
 

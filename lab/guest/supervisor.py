@@ -781,7 +781,7 @@ class Supervisor:
         )
         outcome = guest_boot.boot(t.disk, lambda msg: self.decide(t.vm, "boot", msg))
         t.booted = outcome.running
-        self.decide(t.vm, f"boot {outcome.kind}", outcome.reason)
+        self.decide(t.vm, "boot result", f"{outcome.kind}: {outcome.reason}")
         self._reconcile(t, f"after {outcome.kind}")
         if outcome.running:
             self.put("dhcp", t.vm, delay=self.s.apipa_seconds, gen=t.gen)

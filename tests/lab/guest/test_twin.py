@@ -409,6 +409,7 @@ def guest_log(lab: dict[str, str], vm: Any) -> Path:
 @dataclass
 class Golden:
     vm: Any
+    name: str
     ip: str
     disk: GuestDisk
     seen: list[dict[str, Any]]
@@ -424,13 +425,13 @@ def tmp_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def golden(lab: dict[str, str], vc: VC, tmp_media: Path) -> Golden:
     pub = Path(lab["LAB_SSH_PUBLIC_KEY"]).read_text().strip()
     answer = answer_iso(vc, tmp_media, autounattend("golden", first_logon(pub)))
-    vm = vc.create_vm(
-        unique("golden"), [lab["LAB_TOOLS_ISO"], lab["LAB_WINDOWS_ISO_CURRENT"], answer]
-    )
+    name = unique("golden")
+    vm = vc.create_vm(name, [lab["LAB_TOOLS_ISO"], lab["LAB_WINDOWS_ISO_CURRENT"], answer])
     t0 = time.monotonic()
     vc.power_on(vm)
     values, seen = vc.wait_ip(vm)
-    return Golden(vm, values["guest.ipAddress"], disk_of(lab, vm), seen, time.monotonic() - t0)
+    ip = values["guest.ipAddress"]
+    return Golden(vm, name, ip, disk_of(lab, vm), seen, time.monotonic() - t0)
 
 
 def fresh_clone(
@@ -445,7 +446,7 @@ def fresh_clone(
 def test_without_answer_media_windows_never_installs(lab: dict[str, str], vc: VC) -> None:
     vm = vc.create_vm(unique("noanswer"), [lab["LAB_WINDOWS_ISO_CURRENT"]])
     vc.power_on(vm)
-    wait_log(guest_log(lab, vm), "boot setup-waits")
+    wait_log(guest_log(lab, vm), "boot result: setup-waits")
     g = vc.guest(vm)
     assert g["guest.toolsRunningStatus"] == "guestToolsNotRunning"
     assert not g.get("guest.ipAddress")
@@ -740,3 +741,31 @@ def test_restart_computer_reboots_the_guest(golden: Golden, lab: dict[str, str],
     vc.wait_ip(vm)
     assert disk.load().boot_count == boots + 1
     assert str(vc.guest(vm)["runtime.powerState"]) == "poweredOn"
+
+
+# -- tests: the supervisor itself ------------------------------------------------------------------------
+def test_supervisor_survives_lost_sessions(golden: Golden, lab: dict[str, str], vc: VC) -> None:
+    """vCenter drops every session (as after a session timeout): the supervisor logs in again and
+    still sees the power-on of a new clone. Last in the module: the module's own session dies too."""
+    req = urllib.request.Request(
+        lab["LAB_VCSIM_CONTROL_URL"] + "/sessions/invalidate", data=b"", method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+    url = urlparse(lab["GOVC_URL"])
+    si = SmartConnect(
+        host=url.hostname,
+        port=url.port,
+        user=lab["GOVC_USERNAME"],
+        pwd=lab["GOVC_PASSWORD"],
+        sslContext=ssl.create_default_context(cafile=lab["GOVC_TLS_CA_CERTS"]),
+    )
+    try:
+        again = VC(lab, si)
+        vm = again.clone(
+            again.find(vim.VirtualMachine, golden.name), unique("relogin"), power_on=True
+        )
+        values, _ = again.wait_ip(vm)
+        assert values["guest.hostName"] == "golden"
+    finally:
+        Disconnect(si)
