@@ -1,0 +1,182 @@
+"""One exception tree for the whole product, so that *whether to retry* is decided by the type.
+
+Prefect tasks retry on `TransientError` (with backoff and jitter) and fail fast on `PermanentError`;
+adapters map every client-library exception to the most specific class below at the point where it
+enters (`raise VCenterBusy(...) from exc`). Nobody parses message text to decide anything.
+
+    WinNodesError                      every error the product raises; carries `step_id` (or None)
+    ├── TransientError                 retry with backoff: the same call may succeed later
+    │   ├── VCenterBusy                task in progress / resource busy / HostCommunication faults
+    │   ├── ConnectionLost             TCP reset, TLS EOF, timeout on a connected socket
+    │   ├── SessionExpired             vCenter NotAuthenticated after a working login
+    │   ├── ApiUnavailable             Kubernetes 5xx / 429 (`status` holds the HTTP code)
+    │   ├── SSHDropped                 the guest's SSH session ended mid-command (reboot, sysprep...)
+    │   └── WaitTimeout                a bounded wait ended before its condition (re-run resumes)
+    └── PermanentError                 retrying cannot help: a human (or the configuration) must act
+        ├── ConfigError                bad input; `problems`: list[Problem] (field, rule, step ID)
+        │   └── ValidationError        raised by `validate_all` with *every* problem found
+        ├── AuthenticationError        wrong password / key / token / TSIG secret
+        ├── NotFound                   a required object is missing (template, ISO, network...)
+        ├── Conflict                   something exists and differs: api-int pointing elsewhere,
+        │                              an SSH host key or key fingerprint that does not match
+        └── GuestCheckFailed           a check inside the guest failed and could not be repaired;
+                                       `evidence` holds what was seen
+
+Secrets rule: no exception message, `evidence`, `Problem.message` or `repr` ever contains a secret
+value (passwords, private keys, tokens, TSIG secrets). Name the *field* ("windows_access.password is the
+placeholder"), never the value. Text that comes from outside (a guest's stderr, an HTTP body) may echo a
+secret back: pass it through `redact()` with the secrets you hold, and truncate it (`MAX_EVIDENCE`)
+before it goes into an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from xml.sax.saxutils import escape as _xml_escape
+
+#: Longest evidence/detail text kept in an exception (bodies are truncated, see kopf/httpx habits).
+MAX_EVIDENCE = 2000
+
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: which step it endangers, which field, which rule, and a message for humans.
+
+    `message` already names the field, the rule and the step ID, so it reads well on its own."""
+
+    step_id: str
+    field: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class WinNodesError(Exception):
+    """Base of every product error. `step_id` is the procedure step (e.g. "G3a", "M7") or None."""
+
+    transient = False
+
+    def __init__(self, message: str, *, step_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.step_id = step_id
+
+    def __str__(self) -> str:
+        return f"[{self.step_id}] {self.message}" if self.step_id else self.message
+
+
+class TransientError(WinNodesError):
+    """The same operation may succeed if retried later (with backoff)."""
+
+    transient = True
+
+
+class VCenterBusy(TransientError):
+    """vCenter refused for now: a task is in progress on the object, a host is busy, a lock is held."""
+
+
+class ConnectionLost(TransientError):
+    """The connection broke (reset, TLS EOF, read timeout) after it had worked."""
+
+
+class SessionExpired(TransientError):
+    """The server no longer knows our session; log in again and retry."""
+
+
+class ApiUnavailable(TransientError):
+    """An API answered 5xx or 429 (too many requests). `status` is the HTTP code when known."""
+
+    def __init__(self, message: str, *, step_id: str | None = None, status: int | None = None):
+        super().__init__(message, step_id=step_id)
+        self.status = status
+
+
+class SSHDropped(TransientError):
+    """The SSH session to the guest ended before the command finished (reboot, sysprep, network)."""
+
+
+class WaitTimeout(TransientError):
+    """A bounded wait ended before its condition held; re-running resumes the wait."""
+
+
+class PermanentError(WinNodesError):
+    """Retrying cannot help: the configuration, the credentials or the environment must change."""
+
+
+class ConfigError(PermanentError):
+    """The configuration is wrong. `problems` lists every broken rule (field, rule, step ID)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step_id: str | None = None,
+        problems: Sequence[Problem] = (),
+    ) -> None:
+        super().__init__(message, step_id=step_id)
+        self.problems: list[Problem] = list(problems)
+
+
+class ValidationError(ConfigError):
+    """Raised before any side effect with *all* problems found, so one run shows every mistake."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        problems = list(problems)
+        steps = sorted({p.step_id for p in problems})
+        lines = [f"{len(problems)} configuration problem(s):"]
+        lines += [f"  - {p.message}" for p in problems]
+        super().__init__(
+            "\n".join(lines), step_id=steps[0] if len(steps) == 1 else None, problems=problems
+        )
+
+
+class AuthenticationError(PermanentError):
+    """Credentials were refused (vCenter login, SSH key, cluster token, TSIG key)."""
+
+
+class NotFound(PermanentError):
+    """A required object does not exist (template, ISO, base VM, network, datastore, folder...)."""
+
+
+class Conflict(PermanentError):
+    """An object exists and differs from what is required, and overwriting it is not allowed
+    (api-int pointing elsewhere, a host key or SSH key fingerprint that does not match)."""
+
+
+class GuestCheckFailed(PermanentError):
+    """A check inside the Windows guest failed and could not be repaired. `evidence` is what was
+    seen (command output, already redacted and truncated)."""
+
+    def __init__(self, step_id: str, message: str, evidence: str = "") -> None:
+        super().__init__(message, step_id=step_id)
+        self.evidence = truncate(evidence)
+
+
+def truncate(text: str, limit: int = MAX_EVIDENCE) -> str:
+    """Cut `text` to `limit` characters, saying how much was dropped."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"... [{len(text) - limit} more characters]"
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every known secret in `text` with `***`.
+
+    Also catches the forms a secret takes when it travels: XML-escaped (unattend.xml), PowerShell
+    single-quote-escaped, and each line of a multi-line secret (a PEM key echoed line by line).
+    Secrets shorter than 4 characters are ignored: replacing them would shred ordinary text."""
+    variants: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        candidates = {secret, _xml_escape(secret, {'"': "&quot;"}), secret.replace("'", "''")}
+        candidates |= {line.strip() for line in secret.splitlines()}
+        variants |= {c for c in candidates if len(c) >= 4}
+    for v in sorted(variants, key=len, reverse=True):
+        text = text.replace(v, REDACTED)
+    return text

@@ -1,0 +1,174 @@
+"""The answer media of G1: autounattend.xml plus the first-logon scripts, packed as an ISO in memory.
+
+Windows setup looks for `autounattend.xml` at the root of every attached drive, so the build attaches
+this ISO as a second CD next to the Windows ISO (and the Tools ISO as a third). The first-logon
+commands do not know which letter each CD gets, so they find files instead of assuming letters:
+the scripts by their path on this media, `setup64.exe` on the Tools CD.
+
+The scripts are real PowerShell for Windows Server, kept within the small subset described in
+`winnodes.render.powershell` (the lab's guest emulator implements exactly that subset). Writing the
+key file uses `Set-Content` (ANSI/ASCII): `Out-File` and `>` write UTF-16 in Windows PowerShell 5.1,
+which Windows' sshd cannot read.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pycdlib
+
+from winnodes.model.config import GoldenImageConfig
+from winnodes.render.powershell import (
+    AUTHORIZED_KEYS,
+    OPENSSH_CAPABILITY,
+    SSH_FIREWALL_RULE,
+    TOOLS_CONF,
+    TOOLS_CONF_DIR,
+    ps_array,
+    ps_quote,
+)
+from winnodes.render.unattend import FirstLogonCommand, render_autounattend
+
+#: Drive letters a CD can get on a fresh VM with up to a handful of drives.
+CD_LETTERS = tuple("DEFGHIJ")
+SCRIPT_DIR = "winnodes"
+VOLUME_ID = "WINNODES_ANSWER"
+
+TOOLS_SCRIPT = "g2-install-vmware-tools.ps1"
+TOOLS_CONF_SCRIPT = "g3a-tools-conf.ps1"
+OPENSSH_SCRIPT = "g4-g5-openssh.ps1"
+
+
+def tools_conf_script() -> str:
+    """G3a at first logon: tools.conf with an empty exclude-nics= (written before Tools start, so
+    the Tools service reads it at its first start; the installer never overwrites tools.conf)."""
+    d = ps_quote(TOOLS_CONF_DIR)
+    return (
+        "# G3a: VMware Tools must not ignore the NIC the hybrid overlay clones (empty exclude-nics).\n"
+        "$ErrorActionPreference = 'Stop'\n"
+        f"if (-not (Test-Path -Path {d})) {{ New-Item -ItemType Directory -Path {d} -Force }}\n"
+        f"Set-Content -Path {ps_quote(TOOLS_CONF)} -Value '[guestinfo]','exclude-nics='\n"
+    )
+
+
+def tools_install_script() -> str:
+    """G2 at first logon: install VMware Tools silently from the CD that holds setup64.exe."""
+    candidates = ps_array([f"{letter}:\\setup64.exe" for letter in CD_LETTERS])
+    return (
+        "# G2: install VMware Tools silently (no reboot) from the Tools CD, found by its setup64.exe.\n"
+        "$ErrorActionPreference = 'Stop'\n"
+        f"$setup = {candidates} | Where-Object {{ Test-Path -Path $_ }}\n"
+        "Start-Process -FilePath $setup -ArgumentList '/s /v \"/qn REBOOT=R\"' -Wait\n"
+    )
+
+
+def openssh_script(public_key_line: str) -> str:
+    """G4 and G5 at first logon: OpenSSH server running and Automatic (and ssh-agent), the
+    administrator key with an ACL of Administrators and SYSTEM only, inbound TCP 22 open."""
+    keys = ps_quote(AUTHORIZED_KEYS)
+    rule = ps_quote(SSH_FIREWALL_RULE)
+    return (
+        "# G4: OpenSSH server; G5: the administrator's key. sshd creates C:\\ProgramData\\ssh at its first start.\n"
+        "$ErrorActionPreference = 'Stop'\n"
+        f"Add-WindowsCapability -Online -Name {ps_quote(OPENSSH_CAPABILITY)}\n"
+        "Set-Service -Name 'sshd' -StartupType Automatic\n"
+        "Set-Service -Name 'ssh-agent' -StartupType Automatic\n"
+        "Start-Service -Name 'sshd'\n"
+        "Start-Service -Name 'ssh-agent'\n"
+        f"Set-Content -Path {keys} -Value {ps_quote(public_key_line.strip())}\n"
+        f'icacls {keys} /inheritance:r /grant "Administrators:F" /grant "SYSTEM:F"\n'
+        f"if (-not (Get-NetFirewallRule | Where-Object {{ $_.Name -eq {rule} }})) {{\n"
+        f"    New-NetFirewallRule -Name {rule} -DisplayName 'OpenSSH Server (sshd)' -Enabled True "
+        "-Direction Inbound -Protocol TCP -Action Allow -LocalPort 22\n"
+        "}\n"
+    )
+
+
+def run_script_command_line(script: str) -> str:
+    """A FirstLogonCommand that runs `script` from the answer media, whichever letter it got."""
+    candidates = ps_array([f"{letter}:\\{SCRIPT_DIR}\\{script}" for letter in CD_LETTERS])
+    return (
+        "powershell.exe -NoProfile -ExecutionPolicy Bypass -Command "
+        f'"{candidates} | Where-Object {{ Test-Path -Path $_ }} | ForEach-Object {{ & $_ }}"'
+    )
+
+
+def first_logon_commands() -> list[FirstLogonCommand]:
+    return [
+        FirstLogonCommand(
+            1, run_script_command_line(TOOLS_CONF_SCRIPT), "G3a tools.conf exclude-nics"
+        ),
+        FirstLogonCommand(2, run_script_command_line(TOOLS_SCRIPT), "G2 install VMware Tools"),
+        FirstLogonCommand(
+            3, run_script_command_line(OPENSSH_SCRIPT), "G4/G5 OpenSSH and admin key"
+        ),
+    ]
+
+
+def answer_media_files(
+    gi: GoldenImageConfig, admin_password: str, public_key_line: str
+) -> dict[str, bytes]:
+    """Every file of the answer media, by path: /autounattend.xml and /winnodes/*.ps1.
+
+    Raises ConfigError (G9 rules) for an invalid ComputerName or password."""
+    xml = render_autounattend(gi, admin_password, first_logon_commands())
+    # Windows PowerShell 5.1 reads a BOM-less .ps1 as ANSI; the scripts are ASCII, so plain bytes.
+    return {
+        "/autounattend.xml": xml.encode("utf-8"),
+        f"/{SCRIPT_DIR}/{TOOLS_CONF_SCRIPT}": tools_conf_script()
+        .replace("\n", "\r\n")
+        .encode("ascii"),
+        f"/{SCRIPT_DIR}/{TOOLS_SCRIPT}": tools_install_script()
+        .replace("\n", "\r\n")
+        .encode("ascii"),
+        f"/{SCRIPT_DIR}/{OPENSSH_SCRIPT}": openssh_script(public_key_line)
+        .replace("\n", "\r\n")
+        .encode("ascii"),
+    }
+
+
+def _iso9660_name(name: str, is_dir: bool) -> str:
+    """An ISO 9660 level-1 style identifier (the long name lives in Joliet and Rock Ridge)."""
+    stem, _, ext = (
+        name.upper().rpartition(".") if "." in name and not is_dir else (name.upper(), "", "")
+    )
+    clean = "".join(c if c.isalnum() or c == "_" else "_" for c in stem)[:8] or "F"
+    if is_dir:
+        return clean
+    ext = "".join(c if c.isalnum() or c == "_" else "_" for c in ext)[:3]
+    return f"{clean}.{ext};1"
+
+
+def render_answer_iso(files: dict[str, bytes], volume_id: str = VOLUME_ID) -> bytes:
+    """An ISO 9660 image (Joliet + Rock Ridge long names) holding `files` (path -> bytes), built in
+    memory. Paths are absolute with '/' separators, e.g. '/autounattend.xml'."""
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=volume_id[:32])
+    made: set[str] = set()
+    used: set[str] = set()
+    for path, data in sorted(files.items()):
+        parts = [p for p in path.strip("/").split("/") if p]
+        if not parts:
+            raise ValueError(f"empty path {path!r}")
+        iso_dir = ""
+        for i, part in enumerate(parts[:-1]):
+            long_dir = "/" + "/".join(parts[: i + 1])
+            iso_dir = f"{iso_dir}/{_iso9660_name(part, True)}"
+            if long_dir not in made:
+                iso.add_directory(iso_dir, rr_name=part, joliet_path=long_dir)
+                made.add(long_dir)
+        iso_name = f"{iso_dir}/{_iso9660_name(parts[-1], False)}"
+        if iso_name in used:
+            raise ValueError(f"{path!r} collides with another file's ISO 9660 name {iso_name}")
+        used.add(iso_name)
+        iso.add_fp(
+            io.BytesIO(data),
+            len(data),
+            iso_name,
+            rr_name=parts[-1],
+            joliet_path="/" + "/".join(parts),
+        )
+    out = io.BytesIO()
+    iso.write_fp(out)
+    iso.close()
+    return out.getvalue()
