@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 #   "wmco": "lab.controllers.wmco",
 CONTROLLERS: dict[str, str] = {
     "machine-api": "lab.controllers.machine_api",
+    "wmco": "lab.controllers.wmco",
 }
 
 REQUIRED_ENV = ("KUBECONFIG", "GOVC_URL")

@@ -367,15 +367,6 @@ def _json_list(text: str) -> list[dict[str, Any]]:
     return [d for d in data if isinstance(d, dict)]
 
 
-def _enum_is(value: Any, name: str, number: int) -> bool:
-    """A PowerShell enum as ConvertTo-Json (number) or the default view (name) shows it."""
-    if isinstance(value, bool):
-        return value is (name == "True")
-    if isinstance(value, int):
-        return value == number
-    return str(value).strip().lower() == name.lower()
-
-
 def _ports(value: Any) -> list[str]:
     if isinstance(value, list):
         return [str(v) for v in value]
@@ -425,13 +416,10 @@ class GuestFacts:
 
 CMD_SERVICES = "Get-Service | Select-Object Name, Status | ConvertTo-Json"
 CMD_TOOLS_CONF = f"Get-Content -Path '{TOOLS_CONF}'"
-CMD_FW_RULES = (
-    "Get-NetFirewallRule | Select-Object Name, DisplayName, Enabled, Direction, Action"
-    " | ConvertTo-Json"
-)
+# The rules that can let traffic in (enabled, inbound, allow), with their port filters.
 CMD_FW_PORTS = (
-    "Get-NetFirewallRule | Get-NetFirewallPortFilter | Select-Object InstanceID, Protocol, LocalPort"
-    " | ConvertTo-Json"
+    "Get-NetFirewallRule -Direction Inbound -Enabled True -Action Allow"
+    " | Get-NetFirewallPortFilter | Select-Object Protocol, LocalPort | ConvertTo-Json"
 )
 CMD_VERSION = (
     "Get-ItemProperty -Path 'HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion'"
@@ -504,24 +492,14 @@ def check_guest(run: Runner, profile: Profile, facts: GuestFacts | None = None) 
 
 
 def _firewall_failures(run: Runner, profile: Profile) -> list[str]:
-    rc, out, err = run(CMD_FW_RULES)
-    rules = _json_list(out) if rc == 0 else []
-    rc2, out2, err2 = run(CMD_FW_PORTS) if rules else (0, "", "")
-    if rc != 0 or rc2 != 0:
-        return [f"firewall: cannot read the firewall rules: {(err or err2).strip()[:200]} (G7)"]
-    allowing = {
-        str(r.get("Name"))
-        for r in rules
-        if _enum_is(r.get("Enabled"), "True", 1)
-        and _enum_is(r.get("Direction"), "Inbound", 1)
-        and _enum_is(r.get("Action"), "Allow", 2)
-    }
-    filters = _json_list(out2)
+    rc, out, err = run(CMD_FW_PORTS)
+    if rc != 0:
+        return [f"firewall: cannot read the firewall rules: {err.strip()[:200]} (G7)"]
+    filters = _json_list(out)
     failures = []
     for port in profile.firewall_ports:
         ok = any(
-            str(f.get("InstanceID")) in allowing
-            and str(f.get("Protocol", "")).upper() in ("TCP", "ANY")
+            str(f.get("Protocol", "")).upper() in ("TCP", "ANY")
             and _port_allowed(_ports(f.get("LocalPort")), port)
             for f in filters
         )
@@ -640,6 +618,7 @@ class WMCO:
         self._attempts: dict[str, int] = {}
         self._last_failures: dict[str, tuple[str, ...]] = {}
         self._first_seen: dict[str, float] = {}
+        self._waiting: dict[str, str] = {}  # last "waiting" reason logged per Machine
         self._vm_ips: dict[str, str] = {}  # VM name -> guest.ipAddress
         self._vs: VSphere | None = None
         self._synced = {k: threading.Event() for k in ("machines", "secret")}
@@ -693,6 +672,7 @@ class WMCO:
                     self._attempts.pop(uid, None)
                     self._last_failures.pop(uid, None)
                     self._first_seen.pop(uid, None)
+                    self._waiting.pop(uid, None)
                 log.info("Machine %s deleted: forgot its pinned host key", name)
                 return
             self.queue.add(name)
@@ -804,7 +784,12 @@ class WMCO:
         phase = status.get("phase")
         ip = _addresses(m).get("InternalIP")
         if phase != "Provisioned" or not ip:
-            log.info("Machine %s: phase %s, InternalIP %s: waiting", name, phase, ip or "none")
+            why = f"phase {phase}, InternalIP {ip or 'none'}: waiting"
+            with self._lock:
+                repeat = self._waiting.get(uid) == why
+                self._waiting[uid] = why
+            if not repeat:
+                log.info("Machine %s: %s", name, why)
             return
         with self._lock:
             self._first_seen.setdefault(uid, time.monotonic())
@@ -969,7 +954,7 @@ class WMCO:
                 )
             log.info("Machine %s: back after restart as %s", name, out.strip())
         rc, out, err = sess.run("Get-HnsNetwork | Select-Object Name | ConvertTo-Json")
-        if rc == 0 and any(n.get("Name") == HNS_NETWORK for n in _json_list(out)):
+        if rc == 0 and any("HybridOverlay" in str(n.get("Name")) for n in _json_list(out)):
             return sess
         rc, _, err = sess.run(
             f"New-HnsNetwork -Type Overlay -Name {HNS_NETWORK} -AddressPrefix 192.168.255.0/30 "
