@@ -471,6 +471,9 @@ def _start_apiserver(ctx: LabContext, pki: Pki) -> None:
             f"--service-account-key-file={pki.service_account_pub}",
             f"--service-account-signing-key-file={pki.service_account_key}",
             "--profiling=false",
+            # The `kubernetes` Service's Endpoints would have to hold 127.0.0.1, which validation
+            # refuses (loopback); nothing in the lab reaches the API server through the Service.
+            "--endpoint-reconciler-type=none",
         ],
         ready=lambda: _apiserver_ready(ctx, pki),
         timeout=120,
@@ -656,18 +659,20 @@ def seed(api: Any, objects: list[SeedObject]) -> list[str]:
             fresh = False
         if obj.status is None or not obj.status_subresource:
             continue
-        if not fresh:
-            current = request(api, "GET", obj.path)
-            if current.get("status"):
-                continue
-        request(
-            api,
-            "PATCH",
-            obj.path + "/status",
-            {"status": obj.status},
-            query=[("fieldManager", FIELD_MANAGER)],
-            content_type="application/merge-patch+json",
-        )
+        # As an operator's UpdateStatus does: PUT the whole object to /status (a merge patch would
+        # drop fields that must be present as null, e.g. ClusterVersion's availableUpdates).
+        current = request(api, "GET", obj.path)
+        if current.get("status") and not fresh:
+            continue
+        current["status"] = obj.status
+        try:
+            request(
+                api, "PUT", obj.path + "/status", current, query=[("fieldManager", FIELD_MANAGER)]
+            )
+        except ApiException as exc:
+            raise LabError(
+                f"seeding {obj.describe()} status failed: {exc.status} {exc.body}"
+            ) from exc
     return created
 
 

@@ -491,7 +491,6 @@ def wmco() -> list[SeedObject]:
         "olm.owner": WMCO_CSV,
         "olm.owner.kind": "ClusterServiceVersion",
         "olm.owner.namespace": ns,
-        f"operators.coreos.com/{WMCO_NAME}.{ns}": "",
     }
     pod_labels = {"name": WMCO_NAME}
     return [
@@ -511,7 +510,7 @@ def wmco() -> list[SeedObject]:
             "subscriptions",
             WMCO_NAME,
             ns,
-            labels={**LAB_MADE, f"operators.coreos.com/{WMCO_NAME}.{ns}": ""},
+            labels=LAB_MADE,
             spec={
                 "channel": "stable",
                 "installPlanApproval": "Automatic",
@@ -532,7 +531,7 @@ def wmco() -> list[SeedObject]:
             "clusterserviceversions",
             WMCO_CSV,
             ns,
-            labels={**LAB_MADE, f"operators.coreos.com/{WMCO_NAME}.{ns}": ""},
+            labels=LAB_MADE,
             spec={
                 "displayName": "Windows Machine Config Operator",
                 "version": WMCO_VERSION,
