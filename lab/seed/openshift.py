@@ -61,6 +61,7 @@ class Site:
     folder: str  # inventory path /<dc>/vm/<infra_id>
     resource_pool: str  # inventory path /<dc>/host/<cluster>/Resources
     ca_bundle_pem: str = ""
+    template: str = ""  # the RHCOS template's name; `<infra_id>-rhcos` when empty
 
     @property
     def api_url(self) -> str:
@@ -76,7 +77,7 @@ class Site:
 
     @property
     def rhcos_template(self) -> str:
-        return f"{self.infra_id}-rhcos"
+        return self.template or f"{self.infra_id}-rhcos"
 
     @classmethod
     def from_env(
@@ -110,6 +111,7 @@ class Site:
             folder=_path(env.get("LAB_VSPHERE_FOLDER") or infra_id, f"/{dc}/vm"),
             resource_pool=env.get("LAB_VSPHERE_RESOURCE_POOL") or f"/{dc}/host/{cluster}/Resources",
             ca_bundle_pem=ca_bundle_pem,
+            template=_leaf(env.get("LAB_VSPHERE_TEMPLATE", "")),
         )
 
 
