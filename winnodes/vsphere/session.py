@@ -1,0 +1,218 @@
+"""A vCenter session: verified TLS, bounded timeouts, one re-login on expiry, always logged out.
+
+Why not `pyVim.connect.SmartConnect`: it cannot take a session that re-logs in *once* (pyvmomi's
+`SessionOrientedStub` also retries socket errors, which could start a second CloneVM_Task after a
+reset), its thumbprint pinning is unsafe (see `tls`), and its errors are not the product's.
+
+`VSphereSession` wraps the SOAP stub in `_ReloginStub`: a call answered with `NotAuthenticated`
+(session expired or terminated on the server) logs in again with the same credentials and repeats the
+call one time; a second `NotAuthenticated` becomes `SessionExpired` (transient) at the boundary. This
+is safe because a call refused with NotAuthenticated did nothing on the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from http.cookies import SimpleCookie
+from typing import Any
+
+from pyVim.connect import SmartStubAdapter
+from pyVmomi import StubAdapterBase, vim
+
+from winnodes import errors
+from winnodes.vsphere.faults import boundary
+from winnodes.vsphere.tls import TlsTrust, ssl_context
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 60.0  # seconds per HTTP request (connect and read); waits stay below it
+
+
+def parse_server(server: str) -> tuple[str, int]:
+    """`vc.example.com`, `vc:8443`, `https://vc/sdk`, `[::1]:443` -> (host, port)."""
+    raw = server.strip()
+    if "://" not in raw:
+        raw = "https://" + raw
+    parts = urllib.parse.urlsplit(raw)
+    if not parts.hostname:
+        raise errors.ConfigError(f"vsphere server: {server!r} has no host name")
+    try:
+        port = parts.port or 443
+    except ValueError as exc:
+        raise errors.ConfigError(f"vsphere server: {server!r} has an invalid port") from exc
+    return parts.hostname, port
+
+
+class _ReloginStub(StubAdapterBase):  # type: ignore[misc]
+    """Delegates to the SOAP stub; on NotAuthenticated logs in again and repeats the call once."""
+
+    def __init__(self, soap: Any, relogin: Callable[[], None]) -> None:
+        StubAdapterBase.__init__(self, version=soap.version)
+        self.soapStub = soap
+        self._relogin = relogin
+        self._enabled = False  # only after the first successful login
+        self._lock = threading.Lock()
+        self.relogins = 0
+
+    def InvokeMethod(self, mo: Any, info: Any, args: Any) -> Any:
+        status, obj = self.soapStub.InvokeMethod(mo, info, args, self)
+        if status == 200:
+            return obj
+        if (
+            isinstance(obj, vim.fault.NotAuthenticated)
+            and self._enabled
+            and info.wsdlName not in ("Login", "Logout")
+        ):
+            with self._lock:
+                self._enabled = False  # the re-login itself must not recurse
+                try:
+                    self._relogin()
+                    self.relogins += 1
+                finally:
+                    self._enabled = True
+            status, obj = self.soapStub.InvokeMethod(mo, info, args, self)
+            if status == 200:
+                return obj
+        raise obj
+
+
+class VSphereSession:
+    """A logged-in vCenter session. Use `connect()`; the password never appears in its repr."""
+
+    def __init__(
+        self,
+        server: str,
+        username: str,
+        password: str,
+        *,
+        trust: TlsTrust | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.host, self.port = parse_server(server)
+        self.username = username
+        self.__password = password
+        self.trust = trust or TlsTrust()
+        self.timeout = timeout
+        self._stub: _ReloginStub | None = None
+        self._si: vim.ServiceInstance | None = None
+        self._content: Any = None
+        self.ssl_context: Any = None
+
+    def __repr__(self) -> str:
+        return f"VSphereSession({self.username}@{self.host}:{self.port})"
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def login(self) -> VSphereSession:
+        """Open the connection (TLS per `trust`) and log in.
+
+        Raises:
+            AuthenticationError: wrong user name or password (permanent).
+            Conflict: the server's certificate is not trusted / the pin does not match (permanent).
+            ConnectionLost / ApiUnavailable: the server is unreachable or failing (transient).
+        """
+        with boundary(action=f"connect to vCenter {self.host}:{self.port}"):
+            self.ssl_context = ssl_context(self.trust, self.host, self.port, self.timeout)
+            try:
+                soap = SmartStubAdapter(
+                    host=self.host,
+                    port=self.port,
+                    sslContext=self.ssl_context,
+                    httpConnectionTimeout=self.timeout,
+                    connectionPoolTimeout=-1,
+                )
+            except Exception as exc:
+                if type(exc) is Exception:  # "is down or is not a VIM server"
+                    raise errors.NotFound(f"{self.host}:{self.port} is not a vSphere API") from exc
+                raise
+            self._stub = _ReloginStub(soap, self._login_call)
+            self._si = vim.ServiceInstance("ServiceInstance", self._stub)
+            self._content = self._si.RetrieveContent()
+            self._login_call()
+            self._stub._enabled = True
+        return self
+
+    def _login_call(self) -> None:
+        assert self._content is not None
+        self._content.sessionManager.Login(userName=self.username, password=self.__password)
+
+    def logout(self) -> None:
+        """Log out and close pooled connections; never raises (it runs in `finally`)."""
+        if self._stub is None:
+            return
+        stub, self._stub = self._stub, None
+        stub._enabled = False
+        with contextlib.suppress(Exception):
+            if self._content is not None:
+                self._content.sessionManager.Logout()
+        with contextlib.suppress(Exception):
+            stub.soapStub.DropConnections()
+
+    # -- what the other modules use ----------------------------------------------------------------
+    @property
+    def si(self) -> vim.ServiceInstance:
+        if self._si is None or self._stub is None:
+            raise errors.SessionExpired("the vCenter session is closed (use connect())")
+        return self._si
+
+    @property
+    def content(self) -> Any:
+        self.si  # noqa: B018 (raises when closed)
+        assert self._content is not None
+        return self._content
+
+    @property
+    def relogins(self) -> int:
+        """How many times the session was re-established after NotAuthenticated."""
+        return self._stub.relogins if self._stub else 0
+
+    @property
+    def session_cookie(self) -> str:
+        """`vmware_soap_session=...` for the datastore HTTP interface (same session, no password)."""
+        assert self._stub is not None
+        raw = self._stub.soapStub.cookie or ""
+        morsel = SimpleCookie(raw).get("vmware_soap_session")
+        if morsel is None:
+            raise errors.SessionExpired("vCenter gave no session cookie")
+        return f"vmware_soap_session={morsel.coded_value}"
+
+    @property
+    def session_key(self) -> str:
+        """The server-side key of this session (what SessionManager.TerminateSession takes)."""
+        with boundary(action="read the current session"):
+            current = self.content.sessionManager.currentSession
+            if current is None:
+                raise errors.SessionExpired("no current vCenter session")
+            return str(current.key)
+
+    def moref(self, type_name: str, moid: str) -> Any:
+        """A managed object of this session from its type and ID (e.g. "Task", "task-42")."""
+        cls = getattr(vim, type_name)
+        return cls(moid, self._stub)
+
+
+@contextlib.contextmanager
+def connect(
+    server: str,
+    username: str,
+    password: str,
+    *,
+    trust: TlsTrust | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Iterator[VSphereSession]:
+    """A logged-in session that is always logged out at the end of the `with` block.
+
+    Args:
+        server: `host`, `host:port` or `https://host[:port]/sdk`.
+        trust: TLS trust (CA bundle, pinned thumbprint, or insecure); default: system CAs.
+        timeout: seconds for each HTTP request (connect and read).
+    """
+    session = VSphereSession(server, username, password, trust=trust, timeout=timeout)
+    try:
+        session.login()
+        yield session
+    finally:
+        session.logout()

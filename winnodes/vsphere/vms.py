@@ -1,0 +1,548 @@
+"""VM operations for the golden image (G1, G8, G10): each reads first, then converges.
+
+Identity: a VM this product creates or clones carries its *build ID* from birth, in a line
+`winnodes-build: <id>` of its annotation (the `ConfigSpec.annotation` of CreateVM / the clone spec),
+so the marker exists as soon as the VM does and no window exists in which a VM of ours is unmarked.
+An existing VM of the requested name is returned only when it carries the same build ID; otherwise
+the operation raises `Conflict` rather than adopt or overwrite someone else's VM. (Custom attributes
+are set as well for provenance at G10, but they cannot be part of a clone spec, so they are not the
+identity.) Lookups use the name *in the target folder*, which vCenter keeps unique.
+
+In-flight tasks: operations that start a vCenter task accept `resume_task` (a task ID saved by an
+earlier run) and `on_task` (called with the new task's ID right after it starts, to be persisted).
+A resumed run that finds its task still queued/running waits on it instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pyVmomi import vim
+
+from winnodes import errors
+from winnodes.vsphere import inventory
+from winnodes.vsphere.faults import boundary
+from winnodes.vsphere.inventory import Network, split_ds_path
+from winnodes.vsphere.session import VSphereSession
+from winnodes.vsphere.waits import task_state, wait_for_task
+
+BUILD_MARKER = "winnodes-build"
+VM_PROPS = ("name", "config.annotation", "config.template", "runtime.powerState", "config.version")
+
+OnTask = Callable[[str], None]
+
+
+# -- identity (pure) -------------------------------------------------------------------------------
+def build_of(annotation: str | None) -> str | None:
+    """The build ID recorded in an annotation (`winnodes-build: <id>` line), or None."""
+    for line in (annotation or "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == BUILD_MARKER:
+            return value.strip() or None
+    return None
+
+
+def with_build(annotation: str, build_id: str) -> str:
+    """`annotation` with its build line set to `build_id` (other lines kept)."""
+    lines = [ln for ln in annotation.splitlines() if ln.partition(":")[0].strip() != BUILD_MARKER]
+    return "\n".join([f"{BUILD_MARKER}: {build_id}", *lines])
+
+
+@dataclass(frozen=True)
+class VmRef:
+    """A VM or template as the operations return it."""
+
+    obj: Any
+    name: str
+    build_id: str | None
+    created: bool  # True when this call created it, False when it already existed
+    template: bool = False
+    power_state: str | None = None
+    hardware_version: str | None = None
+
+    @property
+    def moid(self) -> str:
+        return str(self.obj._moId)
+
+
+def _ref(found: inventory.Found, created: bool) -> VmRef:
+    p = found.props
+    return VmRef(
+        obj=found.obj,
+        name=p.get("name", ""),
+        build_id=build_of(p.get("config.annotation")),
+        created=created,
+        template=bool(p.get("config.template")),
+        power_state=p.get("runtime.powerState"),
+        hardware_version=p.get("config.version"),
+    )
+
+
+def get_vm(session: VSphereSession, vm: Any) -> VmRef:
+    """Fresh state of a VM (one property-collector call)."""
+    return _ref(inventory.Found(vm, inventory.properties(session, vm, VM_PROPS)), created=False)
+
+
+def find_vm(session: VSphereSession, folder: Any, name: str) -> VmRef | None:
+    """The VM/template `name` in `folder`, or None."""
+    found = inventory.vm_in_folder(session, folder, name, VM_PROPS[1:])
+    return _ref(found, created=False) if found else None
+
+
+def _require_build(ref: VmRef, build_id: str, step_id: str | None) -> VmRef:
+    if ref.build_id != build_id:
+        raise errors.Conflict(
+            f"VM {ref.name!r} ({ref.moid}) already exists but belongs to build "
+            f"{ref.build_id or '<none: not made by winnodes>'}, not {build_id}; rename or remove it",
+            step_id=step_id,
+        )
+    return ref
+
+
+def _resume(
+    session: VSphereSession, resume_task: str | None, timeout: float, step_id: str | None
+) -> None:
+    """Wait for a remembered task that is still in flight (its outcome is re-read by the caller)."""
+    if resume_task and task_state(session, resume_task) in ("queued", "running"):
+        # If it failed, the caller reads the real state and starts again if needed.
+        with contextlib.suppress(errors.PermanentError):
+            wait_for_task(session, resume_task, timeout=timeout, step_id=step_id)
+
+
+def _start(
+    start: Callable[[], Any], on_task: OnTask | None, action: str, step_id: str | None
+) -> Any:
+    with boundary(step_id, action=action):
+        task = start()
+    if on_task is not None:
+        on_task(str(task._moId))
+    return task
+
+
+# -- placement ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Placement:
+    """Resolved vCenter objects for new VMs."""
+
+    datacenter: Any
+    datacenter_name: str
+    folder: Any
+    pool: Any
+    datastore: str
+    network: Network | None = None
+
+
+def resolve_placement(
+    session: VSphereSession,
+    *,
+    datacenter: str,
+    folder: str,
+    datastore: str,
+    network: str | None = None,
+    cluster: str | None = None,
+    resource_pool: str | None = None,
+    step_id: str | None = "G1",
+) -> Placement:
+    """Look up every placement object once (NotFound/Conflict name the missing/ambiguous one)."""
+    try:
+        dc = inventory.datacenter(session, datacenter)
+        if resource_pool:
+            pool = inventory.resource_pool(session, resource_pool)
+        elif cluster:
+            pool = inventory.cluster_pool(session, dc, cluster)
+        else:
+            raise errors.ConfigError("placement: set cluster or resource_pool", step_id=step_id)
+        inventory.datastore(session, dc, datastore)  # exists and is unique
+        return Placement(
+            datacenter=dc,
+            datacenter_name=datacenter,
+            folder=inventory.folder(session, folder),
+            pool=pool,
+            datastore=datastore,
+            network=inventory.network(session, dc, network) if network else None,
+        )
+    except errors.WinNodesError as exc:
+        if exc.step_id is None:
+            exc.step_id = step_id
+        raise
+
+
+# -- G1: create ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VmSpec:
+    """What G1 creates: hardware, one disk, one NIC, one CD-ROM per ISO (D:, E:, ... in order)."""
+
+    name: str
+    guest_id: str
+    hardware_version: str = "vmx-19"  # "vmx-NN"; OpenShift needs >= 15 (validated upstream)
+    firmware: Literal["efi", "bios"] = "efi"
+    num_cpus: int = 2
+    num_cores_per_socket: int = 1
+    memory_mib: int = 4096
+    disk_gib: int = 60
+    isos: tuple[str, ...] = ()
+    annotation: str = ""
+    extra_config: Mapping[str, str] = field(default_factory=dict)
+
+
+def nic_backing(network: Network) -> Any:
+    """Standard port group: network backing by name; distributed: port connection by key."""
+    if network.distributed:
+        return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(
+            port=vim.dvs.PortConnection(
+                portgroupKey=network.portgroup_key, switchUuid=network.switch_uuid
+            )
+        )
+    return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(
+        deviceName=network.name, network=network.obj
+    )
+
+
+def config_spec(spec: VmSpec, placement: Placement, build_id: str) -> Any:
+    """The CreateVM ConfigSpec (pure apart from pyVmomi data objects). Device keys are negative,
+    as the API asks for new devices; controllers: PVSCSI for the disk, SATA (AHCI) for CD-ROMs."""
+    if placement.network is None:
+        raise errors.ConfigError("placement.network is required to create a VM", step_id="G1")
+    connect = vim.vm.device.VirtualDevice.ConnectInfo
+    scsi, sata = -100, -200
+    devices = [
+        vim.vm.device.VirtualDeviceSpec(
+            operation="add",
+            device=vim.vm.device.ParaVirtualSCSIController(
+                key=scsi, busNumber=0, sharedBus="noSharing"
+            ),
+        ),
+        vim.vm.device.VirtualDeviceSpec(
+            operation="add",
+            fileOperation="create",
+            device=vim.vm.device.VirtualDisk(
+                key=-101,
+                controllerKey=scsi,
+                unitNumber=0,
+                capacityInKB=spec.disk_gib * 1024 * 1024,
+                backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+                    diskMode="persistent", thinProvisioned=True
+                ),
+            ),
+        ),
+        vim.vm.device.VirtualDeviceSpec(
+            operation="add",
+            device=vim.vm.device.VirtualVmxnet3(
+                key=-300,
+                backing=nic_backing(placement.network),
+                connectable=connect(startConnected=True, connected=True, allowGuestControl=True),
+            ),
+        ),
+    ]
+    if spec.isos:
+        devices.append(
+            vim.vm.device.VirtualDeviceSpec(
+                operation="add", device=vim.vm.device.VirtualAHCIController(key=sata, busNumber=0)
+            )
+        )
+    for i, iso in enumerate(spec.isos):
+        devices.append(
+            vim.vm.device.VirtualDeviceSpec(
+                operation="add",
+                device=vim.vm.device.VirtualCdrom(
+                    key=-201 - i,
+                    controllerKey=sata,
+                    unitNumber=i,
+                    backing=vim.vm.device.VirtualCdrom.IsoBackingInfo(fileName=iso),
+                    connectable=connect(
+                        startConnected=True, connected=True, allowGuestControl=True
+                    ),
+                ),
+            )
+        )
+    return vim.vm.ConfigSpec(
+        name=spec.name,
+        guestId=spec.guest_id,
+        version=spec.hardware_version,
+        firmware=spec.firmware,
+        numCPUs=spec.num_cpus,
+        numCoresPerSocket=spec.num_cores_per_socket,
+        memoryMB=spec.memory_mib,
+        annotation=with_build(spec.annotation, build_id),
+        files=vim.vm.FileInfo(vmPathName=f"[{placement.datastore}]"),
+        deviceChange=devices,
+        extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in spec.extra_config.items()],
+    )
+
+
+def create_vm(
+    session: VSphereSession,
+    placement: Placement,
+    spec: VmSpec,
+    *,
+    build_id: str,
+    resume_task: str | None = None,
+    on_task: OnTask | None = None,
+    timeout: float = 600,
+    step_id: str | None = "G1",
+    require_same_build: bool = True,
+) -> VmRef:
+    """G1: the VM `spec.name` in the placement folder, created powered off if it does not exist.
+
+    An existing VM is returned as is (`created=False`); with `require_same_build` it must carry
+    `build_id` (Conflict otherwise). Reusing a base VM across builds passes False and decides itself.
+    """
+    _resume(session, resume_task, timeout, step_id)
+    existing = find_vm(session, placement.folder, spec.name)
+    if existing is not None:
+        return _require_build(existing, build_id, step_id) if require_same_build else existing
+    cs = config_spec(spec, placement, build_id)
+    task = _start(
+        lambda: placement.folder.CreateVM_Task(config=cs, pool=placement.pool),
+        on_task,
+        f"create VM {spec.name}",
+        step_id,
+    )
+    vm = wait_for_task(session, task, timeout=timeout, step_id=step_id)
+    return _ref(inventory.Found(vm, inventory.properties(session, vm, VM_PROPS)), created=True)
+
+
+# -- datastore upload ------------------------------------------------------------------------------
+def upload_file(
+    session: VSphereSession,
+    datacenter: str,
+    ds_path: str,
+    data: bytes,
+    *,
+    timeout: float = 300,
+    step_id: str | None = "G1",
+) -> str:
+    """PUT `data` to `[datastore] dir/file` over vCenter's datastore HTTP interface, with the SOAP
+    session cookie and the session's verified TLS context. Overwrites (idempotent). Returns the path.
+    """
+    ds_name, rel = split_ds_path(ds_path)
+    query = urllib.parse.urlencode({"dcPath": datacenter, "dsName": ds_name})
+    url = f"/folder/{urllib.parse.quote(rel)}?{query}"
+    with boundary(step_id, action=f"upload {ds_path}"):
+        conn = http.client.HTTPSConnection(
+            session.host, session.port, context=session.ssl_context, timeout=timeout
+        )
+        try:
+            conn.request(
+                "PUT",
+                url,
+                body=data,
+                headers={
+                    "Cookie": session.session_cookie,
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(len(data)),
+                },
+            )
+            resp = conn.getresponse()
+            body = resp.read(500).decode(errors="replace")
+        finally:
+            conn.close()
+        if resp.status not in (200, 201, 204):
+            raise http.client.HTTPException(f"{resp.status} {resp.reason}: {body[:200]}")
+    return f"[{ds_name}] {rel}"
+
+
+# -- power -----------------------------------------------------------------------------------------
+def power_on(
+    session: VSphereSession, vm: Any, *, timeout: float = 600, step_id: str | None = None
+) -> bool:
+    """Power on unless already on. Returns True when this call powered it on."""
+    if (
+        inventory.properties(session, vm, ["runtime.powerState"])["runtime.powerState"]
+        == "poweredOn"
+    ):
+        return False
+    task = _start(vm.PowerOnVM_Task, None, f"power on {vm._moId}", step_id)
+    wait_for_task(session, task, timeout=timeout, step_id=step_id)
+    return True
+
+
+def power_off(
+    session: VSphereSession, vm: Any, *, timeout: float = 600, step_id: str | None = None
+) -> bool:
+    """Hard power-off unless already off. Returns True when this call powered it off."""
+    if (
+        inventory.properties(session, vm, ["runtime.powerState"])["runtime.powerState"]
+        == "poweredOff"
+    ):
+        return False
+    task = _start(vm.PowerOffVM_Task, None, f"power off {vm._moId}", step_id)
+    wait_for_task(session, task, timeout=timeout, step_id=step_id)
+    return True
+
+
+# -- G8: clone -------------------------------------------------------------------------------------
+def clone_vm(
+    session: VSphereSession,
+    source: Any,
+    name: str,
+    *,
+    folder: Any,
+    pool: Any,
+    build_id: str,
+    datastore: Any = None,
+    power_on: bool = False,
+    template: bool = False,
+    annotation: str = "",
+    resume_task: str | None = None,
+    on_task: OnTask | None = None,
+    timeout: float = 1800,
+    step_id: str | None = "G8",
+) -> VmRef:
+    """Clone `source` to `name` in `folder`/`pool`; an existing `name` of the same build is the
+    result (Conflict if of another build). The build marker is set in the clone spec's annotation."""
+    _resume(session, resume_task, timeout, step_id)
+    existing = find_vm(session, folder, name)
+    if existing is not None:
+        return _require_build(existing, build_id, step_id)
+    spec = vim.vm.CloneSpec(
+        location=vim.vm.RelocateSpec(pool=pool, datastore=datastore),
+        powerOn=power_on,
+        template=template,
+        config=vim.vm.ConfigSpec(annotation=with_build(annotation, build_id)),
+    )
+    task = _start(
+        lambda: source.CloneVM_Task(folder=folder, name=name, spec=spec),
+        on_task,
+        f"clone {source._moId} to {name}",
+        step_id,
+    )
+    vm = wait_for_task(session, task, timeout=timeout, step_id=step_id)
+    return _ref(inventory.Found(vm, inventory.properties(session, vm, VM_PROPS)), created=True)
+
+
+# -- G10: template, provenance -----------------------------------------------------------------------
+def mark_as_template(session: VSphereSession, vm: Any, *, step_id: str | None = "G10") -> VmRef:
+    """Convert a powered-off VM into a template (no-op if it already is one)."""
+    ref = get_vm(session, vm)
+    if ref.template:
+        return ref
+    if ref.power_state != "poweredOff":
+        raise errors.PermanentError(
+            f"{ref.name} is {ref.power_state}; only a powered-off VM becomes a template",
+            step_id=step_id,
+        )
+    with boundary(step_id, action=f"mark {ref.name} as template"):
+        vm.MarkAsTemplate()
+    return get_vm(session, vm)
+
+
+def set_annotation(
+    session: VSphereSession,
+    vm: Any,
+    text: str,
+    *,
+    timeout: float = 600,
+    step_id: str | None = None,
+) -> bool:
+    """Set the annotation (keeping the build line) unless it is already `text`. Before G10: vCenter
+    does not reconfigure templates. Returns True when it changed."""
+    current = inventory.properties(session, vm, ["config.annotation"])["config.annotation"] or ""
+    build = build_of(current)
+    wanted = with_build(text, build) if build else text
+    if current == wanted:
+        return False
+    spec = vim.vm.ConfigSpec(annotation=wanted)
+    task = _start(lambda: vm.ReconfigVM_Task(spec=spec), None, "set annotation", step_id)
+    wait_for_task(session, task, timeout=timeout, step_id=step_id)
+    return True
+
+
+def set_custom_attributes(
+    session: VSphereSession, obj: Any, values: Mapping[str, str], *, step_id: str | None = "G10"
+) -> dict[str, str]:
+    """Set custom attributes (works on templates). Field definitions are created when missing (for
+    VirtualMachine); values already equal are not written again. Returns what was written."""
+    cfm = session.content.customFieldsManager
+    if cfm is None:
+        raise errors.PermanentError("this vCenter has no CustomFieldsManager", step_id=step_id)
+    with boundary(step_id, action="read custom field definitions"):
+        defs = {
+            d.name: d.key for d in (inventory.properties(session, cfm, ["field"])["field"] or [])
+        }
+    current_raw = inventory.properties(session, obj, ["customValue"])["customValue"] or []
+    current = {getattr(v, "key", None): getattr(v, "value", None) for v in current_raw}
+    written: dict[str, str] = {}
+    for name, value in values.items():
+        with boundary(step_id, action=f"set custom attribute {name}"):
+            key = defs.get(name)
+            if key is None:
+                try:
+                    key = cfm.AddCustomFieldDef(name=name, moType=vim.VirtualMachine).key
+                except vim.fault.DuplicateName:  # created concurrently: read it again
+                    fields = inventory.properties(session, cfm, ["field"])["field"] or []
+                    key = next(d.key for d in fields if d.name == name)
+                defs[name] = key
+            if current.get(key) != value:
+                cfm.SetField(entity=obj, key=key, value=value)
+                written[name] = value
+    return written
+
+
+def custom_attributes(session: VSphereSession, obj: Any) -> dict[str, str]:
+    """Custom attribute values of `obj` by field name."""
+    cfm = session.content.customFieldsManager
+    names = {d.key: d.name for d in (inventory.properties(session, cfm, ["field"])["field"] or [])}
+    values = inventory.properties(session, obj, ["customValue"])["customValue"] or []
+    return {names.get(v.key, str(v.key)): v.value for v in values}
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """One template of a series, for retention."""
+
+    obj: Any
+    name: str
+    build_id: str | None
+    created: datetime | None
+
+    @property
+    def moid(self) -> str:
+        return str(self.obj._moId)
+
+
+def list_templates(session: VSphereSession, folder: Any, series: str) -> list[TemplateInfo]:
+    """Templates in `folder` named `<series>-...`, oldest first (creation date, then name)."""
+    found = inventory.contents(
+        session,
+        folder,
+        vim.VirtualMachine,
+        ["name", "config.template", "config.annotation", "config.createDate"],
+        recursive=False,
+    )
+    out = [
+        TemplateInfo(
+            f.obj,
+            f.props["name"],
+            build_of(f.props.get("config.annotation")),
+            f.props.get("config.createDate"),
+        )
+        for f in found
+        if f.props.get("config.template") and str(f.props.get("name", "")).startswith(series + "-")
+    ]
+    return sorted(out, key=lambda t: (t.created is None, t.created or datetime.min, t.name))
+
+
+def templates_to_delete(templates: Sequence[TemplateInfo], keep: int) -> list[TemplateInfo]:
+    """Retention (pure): everything but the newest `keep` (input oldest first)."""
+    return list(templates[: max(0, len(templates) - keep)])
+
+
+def destroy(
+    session: VSphereSession, vm: Any, *, timeout: float = 600, step_id: str | None = None
+) -> bool:
+    """Power off (if on) and delete. A VM that is already gone counts as done. Returns True when
+    this call deleted it."""
+    try:
+        power_off(session, vm, timeout=timeout, step_id=step_id)
+        task = _start(vm.Destroy_Task, None, f"destroy {vm._moId}", step_id)
+        wait_for_task(session, task, timeout=timeout, step_id=step_id)
+    except errors.NotFound:
+        return False
+    return True
