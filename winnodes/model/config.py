@@ -353,7 +353,7 @@ def parse_config(data: dict[str, Any]) -> PipelineConfig:
                 field=".".join(str(p) for p in err["loc"]),
                 rule=err["type"],
                 message=f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']} "
-                f"({err['type']}, {_step_for(err['loc'])})",
+                f"[{err['type']}] ({_step_for(err['loc'])})",
             )
             for err in exc.errors(include_input=False, include_url=False)
         ]

@@ -84,11 +84,9 @@ def inspect_private_key(
         else:
             key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
-        # cryptography: "Password was not given but private key is encrypted"
+        # cryptography raises TypeError for every encrypted form (PKCS#8, PKCS#1 Proc-Type, OpenSSH)
         return None, [_passphrase_problem(field)]
     except (ValueError, UnsupportedAlgorithm) as exc:
-        if "encrypt" in str(exc).lower() or "password" in str(exc).lower():
-            return None, [_passphrase_problem(field)]
         return None, [
             _problem(
                 "parse",
