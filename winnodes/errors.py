@@ -18,9 +18,12 @@ enters (`raise VCenterBusy(...) from exc`). Nobody parses message text to decide
         ├── AuthenticationError        wrong password / key / token / TSIG secret
         ├── NotFound                   a required object is missing (template, ISO, network...)
         ├── Conflict                   something exists and differs: api-int pointing elsewhere,
-        │                              an SSH host key or key fingerprint that does not match
+        │   │                          an SSH host key or key fingerprint that does not match
+        │   └── HostKeyMismatch        the guest's SSH host key is not the trusted one (security)
         └── GuestCheckFailed           a check inside the guest failed and could not be repaired;
-                                       `evidence` holds what was seen
+            │                          `evidence` holds what was seen
+            └── GuestCommandFailed     a command exited non-zero: command (no secrets), exit code,
+                                       stderr tail
 
 Secrets rule: no exception message, `evidence`, `Problem.message` or `repr` ever contains a secret
 value (passwords, private keys, tokens, TSIG secrets). Name the *field* ("windows_access.password is the
@@ -155,6 +158,26 @@ class GuestCheckFailed(PermanentError):
     def __init__(self, step_id: str, message: str, evidence: str = "") -> None:
         super().__init__(message, step_id=step_id)
         self.evidence = truncate(evidence)
+
+
+class HostKeyMismatch(Conflict):
+    """The guest offered an SSH host key other than the trusted one: a possible interception, or a
+    clone sharing/regenerating keys. Never retried, never accepted automatically."""
+
+
+class GuestCommandFailed(GuestCheckFailed):
+    """A command in the guest exited non-zero. `command` is the command as sent (callers pass no
+    secrets in commands), `exit_code` its status, `evidence` the redacted, truncated stderr tail."""
+
+    def __init__(self, step_id: str, command: str, exit_code: int, stderr_tail: str = "") -> None:
+        self.command = truncate(command, 500)
+        self.exit_code = exit_code
+        super().__init__(
+            step_id,
+            f"guest command exited {exit_code}: {self.command}"
+            + (f" -- {stderr_tail.strip()[-300:]}" if stderr_tail.strip() else ""),
+            stderr_tail,
+        )
 
 
 def truncate(text: str, limit: int = MAX_EVIDENCE) -> str:
