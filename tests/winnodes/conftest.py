@@ -50,7 +50,9 @@ def config() -> PipelineConfig:
     return parse_config(config_data())
 
 
-def _pem(key: Any, fmt: serialization.PrivateFormat = serialization.PrivateFormat.TraditionalOpenSSL) -> str:
+def _pem(
+    key: Any, fmt: serialization.PrivateFormat = serialization.PrivateFormat.TraditionalOpenSSL
+) -> str:
     return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
 
 

@@ -93,7 +93,7 @@ def parse_tools_version(output: str) -> tuple[int, int, int]:
 
 
 def decode_vcenter_tools_version(encoded: int | str) -> tuple[int, int, int]:
-    """vCenter's `guest.toolsVersion` (e.g. 12389 = 12.1.5): major<<10 | minor<<5 | patch."""
+    """vCenter's `guest.toolsVersion` (e.g. 12325 = 12.1.5): major<<10 | minor<<5 | patch."""
     n = int(encoded)
     return n >> 10, (n >> 5) & 0x1F, n & 0x1F
 

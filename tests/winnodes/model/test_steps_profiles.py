@@ -32,12 +32,13 @@ def test_profiles_table() -> None:
 
 
 def test_unknown_profile_names_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="ocp-4.9"):
+    with pytest.raises(KeyError, match=r"ocp-4\.9"):
         get_profile("4.10")
 
 
 @pytest.mark.parametrize(
-    ("version", "ok"), [((11, 0, 6), True), ((12, 1, 5), True), ((11, 0, 5), False), ((10, 3, 10), False)]
+    ("version", "ok"),
+    [((11, 0, 6), True), ((12, 1, 5), True), ((11, 0, 5), False), ((10, 3, 10), False)],
 )
 def test_tools_version(version: tuple[int, int, int], ok: bool) -> None:
     assert tools_version_ok(version, PROFILES["current"]) is ok

@@ -87,7 +87,10 @@ def test_fingerprint_equals_ssh_keygen(keys: dict[str, str], tmp_path: Path) -> 
     key.write_text(keys["rsa-pkcs1"])
     key.chmod(0o600)
     out = subprocess.run(
-        ["ssh-keygen", "-l", "-E", "sha256", "-f", str(key)], capture_output=True, text=True, check=True
+        ["ssh-keygen", "-l", "-E", "sha256", "-f", str(key)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert out.split()[1] == private_key_fingerprint(keys["rsa-pkcs1"])
 
