@@ -221,7 +221,7 @@ def infrastructure(site: Site) -> SeedObject:
         "networks": [site.network],
         "resourcePool": site.resource_pool,
         "folder": site.folder,
-        "template": f"/{site.datacenter}/vm/{site.rhcos_template}",
+        "template": f"{site.folder}/{site.rhcos_template}",
     }
     return _obj(
         "config.openshift.io/v1",
