@@ -301,7 +301,23 @@ func (h *taskHook) Reference() types.ManagedObjectReference {
 	return types.ManagedObjectReference{Type: "LabTaskFaultHook", Value: "lab-task-fault-hook"}
 }
 
-func (h *taskHook) PutObject(*simulator.Context, mo.Reference) {}
+// PutObject completes new VMs where the simulator leaves an enum empty that vCenter always sets:
+// pyVmomi refuses to decode runtime/summary with faultToleranceState or recordReplayState ""
+// (AttributeError from the enum type).
+func (h *taskHook) PutObject(_ *simulator.Context, obj mo.Reference) {
+	vm, ok := obj.(*simulator.VirtualMachine)
+	if !ok {
+		return
+	}
+	for _, rt := range []*types.VirtualMachineRuntimeInfo{&vm.Runtime, &vm.Summary.Runtime} {
+		if rt.FaultToleranceState == "" {
+			rt.FaultToleranceState = types.VirtualMachineFaultToleranceStateNotConfigured
+		}
+		if rt.RecordReplayState == "" {
+			rt.RecordReplayState = types.VirtualMachineRecordReplayStateInactive
+		}
+	}
+}
 
 func (h *taskHook) RemoveObject(*simulator.Context, types.ManagedObjectReference) {}
 
@@ -335,7 +351,6 @@ func (h *taskHook) UpdateObject(ctx *simulator.Context, obj mo.Reference, change
 
 func (l *lab) installHooks() {
 	l.m.Map().Handler = l.handler
-	l.m.Map().AddHandler(&taskHook{l: l})
 }
 
 // Delays: SOAP method names (e.g. RetrievePropertiesEx, CloneVM_Task) delay the response; task

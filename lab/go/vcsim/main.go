@@ -115,6 +115,7 @@ func main() {
 	defer m.Remove()
 
 	l := newLab(m, o)
+	l.m.Map().AddHandler(&taskHook{l: l}) // also completes the inventory's own VMs
 	start := time.Now()
 	if err := l.buildInventory(context.Background()); err != nil {
 		fatalf("inventory: %v", err)

@@ -1,0 +1,584 @@
+"""The lab's vCenter: govmomi's vSphere API simulator, built as `vcsim-lab` from `lab/go/vcsim/`.
+
+The flows talk to vCenter with pyvmomi over SOAP/HTTPS and must not know they are in a lab. vcsim is
+the real vSphere API simulator that govmomi, CAPV and Terraform test against, but as shipped it accepts
+any password, serves a throw-away certificate, finishes every task at once and has no notion of a
+guest. `vcsim-lab` is a small Go program on vcsim's `simulator` package (govmomi GOVMOMI_VERSION) that
+fixes what matters for our procedure: HTTPS with a certificate signed by a lab CA (clients verify TLS
+as in production), one user with a random password (wrong ones get InvalidLogin), an inventory that
+looks like a vSphere site hosting an OpenShift cluster, and a control endpoint through which tests
+inject faults, delays and session expiry, and the Windows guest twin reports what VMware Tools would.
+
+Inventory (vcsim's standard names; exact paths also in GET /inventory and the published variables):
+  /DC0                                        datacenter
+  /DC0/host/DC0_C0                            cluster with hosts DC0_C0_H0..H2
+  /DC0/host/DC0_C0/Resources                  the cluster's resource pool (LAB_VSPHERE_RESOURCE_POOL)
+  /DC0/host/DC0_C0/Resources/DC0_C0_RP1       a child pool (LAB_VSPHERE_CHILD_RESOURCE_POOL)
+  /DC0/datastore/LocalDS_0                    backed by <lab>/datastore (LAB_VSPHERE_DATASTORE_DIR)
+  /DC0/network/VM Network                     standard port group
+  /DC0/vm/<infra_id>                          the cluster's VM folder, holding:
+    <infra_id>-rhcos                          RHCOS template (rhel8_64Guest, vmx-15, 4 CPU, 16 GiB)
+    <infra_id>-worker-xxxxx (x3)              Linux workers, powered on, open-vm-tools reporting
+  [LocalDS_0] iso/<file>                      every stand-in ISO of lab.media (Windows and Tools)
+
+Control endpoint (plain HTTP + JSON on 127.0.0.1:LAB_VCSIM_CONTROL_PORT, LAB_VCSIM_CONTROL_URL).
+Errors answer {"error": "..."} with 400 (bad request), 404 (no such VM) or 409 (wrong state).
+  GET    /healthz                   {"ok": true, "sessions": n}; 503 until the inventory is built
+  GET    /inventory                 inventory paths, names, datastore dir, {"morefs": {path: moref}}
+  GET    /faults                    {"rules": [rule...]}, each with "id" and "count" (times applied)
+  POST   /faults                    add a rule: {"method": "CloneVM_Task" | "*", "fault": "TaskInProgress",
+                                    "moref": "vm-42" (optional), "message": "...", "probability": 1.0,
+                                    "max_count": 0 (0 = unlimited), "skip_count": 0, "delay_ms": 0,
+                                    "mode": "call" | "task"} -> the rule. mode "call": the SOAP call fails
+                                    with the fault (after delay_ms). mode "task": the call returns a task
+                                    that runs delay_ms, then ends in state error with the fault; the
+                                    default is "task" for *_Task methods (except NotAuthenticated,
+                                    NoPermission, ManagedObjectNotFound), else "call". Faults by name:
+                                    TaskInProgress HostCommunication HostNotConnected NotAuthenticated
+                                    NoPermission InvalidState InvalidPowerState InvalidHostState
+                                    SystemError Timedout InvalidArgument ManagedObjectNotFound
+                                    ResourceInUse InsufficientResourcesFault DuplicateName FileNotFound
+                                    NotFound ToolsUnavailable RequestCanceled InvalidDatastore
+                                    CannotAccessFile MethodDisabled
+  DELETE /faults                    remove all rules -> {"cleared": n}
+  GET    /delays                    {"delays": {name: ms}}
+  POST   /delays                    merge {name: ms} (ms <= 0 removes one). SOAP method names
+                                    (RetrievePropertiesEx, CloneVM_Task) delay the response; task names
+                                    (CloneVm, PowerOn, PowerOff, ReconfigVm, Destroy, CreateVm,
+                                    RelocateVm) keep the task in state running for that long
+  DELETE /delays                    remove all delays
+  GET    /session-timeout           {"timeout": "30s" | ""}
+  PUT    /session-timeout           {"timeout": "30s"} idle timeout (Go duration) for later logins; ""
+                                    clears it (vCenter option config.vmacore.soap.sessionTimeout)
+  POST   /sessions/invalidate       terminate every SOAP session -> {"terminated": n, "users": [...]};
+                                    their next call fails with NotAuthenticated, as an expired session
+  GET    /vms/<moref>/guest         the VM's power state and guest info
+  POST   /vms/<moref>/guest         set guest info, as VMware Tools reports it: {"toolsRunningStatus":
+                                    "guestToolsRunning", "toolsVersion": "12325" (major*1024+minor*32+
+                                    patch), "toolsVersionStatus2", "toolsStatus", "guestState",
+                                    "ipAddress" ("" clears it; also guest.net[0] and summary.guest),
+                                    "hostName", "guestFullName", "guestId"} -> the resulting guest info
+  POST   /vms/<moref>/guest-shutdown power off as the guest's own shutdown does: runtime.powerState
+                                    poweredOff with no client task, Tools not running, IP cleared,
+                                    VmPoweredOffEvent posted; 409 if the VM is not powered on
+
+Without a session the simulator lets property reads through; vcsim-lab answers NotAuthenticated like
+vCenter does (only RetrieveServiceContent, Login* and reads of the ServiceInstance itself are anonymous).
+
+Component interface (lab/cli.py): `build(ctx)` compiles vcsim-lab (cache key: GOVMOMI_VERSION and a hash
+of the Go sources) and installs govc GOVC_VERSION; `start(ctx)` returns GOVC_* and LAB_VSPHERE_* (see
+`_env`); `stop(ctx)`; `status(ctx)`. `VcsimControl` is the typed client of the control endpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from lab import media
+from lab.config import GOVC_VERSION, GOVMOMI_VERSION, random_suffix
+from lab.paths import REPO_ROOT, LabPaths
+from lab.process import (
+    LabError,
+    log_file,
+    read_pid,
+    require_free_port,
+    start_daemon,
+    stop_daemon,
+)
+
+if TYPE_CHECKING:
+    from lab.cli import LabContext
+
+NAME = "vcsim"
+BINARY = "vcsim-lab"
+GO_DIR = REPO_ROOT / "lab" / "go" / "vcsim"
+DATACENTER = "DC0"
+ISO_FOLDER = "iso"
+
+
+# ------------------------------------------------------------------------------------------ build
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["GOTOOLCHAIN"] = "local"
+    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=mod").strip()
+    return env
+
+
+def source_hash() -> str:
+    """Hash of the Go sources, so that an edit rebuilds and an unchanged tree reuses the cache."""
+    h = hashlib.sha256()
+    for f in sorted(GO_DIR.iterdir()):
+        if f.is_file() and (f.suffix == ".go" or f.name in ("go.mod", "go.sum")):
+            h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def binary(paths: LabPaths) -> Path:
+    return paths.bin(BINARY, f"{GOVMOMI_VERSION}-{source_hash()}")
+
+
+def govc(paths: LabPaths) -> Path:
+    return paths.bin("govc", GOVC_VERSION)
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise LabError(
+            "building the lab's vCenter needs Go (>= 1.25) on PATH; install it and retry"
+        )
+    return go
+
+
+def _run_go(argv: list[str], what: str, cwd: Path, env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        ["nice", "-n", "10", *argv], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+        raise LabError(f"{what} failed (in {cwd}):\n{tail}")
+
+
+def build(ctx: LabContext) -> None:
+    """Compile vcsim-lab and install govc into the cache, unless already there."""
+    target = binary(ctx.paths)
+    if not target.is_file():
+        go = _go()
+        print(f"  building {BINARY} (govmomi {GOVMOMI_VERSION}, sources {source_hash()}) ...")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        t0 = time.monotonic()
+        _run_go(
+            [go, "build", "-trimpath", "-o", str(tmp), "."],
+            f"`go build` of {BINARY}",
+            GO_DIR,
+            _go_env(),
+        )
+        tmp.replace(target)
+        print(f"  built {target} in {time.monotonic() - t0:.0f}s")
+    tool = govc(ctx.paths)
+    if not tool.is_file():
+        go = _go()
+        print(f"  installing govc {GOVC_VERSION} into {tool.parent} ...")
+        tool.parent.mkdir(parents=True, exist_ok=True)
+        env = _go_env() | {"GOBIN": str(tool.parent)}
+        t0 = time.monotonic()
+        _run_go(
+            [go, "install", f"github.com/vmware/govmomi/govc@{GOVC_VERSION}"],
+            f"`go install` of govc {GOVC_VERSION}",
+            tool.parent,
+            env,
+        )
+        print(f"  installed govc in {time.monotonic() - t0:.0f}s")
+
+
+# -------------------------------------------------------------------------------------------- PKI
+def _pki_dir(paths: LabPaths) -> Path:
+    return paths.pki / "vcsim"
+
+
+def ca_file(paths: LabPaths) -> Path:
+    return _pki_dir(paths) / "ca.crt"
+
+
+def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+
+
+def ensure_pki(paths: LabPaths, host: str) -> tuple[Path, Path, Path]:
+    """A lab CA and a server certificate for `host` (IP SAN) and localhost, made once per run dir.
+    Returns (ca.crt, server.crt, server.key)."""
+    d = _pki_dir(paths)
+    ca_crt, srv_crt, srv_key = d / "ca.crt", d / "server.crt", d / "server.key"
+    if ca_crt.exists() and srv_crt.exists() and srv_key.exists():
+        return ca_crt, srv_crt, srv_key
+    d.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "winnodes lab"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "winnodes lab vCenter CA"),
+        ]
+    )
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    srv = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_key(d / "ca.key", ca_key)
+    _write_key(srv_key, key)
+    srv_crt.write_bytes(srv.public_bytes(serialization.Encoding.PEM))
+    ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return ca_crt, srv_crt, srv_key
+
+
+def thumbprint(cert_pem: Path) -> str:
+    """SHA-1 of the certificate, vSphere style (AA:BB:...)."""
+    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
+    return ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA1()))
+
+
+def password_file(paths: LabPaths) -> Path:
+    return _pki_dir(paths) / "password"
+
+
+def ensure_password(paths: LabPaths) -> str:
+    """The vSphere user's password: random, made once per run directory."""
+    f = password_file(paths)
+    if not f.exists():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(f"Lab-{random_suffix(16)}!\n")
+        f.chmod(0o600)
+    return f.read_text().strip()
+
+
+# ---------------------------------------------------------------------------------------- control
+class VcsimControlError(LabError):
+    """The control endpoint refused a request (status and the server's message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"vcsim control: HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+_SNAKE_GUEST = {
+    "tools_running_status": "toolsRunningStatus",
+    "tools_version": "toolsVersion",
+    "tools_version_status2": "toolsVersionStatus2",
+    "tools_status": "toolsStatus",
+    "guest_state": "guestState",
+    "ip_address": "ipAddress",
+    "host_name": "hostName",
+    "guest_full_name": "guestFullName",
+    "guest_id": "guestId",
+}
+
+
+def encode_tools_version(version: str) -> str:
+    """VMware's encoded Tools version: "12.1.5" -> "12325" (major*1024 + minor*32 + patch)."""
+    parts = [int(p) for p in version.split(".")[:3]] + [0, 0]
+    return str(parts[0] * 1024 + parts[1] * 32 + parts[2])
+
+
+class VcsimControl:
+    """Typed client of vcsim-lab's control endpoint (see the module docstring)."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> VcsimControl:
+        try:
+            return cls(env["LAB_VCSIM_CONTROL_URL"])
+        except KeyError as exc:
+            raise LabError("LAB_VCSIM_CONTROL_URL is not set: start the lab's vcsim first") from exc
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                message = str(json.loads(raw).get("error", raw.decode(errors="replace")))
+            except (ValueError, AttributeError):
+                message = raw.decode(errors="replace")
+            raise VcsimControlError(exc.code, message) from None
+        except urllib.error.URLError as exc:
+            raise LabError(
+                f"vcsim control endpoint {self.base_url} unreachable ({exc.reason}); "
+                "is the lab up? (`python -m lab status`)"
+            ) from None
+
+    # health and inventory
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/healthz")
+        return result
+
+    def inventory(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/inventory")
+        return result
+
+    # faults
+    def add_fault(
+        self,
+        method: str,
+        fault: str,
+        *,
+        moref: str | None = None,
+        message: str | None = None,
+        probability: float = 1.0,
+        max_count: int = 0,
+        skip_count: int = 0,
+        delay_ms: int = 0,
+        mode: str | None = None,
+    ) -> dict[str, Any]:
+        """Make `method` (a SOAP method name or "*") fail with `fault`; see POST /faults."""
+        body: dict[str, Any] = {
+            "method": method,
+            "fault": fault,
+            "probability": probability,
+            "max_count": max_count,
+            "skip_count": skip_count,
+            "delay_ms": delay_ms,
+        }
+        if moref:
+            body["moref"] = moref
+        if message:
+            body["message"] = message
+        if mode:
+            body["mode"] = mode
+        result: dict[str, Any] = self._call("POST", "/faults", body)
+        return result
+
+    def list_faults(self) -> list[dict[str, Any]]:
+        rules: list[dict[str, Any]] = self._call("GET", "/faults")["rules"]
+        return rules
+
+    def clear_faults(self) -> int:
+        return int(self._call("DELETE", "/faults")["cleared"])
+
+    # delays
+    def set_delays(self, delays: dict[str, int] | None = None, **more: int) -> dict[str, int]:
+        """Add delays in ms: SOAP method names delay the response, task names (CloneVm, PowerOn,
+        ReconfigVm, ...) keep the task running. Returns all delays in force."""
+        body = dict(delays or {}) | more
+        result: dict[str, int] = self._call("POST", "/delays", body)["delays"]
+        return result
+
+    def delays(self) -> dict[str, int]:
+        result: dict[str, int] = self._call("GET", "/delays")["delays"]
+        return result
+
+    def clear_delays(self) -> None:
+        self._call("DELETE", "/delays")
+
+    # sessions
+    def set_session_timeout(self, timeout: str | float | None) -> None:
+        """Idle session timeout for later logins: a Go duration ("30s") or seconds; None clears."""
+        if timeout is None:
+            value = ""
+        elif isinstance(timeout, int | float):
+            value = f"{int(timeout * 1000)}ms"
+        else:
+            value = timeout
+        self._call("PUT", "/session-timeout", {"timeout": value})
+
+    def session_timeout(self) -> str:
+        return str(self._call("GET", "/session-timeout")["timeout"])
+
+    def invalidate_sessions(self) -> int:
+        """Terminate every current session (as if they expired); returns how many."""
+        return int(self._call("POST", "/sessions/invalidate")["terminated"])
+
+    # guests
+    def get_guest(self, moref: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/vms/{moref}/guest")
+        return result
+
+    def set_guest(self, moref: str, **fields: str | int) -> dict[str, Any]:
+        """Report guest info as VMware Tools would, e.g. set_guest("vm-42",
+        toolsRunningStatus="guestToolsRunning", ipAddress="127.77.0.5"); snake_case names work too."""
+        body = {_SNAKE_GUEST.get(k, k): str(v) for k, v in fields.items()}
+        result: dict[str, Any] = self._call("POST", f"/vms/{moref}/guest", body)
+        return result
+
+    def guest_shutdown(self, moref: str) -> dict[str, Any]:
+        """Power the VM off as its guest OS's own shutdown does (no task; VmPoweredOffEvent)."""
+        result: dict[str, Any] = self._call("POST", f"/vms/{moref}/guest-shutdown")
+        return result
+
+
+# -------------------------------------------------------------------------------------- component
+def control_url(ctx: LabContext) -> str:
+    return f"http://{ctx.cfg.host}:{ctx.cfg.vcsim_control_port}"
+
+
+def _healthy(ctx: LabContext) -> bool:
+    try:
+        return bool(VcsimControl(control_url(ctx), timeout=2).health().get("ok"))
+    except LabError:
+        return False
+
+
+def _upload_media(ctx: LabContext, datastore_dir: Path) -> dict[str, str]:
+    """Put every stand-in ISO into the datastore's iso/ folder; returns file name -> datastore path."""
+    iso_dir = datastore_dir / ISO_FOLDER
+    iso_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, str] = {}
+    items: list[tuple[str, Any]] = [(m.file_name, m) for m in media.WINDOWS_MEDIA.values()]
+    items += [(m.file_name, m) for m in media.TOOLS_MEDIA.values()]
+    for file_name, m in items:
+        built = ctx.paths.media / file_name
+        if not built.exists():
+            if isinstance(m, media.WindowsMedia):
+                media.build_windows_iso(built, m)
+            else:
+                media.build_tools_iso(built, m)
+        dest = iso_dir / file_name
+        if not dest.exists():
+            shutil.copyfile(built, dest)
+        out[file_name] = f"[{_datastore_name()}] {ISO_FOLDER}/{file_name}"
+    return out
+
+
+def _datastore_name() -> str:
+    return "LocalDS_0"
+
+
+def _env(ctx: LabContext, inv: dict[str, Any], isos: dict[str, str]) -> dict[str, str]:
+    ca = ca_file(ctx.paths)
+    server = f"{ctx.cfg.host}:{ctx.cfg.vcsim_port}"
+    password = ensure_password(ctx.paths)
+    return {
+        "GOVC_URL": f"https://{server}/sdk",
+        "GOVC_USERNAME": ctx.cfg.vsphere_user,
+        "GOVC_PASSWORD": password,
+        "GOVC_TLS_CA_CERTS": str(ca),
+        "GOVC_DATACENTER": inv["datacenter"].lstrip("/"),
+        "LAB_GOVC": str(govc(ctx.paths)),
+        "LAB_VCSIM_CONTROL_URL": control_url(ctx),
+        "LAB_VSPHERE_SERVER": server,
+        "LAB_VSPHERE_USERNAME": ctx.cfg.vsphere_user,
+        "LAB_VSPHERE_PASSWORD": password,
+        "LAB_VSPHERE_CA_FILE": str(ca),
+        "LAB_VSPHERE_THUMBPRINT": thumbprint(_pki_dir(ctx.paths) / "server.crt"),
+        "LAB_VSPHERE_DATACENTER": inv["datacenter"].lstrip("/"),
+        "LAB_VSPHERE_CLUSTER": inv["cluster"].rsplit("/", 1)[-1],
+        "LAB_VSPHERE_DATASTORE": inv["datastore_name"],
+        "LAB_VSPHERE_DATASTORE_DIR": inv["datastore_dir"],
+        "LAB_VSPHERE_NETWORK": inv["network_name"],
+        "LAB_VSPHERE_FOLDER": inv["folder"],
+        "LAB_VSPHERE_RESOURCE_POOL": inv["resource_pool"],
+        "LAB_VSPHERE_CHILD_RESOURCE_POOL": inv.get("child_resource_pool", ""),
+        "LAB_VSPHERE_TEMPLATE": inv["template"].rsplit("/", 1)[-1],
+        "LAB_WINDOWS_ISO_OCP49": isos[media.WINDOWS_MEDIA["ocp-4.9"].file_name],
+        "LAB_WINDOWS_ISO_CURRENT": isos[media.WINDOWS_MEDIA["current"].file_name],
+        "LAB_TOOLS_ISO": isos[media.TOOLS_MEDIA["current"].file_name],
+        "LAB_TOOLS_ISO_OLD": isos[media.TOOLS_MEDIA["old"].file_name],
+    }
+
+
+def start(ctx: LabContext) -> dict[str, str]:
+    """Start vcsim-lab (or find it running for this run dir) and return its variables."""
+    paths, cfg = ctx.paths, ctx.cfg
+    paths.ensure()
+    if read_pid(paths, NAME) is None or not _healthy(ctx):
+        stop_daemon(paths, NAME)  # a stale pid file or a hung process of ours
+        require_free_port(cfg.host, cfg.vcsim_port, "vcsim (vSphere API)", "LAB_VCSIM_PORT")
+        require_free_port(
+            cfg.host, cfg.vcsim_control_port, "vcsim (control endpoint)", "LAB_VCSIM_CONTROL_PORT"
+        )
+        build(ctx)
+        _ca, crt, key = ensure_pki(paths, cfg.host)
+        ensure_password(paths)
+        # The inventory is rebuilt at every start: files of VMs of a previous vcsim are stale.
+        if paths.datastore.exists():
+            shutil.rmtree(paths.datastore)
+        paths.datastore.mkdir(parents=True)
+        argv = [
+            str(binary(paths)),
+            "-listen", f"{cfg.host}:{cfg.vcsim_port}",
+            "-control", f"{cfg.host}:{cfg.vcsim_control_port}",
+            "-tls-cert", str(crt),
+            "-tls-key", str(key),
+            "-username", cfg.vsphere_user,
+            "-password-file", str(password_file(paths)),
+            "-datastore-dir", str(paths.datastore),
+            "-infra-id", ctx.infra_id,
+        ]  # fmt: skip
+        start_daemon(paths, NAME, argv, ready=lambda: _healthy(ctx), timeout=60)
+    inv = VcsimControl(control_url(ctx)).inventory()
+    isos = _upload_media(ctx, Path(inv["datastore_dir"]))
+    return _env(ctx, inv, isos)
+
+
+def stop(ctx: LabContext) -> None:
+    stop_daemon(ctx.paths, NAME)
+
+
+def status(ctx: LabContext) -> str:
+    pid = read_pid(ctx.paths, NAME)
+    if pid is None:
+        return "stopped"
+    if not _healthy(ctx):
+        return f"unhealthy (pid {pid}; control endpoint not answering; see {log_file(ctx.paths, NAME)})"
+    return (
+        f"running (pid {pid}; https://{ctx.cfg.host}:{ctx.cfg.vcsim_port}/sdk, "
+        f"control {control_url(ctx)})"
+    )
