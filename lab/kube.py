@@ -36,9 +36,9 @@ from lab.paths import REPO_ROOT, LabPaths
 from lab.process import (
     LabError,
     log_file,
-    port_in_use,
     read_pid,
     require_binary,
+    require_free_port,
     start_daemon,
     stop_daemon,
 )
@@ -405,11 +405,9 @@ def _apiserver_ready(ctx: LabContext, pki: Pki) -> bool:
 
 
 def _require_port(ctx: LabContext, port: int, what: str, var: str, running: bool) -> None:
-    if not running and port_in_use(ctx.cfg.host, port):
-        raise LabError(
-            f"{what}: port {ctx.cfg.host}:{port} is already in use by another process; stop it "
-            f"(see `ss -ltnp 'sport = :{port}'`) or choose another port with {var}=<port>"
-        )
+    """A port must be free unless our own daemon (running from this run dir) holds it."""
+    if not running:
+        require_free_port(ctx.cfg.host, port, what, var)
 
 
 def _start_etcd(ctx: LabContext) -> None:
