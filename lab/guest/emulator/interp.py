@@ -48,6 +48,7 @@ class ErrorRecord:
     source: str = ""
     script_name: str = ""
     parse_error: bool = False
+    activity: str | None = None  # "[X]" in CategoryInfo; defaults to the command
 
     def __str__(self) -> str:
         return self.message
@@ -79,7 +80,8 @@ class ErrorRecord:
         if self.parse_error:
             lines.append(self.message)
         target = f"{self.target}:{self.target_type}" if self.target else ":"
-        activity = f"[{self.command}]" if self.command else "[]"
+        act = self.command if self.activity is None else self.activity
+        activity = f"[{act}]"
         lines.append(
             f"    + CategoryInfo          : {self.category}: ({target}) {activity}, {self.exception}"
         )

@@ -100,19 +100,19 @@ def _arg_strings(interp: Interp, node: ast.Command) -> list[str]:
 
 
 def not_recognized(interp: Interp, name: str, node: ast.Node) -> StatementError:
-    return StatementError(
-        interp.record_for(
-            node,
-            f"The term '{name}' is not recognized as the name of a cmdlet, function, script "
-            "file, or operable program. Check the spelling of the name, or if a path was included, "
-            "verify that the path is correct and try again.",
-            "CommandNotFoundException",
-            "ObjectNotFound",
-            name,
-            "CommandNotFoundException",
-            command=name,
-        )
+    rec = interp.record_for(
+        node,
+        f"The term '{name}' is not recognized as the name of a cmdlet, function, script "
+        "file, or operable program. Check the spelling of the name, or if a path was included, "
+        "verify that the path is correct and try again.",
+        "CommandNotFoundException",
+        "ObjectNotFound",
+        name,
+        "CommandNotFoundException",
+        command=name,
     )
+    rec.activity = ""
+    return StatementError(rec)
 
 
 def run_external(interp: Interp, name: str, node: ast.Command, input_: list[Any]) -> list[Any]:

@@ -497,6 +497,18 @@ class Parser:
                     "ExpressionsMustBeFirstInPipeline",
                 )
             expr = self.parse_expression()
+            redirects: list[Redirect] = []
+            while True:
+                save = self.i
+                self.skip_ws()
+                r = self.parse_redirect()
+                if r is None:
+                    self.i = save
+                    break
+                redirects.append(r)
+            if redirects:  # `'text' > file`: the expression's output goes through Write-Output
+                name = Const(start, start, "Write-Output")
+                return Command(start, self.i, name, [expr], False, redirects)
             return expr
         m = re.match(r"[^\s;|&(){},\"'<>]+", self.src[self.i :])
         if not m:
