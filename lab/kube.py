@@ -404,19 +404,23 @@ def _apiserver_ready(ctx: LabContext, pki: Pki) -> bool:
         return bool(resp.status == 200)
 
 
-def _require_port(ctx: LabContext, port: int, what: str, var: str, running: bool) -> None:
-    """A port must be free unless our own daemon (running from this run dir) holds it."""
-    if not running:
-        require_free_port(ctx.cfg.host, port, what, var)
+def _require_ports(ctx: LabContext) -> None:
+    """Every port must be free unless our own daemon (from this run dir) holds it; checked before
+    anything starts, so a refused start leaves nothing behind."""
+    cfg = ctx.cfg
+    for daemon, port, what, var in (
+        ("etcd", cfg.etcd_port, "etcd", "LAB_ETCD_PORT"),
+        ("etcd", cfg.etcd_peer_port, "etcd (peer)", "LAB_ETCD_PEER_PORT"),
+        ("kube-apiserver", cfg.apiserver_port, "kube-apiserver", "LAB_APISERVER_PORT"),
+    ):
+        if read_pid(ctx.paths, daemon) is None:
+            require_free_port(cfg.host, port, what, var)
 
 
 def _start_etcd(ctx: LabContext) -> None:
     cfg, paths = ctx.cfg, ctx.paths
     etcd = binary(paths, "etcd")
     require_binary(etcd, "build it with `python -m lab build` (or `make lab-bin`)")
-    running = read_pid(paths, "etcd") is not None
-    _require_port(ctx, cfg.etcd_port, "etcd", "LAB_ETCD_PORT", running)
-    _require_port(ctx, cfg.etcd_peer_port, "etcd (peer)", "LAB_ETCD_PEER_PORT", running)
     client = _etcd_url(ctx)
     peer = f"http://{cfg.host}:{cfg.etcd_peer_port}"
     start_daemon(
@@ -443,8 +447,6 @@ def _start_apiserver(ctx: LabContext, pki: Pki) -> None:
     cfg, paths = ctx.cfg, ctx.paths
     apiserver = binary(paths, "kube-apiserver")
     require_binary(apiserver, "build it with `python -m lab build` (or `make lab-bin`)")
-    running = read_pid(paths, "kube-apiserver") is not None
-    _require_port(ctx, cfg.apiserver_port, "kube-apiserver", "LAB_APISERVER_PORT", running)
     cert_dir = paths.run / "kube-apiserver"
     cert_dir.mkdir(parents=True, exist_ok=True)
     start_daemon(
@@ -495,6 +497,7 @@ def _sans(ctx: LabContext) -> tuple[list[str], list[str]]:
 def start(ctx: LabContext) -> dict[str, str]:
     ctx.paths.ensure()
     crds = crd_files()  # fail before starting anything when they are missing
+    _require_ports(ctx)
     pki = ensure_pki(ctx.paths, *_sans(ctx))
     _start_etcd(ctx)
     _start_apiserver(ctx, pki)

@@ -278,16 +278,20 @@ def test_client_without_certificate_is_refused(ctx: LabContext) -> None:
 
 
 # ------------------------------------------------------------------------------------ lifecycle
-def test_port_in_use_is_refused_with_the_variable_to_change(
-    ctx: LabContext, tmp_path_factory: pytest.TempPathFactory
+@pytest.mark.parametrize(
+    ("field", "variable"),
+    [("etcd_port", "LAB_ETCD_PORT"), ("apiserver_port", "LAB_APISERVER_PORT")],
+)
+def test_port_in_use_is_refused_before_anything_starts(
+    ctx: LabContext, tmp_path_factory: pytest.TempPathFactory, field: str, variable: str
 ) -> None:
     other = _context("lab-kube-busy", tmp_path_factory)
-    other = dataclasses.replace(
-        other, cfg=dataclasses.replace(other.cfg, etcd_port=ctx.cfg.etcd_port)
-    )
-    with pytest.raises(LabError, match="LAB_ETCD_PORT"):
+    busy = {field: getattr(ctx.cfg, field)}  # held by the module's running lab
+    other = dataclasses.replace(other, cfg=dataclasses.replace(other.cfg, **busy))
+    with pytest.raises(LabError, match=variable):
         kube.start(other)
     assert read_pid(other.paths, "etcd") is None
+    assert read_pid(other.paths, "kube-apiserver") is None
 
 
 def test_second_start_is_idempotent(ctx: LabContext) -> None:
