@@ -347,7 +347,10 @@ def create_windows_vm(
     pool = find(si, site.resource_pool)
     devices: list[vim.vm.device.VirtualDeviceSpec] = [
         vim.vm.device.VirtualDeviceSpec(
-            operation="add", device=vim.vm.device.ParaVirtualSCSIController(key=1000, busNumber=0)
+            operation="add",
+            device=vim.vm.device.ParaVirtualSCSIController(
+                key=1000, busNumber=0, sharedBus="noSharing"
+            ),
         ),
         vim.vm.device.VirtualDeviceSpec(
             operation="add",
@@ -393,7 +396,8 @@ def create_windows_vm(
 
 
 def power_on(si: vim.ServiceInstance, vm: vim.VirtualMachine) -> None:
-    if vm.runtime.powerState != "poweredOn":
+    # not vm.runtime: pyVmomi 9 cannot read vcsim's VM runtime property (AttributeError)
+    with contextlib.suppress(vim.fault.InvalidPowerState):
         wait_task(si, vm.PowerOnVM_Task())
 
 
@@ -428,7 +432,7 @@ def clone(
 
 
 def destroy(si: vim.ServiceInstance, vm: vim.VirtualMachine) -> None:
-    if vm.runtime.powerState == "poweredOn":
+    with contextlib.suppress(vim.fault.InvalidPowerState):
         wait_task(si, vm.PowerOffVM_Task())
     wait_task(si, vm.Destroy_Task())
 

@@ -365,7 +365,9 @@ class Lab:
 
     # -- golden images by hand (G1-G10) -------------------------------------------------------
 
-    def golden(self, kind: str, public_key: str, firewall_ports: tuple[int, ...]) -> str:
+    def golden(
+        self, kind: str, public_key: str, firewall_ports: tuple[int, ...], key_file: str = ""
+    ) -> str:
         from lab import scenario
 
         with scenario.connect(self.site) as si:
@@ -377,7 +379,7 @@ class Lab:
                 firewall_ports=firewall_ports,
             )
             name = f"wmco-{kind}-tmpl-{self.tag}"
-            scenario.make_template(si, self.site, base, self.key_file, name)
+            scenario.make_template(si, self.site, base, key_file or self.key_file, name)
             scenario.destroy(si, base)
         self.templates[kind] = name
         return name
@@ -726,7 +728,9 @@ def test_wrong_template_key_deletes_the_machine(lab: Lab, tmp_path: Path) -> Non
         ["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f", str(other)],
         check=True,
     )
-    template = lab.golden("wrongkey", (tmp_path / "other.pub").read_text().strip(), (10250, 9182))
+    template = lab.golden(
+        "wrongkey", (tmp_path / "other.pub").read_text().strip(), (10250, 9182), str(other)
+    )
     ms = f"wk{lab.tag}"
     lab.create_machineset(ms, template)
     pick = lab.machines_of(ms)
