@@ -24,6 +24,7 @@ from winnodes.render.powershell import (
     SSH_FIREWALL_RULE,
     TOOLS_CONF,
     TOOLS_CONF_DIR,
+    powershell_command_line,
     ps_array,
     ps_quote,
 )
@@ -85,11 +86,16 @@ def openssh_script(public_key_line: str) -> str:
 
 
 def run_script_command_line(script: str) -> str:
-    """A FirstLogonCommand that runs `script` from the answer media, whichever letter it got."""
-    candidates = ps_array([f"{letter}:\\{SCRIPT_DIR}\\{script}" for letter in CD_LETTERS])
-    return (
-        "powershell.exe -NoProfile -ExecutionPolicy Bypass -Command "
-        f'"{candidates} | Where-Object {{ Test-Path -Path $_ }} | ForEach-Object {{ & $_ }}"'
+    """A FirstLogonCommand that runs `script` from the answer media, whichever letter it got:
+    `'D:','E:',... | ForEach-Object { "$_\\winnodes\\x.ps1" } | Where-Object { Test-Path -Path $_ }
+    | ForEach-Object { & $_ }`, passed as -EncodedCommand (see `powershell_command_line`: no
+    quoting survives every parser). Stays under Windows' 1024-character CommandLine limit."""
+    drives = ps_array([f"{letter}:" for letter in CD_LETTERS])
+    return powershell_command_line(
+        f'{drives} | ForEach-Object {{ "$_\\{SCRIPT_DIR}\\{script}" }} | '
+        "Where-Object { Test-Path -Path $_ } | ForEach-Object { & $_ }",
+        extra="",
+        quiet_progress=False,
     )
 
 

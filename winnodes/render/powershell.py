@@ -9,8 +9,8 @@ parameters, single-quoted strings, variables, `if/else`, `-eq -ne -like -not`, `
 `ForEach-Object`, `Select-Object`, `ConvertTo-Json`, `Test-Path`, `Get-Content`, `Set-Content`,
 `New-Item`, `Remove-Item`, `Get/Set/Start-Service`, `Get/New-NetFirewallRule`,
 `Add-WindowsCapability`, `icacls`, `Start-Process -Wait`, `&`. No functions, no try/catch, no .NET.
-SSH commands are one line (no newlines) and use no double quotes, so wrapping them for cmd.exe
-(`powershell_command_line`) needs no escaping.
+SSH commands are one line; `powershell_command_line` wraps any of them as -EncodedCommand so no
+shell between SSH and powershell.exe can mangle them.
 
 Output parsing: Windows PowerShell 5.1's `ConvertTo-Json` writes enums as integers (a service's
 Status Running=4, Stopped=1; StartType Automatic=2, Manual=3, Disabled=4; a firewall rule's Enabled
@@ -20,6 +20,7 @@ True=1 False=2, Direction Inbound=1, Action Allow=2). PowerShell 7 writes the sa
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass
@@ -55,16 +56,27 @@ def ps_array(values: list[str] | tuple[str, ...]) -> str:
     return ",".join(ps_quote(v) for v in values)
 
 
-def powershell_command_line(script: str) -> str:
-    """Wrap a one-line script for a shell that is cmd.exe (Windows OpenSSH's default shell):
-    `powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -Command "<script>"`.
+def encode_command(script: str) -> str:
+    """`script` as powershell.exe's -EncodedCommand value: base64 of its UTF-16LE bytes."""
+    return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
 
-    Refuses scripts with newlines, double quotes or '%' (cmd would expand or split them): every
-    command in this module avoids them by construction."""
-    for bad, why in (("\n", "a newline"), ('"', "a double quote"), ("%", "'%'")):
-        if bad in script:
-            raise ValueError(f"the script contains {why}, which cmd.exe would mangle")
-    return f'powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -Command "{script}"'
+
+def powershell_command_line(
+    script: str, *, extra: str = "-NonInteractive", quiet_progress: bool = True
+) -> str:
+    """A command line that runs `script` in Windows PowerShell whatever parses the line first:
+    `powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand <base64>`.
+
+    Why encoded: Windows' OpenSSH runs a command through its default shell, cmd.exe unless the
+    site set DefaultShell to PowerShell; FirstLogonCommands are run without PowerShell. A
+    `-Command "..."` line means different things in each (a PowerShell parent expands `$_` inside
+    the double quotes, cmd expands `%X%`); base64 has no quotes, no `$`, no `%`, so it reaches
+    powershell.exe intact everywhere. Progress records are silenced so stderr carries only errors."""
+    body = f"$ProgressPreference = 'SilentlyContinue'; {script}" if quiet_progress else script
+    return (
+        f"powershell.exe -NoProfile {extra} -ExecutionPolicy Bypass "
+        f"-EncodedCommand {encode_command(body)}".replace("  ", " ")
+    )
 
 
 def _join(*statements: str) -> str:

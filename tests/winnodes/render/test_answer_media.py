@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import xml.etree.ElementTree as ET
 
@@ -72,12 +73,16 @@ def test_first_logon_commands_run_each_script_from_whichever_cd(config: Pipeline
     scripts = [am.TOOLS_CONF_SCRIPT, am.TOOLS_SCRIPT, am.OPENSSH_SCRIPT]
     assert len(lines) == 3
     for line, script in zip(lines, scripts, strict=True):
-        assert line.startswith('powershell.exe -NoProfile -ExecutionPolicy Bypass -Command "')
-        assert f"'D:\\winnodes\\{script}'" in line and f"'J:\\winnodes\\{script}'" in line
-        assert "Where-Object { Test-Path -Path $_ } | ForEach-Object { & $_ }" in line
-        assert f"/winnodes/{script}" in files
+        assert line.startswith("powershell.exe -NoProfile -ExecutionPolicy Bypass -EncodedCommand ")
         assert len(line) < 1024  # Windows' limit for a SynchronousCommand
-        assert line.count('"') == 2
+        assert not set(line) & set("$\"'%&|")  # nothing cmd.exe or a PowerShell parent interprets
+        decoded = base64.b64decode(line.split()[-1]).decode("utf-16-le")
+        assert decoded == (
+            "'D:','E:','F:','G:','H:','I:','J:' | "
+            f'ForEach-Object {{ "$_\\winnodes\\{script}" }} | '
+            "Where-Object { Test-Path -Path $_ } | ForEach-Object { & $_ }"
+        )
+        assert f"/winnodes/{script}" in files
 
 
 def test_scripts_do_what_g2_g3a_g4_g5_need(config: PipelineConfig) -> None:

@@ -1,0 +1,105 @@
+"""The rendered answer media and guest commands, run by the lab's Windows twin (no servers: its boot
+and PowerShell emulator on a temporary disk). A product/lab disagreement about PowerShell shows up
+here instead of in a twenty-minute flow run. Skipped when the twin is not in this checkout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.winnodes.conftest import GOOD_PASSWORD, config_data
+from winnodes.model import parse_config
+from winnodes.model.profiles import PROFILES
+from winnodes.render import answer_media as am
+from winnodes.render import powershell as ps
+from winnodes.render.unattend import render_unattend
+
+boot = pytest.importorskip("lab.guest.boot")
+emulator = pytest.importorskip("lab.guest.emulator")
+media = pytest.importorskip("lab.media")
+state = pytest.importorskip("lab.guest.state")
+
+PUBKEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7twin winnodes"
+
+
+class _Host:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def notify(self, event: str, **data: Any) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture(scope="module", params=["current", "ocp-4.9"])
+def installed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Any, str]:
+    """One installed guest per profile (the checks test reads it; the G7/G9 test then changes it)."""
+    profile: str = request.param
+    tmp_path = tmp_path_factory.mktemp(f"twin-{profile}")
+    data = config_data()
+    data["golden_image"]["profile"] = profile
+    gi = parse_config(data).golden_image
+    win, tools, answer = tmp_path / "win.iso", tmp_path / "tools.iso", tmp_path / "answer.iso"
+    media.build_windows_iso(win, media.WINDOWS_MEDIA[profile])
+    media.build_tools_iso(tools, media.TOOLS_MEDIA["current"])
+    answer.write_bytes(am.render_answer_iso(am.answer_media_files(gi, GOOD_PASSWORD, PUBKEY)))
+    disk = state.GuestDisk(tmp_path / "guest")
+    disk.create()
+    # The answer media is deliberately not on D: (the letters are found, not assumed).
+    cdroms = {"D": str(win), "E": str(tools), "F": str(answer)}
+    disk.save_runtime(
+        state.Runtime(vm="vm-1", name="base", ip="127.9.0.2", powered_on=True, cdroms=cdroms)
+    )
+    log: list[str] = []
+    outcome = boot.boot(disk, log.append)
+    assert outcome.running, log
+    assert not [line for line in log if "exit 0" not in line and "FirstLogonCommand" in line], log
+    return disk, profile
+
+
+def _run(disk: Any, command: str) -> Any:
+    return emulator.run_command(disk, ps.powershell_command_line(command), _Host())
+
+
+def test_first_logon_leaves_a_guest_that_passes_every_check(installed: tuple[Any, str]) -> None:
+    disk, profile = installed
+    assert ps.parse_tools_conf(_run(disk, ps.tools_conf_read_command()).stdout).exclude_nics_empty
+    assert ps.parse_services(_run(disk, ps.vmtools_status_command()).stdout)[
+        "vmtools"
+    ].running_automatic
+    version = ps.parse_tools_version(_run(disk, ps.tools_version_command()).stdout)
+    assert version >= PROFILES[profile].min_tools_version
+    ssh = ps.parse_services(_run(disk, ps.openssh_status_command()).stdout)
+    assert ssh["sshd"].running_automatic and ssh["ssh-agent"].running_automatic
+    assert ps.key_present(_run(disk, ps.authorized_keys_read_command()).stdout, PUBKEY)
+    assert (
+        ps.acl_problems(ps.parse_icacls(_run(disk, ps.authorized_keys_acl_command()).stdout)) == []
+    )
+    ips = ps.parse_ipconfig_ipv4(_run(disk, "ipconfig").stdout)
+    assert ips and all(ps.is_usable_ipv4(ip) for ip in ips)
+
+
+def test_g7_is_idempotent_and_g9_sysprep_accepts_the_unattend(installed: tuple[Any, str]) -> None:
+    disk, profile = installed
+    prof = PROFILES[profile]
+    names = [p.display_name for p in prof.firewall]
+    before = ps.parse_firewall_rules(_run(disk, ps.firewall_rules_command(names)).stdout)
+    assert ps.missing_firewall_ports(prof, before) == list(prof.firewall)
+    for _ in range(2):
+        for port in prof.firewall:
+            assert _run(disk, ps.ensure_firewall_rule_command(port)).exit_code == 0
+    after = ps.parse_firewall_rules(_run(disk, ps.firewall_rules_command(names)).stdout)
+    assert len(after) == len(prof.firewall)
+    assert ps.missing_firewall_ports(prof, after) == []
+
+    assert _run(disk, ps.remove_host_keys_command()).exit_code == 0
+    unattend_file = disk.host_path(ps.UNATTEND_PATH)
+    unattend_file.parent.mkdir(parents=True, exist_ok=True)
+    gi = parse_config(config_data()).golden_image
+    unattend_file.write_text(render_unattend(gi.unattend, GOOD_PASSWORD))
+    host = _Host()
+    result = emulator.run_command(disk, ps.powershell_command_line(ps.sysprep_command()), host)
+    assert result.exit_code == 0, result.stderr
+    assert "sysprep" in host.events
