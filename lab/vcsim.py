@@ -57,7 +57,9 @@ Errors answer {"error": "..."} with 400 (bad request), 404 (no such VM) or 409 (
                                     "guestToolsRunning", "toolsVersion": "12325" (major*1024+minor*32+
                                     patch), "toolsVersionStatus2", "toolsStatus", "guestState",
                                     "ipAddress" ("" clears it; also guest.net[0] and summary.guest),
-                                    "hostName", "guestFullName", "guestId"} -> the resulting guest info
+                                    "hostName", "guestFullName", "guestId"} -> the resulting guest info.
+                                    Without "toolsStatus", it is derived from the running/version
+                                    status as vCenter does (toolsOk/toolsOld/toolsNotRunning/...)
   POST   /vms/<moref>/guest-shutdown power off as the guest's own shutdown does: runtime.powerState
                                     poweredOff with no client task, Tools not running, IP cleared,
                                     VmPoweredOffEvent posted; 409 if the VM is not powered on

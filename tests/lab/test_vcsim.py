@@ -342,6 +342,7 @@ def test_set_guest_is_seen_by_a_listener(
     assert seen["guest.ipAddress"] == "127.77.0.9"
     assert seen["summary.guest.ipAddress"] == "127.77.0.9"
     assert list(seen["guest.net"][0].ipAddress) == ["127.77.0.9"]
+    assert vm.guest.toolsStatus == "toolsOk"  # derived, as vCenter does
 
     control.set_guest(vm._moId, ipAddress="")
     assert not vm.guest.ipAddress

@@ -484,6 +484,26 @@ func toolsVersionStatus(v2 string) string {
 	}
 }
 
+func valueOr(fields map[string]string, key, current string) string {
+	if v, ok := fields[key]; ok {
+		return v
+	}
+	return current
+}
+
+func derivedToolsStatus(running, version2 string) string {
+	switch {
+	case version2 == "guestToolsNotInstalled":
+		return string(types.VirtualMachineToolsStatusToolsNotInstalled)
+	case running != string(types.VirtualMachineToolsRunningStatusGuestToolsRunning):
+		return string(types.VirtualMachineToolsStatusToolsNotRunning)
+	case version2 == "guestToolsNeedUpgrade" || version2 == "guestToolsSupportedOld" || version2 == "guestToolsTooOld":
+		return string(types.VirtualMachineToolsStatusToolsOld)
+	default:
+		return string(types.VirtualMachineToolsStatusToolsOk)
+	}
+}
+
 func (l *lab) lookupVM(moref string) (*simulator.VirtualMachine, error) {
 	obj := l.m.Map().Get(types.ManagedObjectReference{Type: "VirtualMachine", Value: moref})
 	vm, ok := obj.(*simulator.VirtualMachine)
@@ -567,6 +587,16 @@ func (l *lab) setGuest(moref string, fields map[string]string) (map[string]any, 
 					set("guest.net", nets)
 				}
 			}
+		}
+		_, explicit := fields["toolsStatus"]
+		_, running := fields["toolsRunningStatus"]
+		_, version := fields["toolsVersionStatus2"]
+		if !explicit && (running || version) {
+			// vCenter derives the (deprecated, still widely read) toolsStatus from the other two.
+			status := derivedToolsStatus(valueOr(fields, "toolsRunningStatus", vm.Guest.ToolsRunningStatus),
+				valueOr(fields, "toolsVersionStatus2", vm.Guest.ToolsVersionStatus2))
+			set("guest.toolsStatus", status)
+			set("summary.guest.toolsStatus", status)
 		}
 		if len(changes) > 0 {
 			ctx.Update(vm, changes)
