@@ -79,7 +79,7 @@ def map_exception(
                 return product(f"{text}: {detail}" if detail else text, step_id=step_id)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return errors.Conflict(
-            f"{action}: the server's TLS certificate is not trusted ({exc.verify_message}); "
+            f"{action}: the server's TLS certificate is not trusted ({getattr(exc, 'verify_message', None) or exc}); "
             "set ca_bundle to the vCenter CA or pin its thumbprint",
             step_id=step_id,
         )

@@ -22,6 +22,7 @@ from typing import Any
 
 from pyVim.connect import SmartStubAdapter
 from pyVmomi import StubAdapterBase, vim
+from pydantic import SecretStr
 
 from winnodes import errors
 from winnodes.vsphere.faults import boundary
@@ -94,7 +95,7 @@ class VSphereSession:
     ) -> None:
         self.host, self.port = parse_server(server)
         self.username = username
-        self.__password = password
+        self.__password = SecretStr(password)
         self.trust = trust or TlsTrust()
         self.timeout = timeout
         self._stub: _ReloginStub | None = None
@@ -137,7 +138,7 @@ class VSphereSession:
 
     def _login_call(self) -> None:
         assert self._content is not None
-        self._content.sessionManager.Login(userName=self.username, password=self.__password)
+        self._content.sessionManager.Login(userName=self.username, password=self.__password.get_secret_value())
 
     def logout(self) -> None:
         """Log out and close pooled connections; never raises (it runs in `finally`)."""
