@@ -439,7 +439,10 @@ class Supervisor:
     def decide(self, vm: str, what: str, why: str) -> None:
         t = self.twins.get(vm)
         label = f"{vm} ({t.name})" if t and t.name else vm or "-"
-        log.info("%s: %s: %s", label, what, why)
+        first, _, more = why.partition("\n")
+        log.info(
+            "%s: %s: %s%s", label, what, first, " (details in the guest's log)" if more else ""
+        )
         if t is not None:
             self.guest_log(t, f"{what}: {why}")
 
