@@ -80,11 +80,23 @@ class VC:
         return self.si.content
 
     def find(self, vim_type: Any, name: str) -> Any:
+        """The one object of a type with that name, read through the property collector."""
         view = self.content.viewManager.CreateContainerView(
             self.content.rootFolder, [vim_type], True
         )
         try:
-            found = [o for o in view.view if o.name == name]
+            spec = Q.FilterSpec(
+                objectSet=[
+                    Q.ObjectSpec(
+                        obj=view,
+                        skip=True,
+                        selectSet=[Q.TraversalSpec(type=vim.view.ContainerView, path="view")],
+                    )
+                ],
+                propSet=[Q.PropertySpec(type=vim_type, pathSet=["name"])],
+            )
+            res = self.content.propertyCollector.RetrievePropertiesEx([spec], Q.RetrieveOptions())
+            found = [o.obj for o in (res.objects if res else []) if o.propSet[0].val == name]
         finally:
             view.DestroyView()
         assert len(found) == 1, f"{len(found)} {vim_type} named {name}"
@@ -785,6 +797,24 @@ def test_restart_computer_reboots_the_guest(golden: Golden, lab: dict[str, str],
 
 
 # -- tests: the supervisor itself ------------------------------------------------------------------------
+def test_supervisor_survives_injected_faults(golden: Golden, lab: dict[str, str], vc: VC) -> None:
+    """The event collector fails twice (as a busy vCenter does): the supervisor logs in again,
+    replays what it missed and still boots the new clone."""
+    from lab.vcsim import VcsimControl
+
+    control = VcsimControl(lab["LAB_VCSIM_CONTROL_URL"])
+    control.add_fault("ReadNextEvents", "SystemError", max_count=2)
+    try:
+        _, _, disk = fresh_clone(vc, golden, lab, "fault")
+    finally:
+        control.clear_faults()
+    assert disk.load().computer_name == "golden"
+    assert (
+        "vcenter watch interrupted"
+        in (Path(lab["LAB_LOG_DIR"]) / "guest-supervisor.log").read_text()
+    )
+
+
 def test_supervisor_survives_lost_sessions(golden: Golden, lab: dict[str, str], vc: VC) -> None:
     """vCenter drops every session (as after a session timeout): the supervisor logs in again and
     still sees the power-on of a new clone. Last in the module: the module's own session dies too."""
