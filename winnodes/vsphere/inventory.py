@@ -36,13 +36,16 @@ class Found:
         return str(self.obj._moId)
 
 
-def _collect(session: VSphereSession, spec: Any) -> list[Found]:
+def _collect(session: VSphereSession, spec: Any, props: Sequence[str]) -> list[Found]:
+    """Run a filter spec; unset properties (which vCenter omits) come back as None."""
     pc = session.content.propertyCollector
     out: list[Found] = []
     result = pc.RetrievePropertiesEx([spec], PC.RetrieveOptions())
     while result is not None:
         for oc in result.objects or []:
-            out.append(Found(oc.obj, {p.name: p.val for p in oc.propSet or []}))
+            values: dict[str, Any] = dict.fromkeys(props)
+            values.update({p.name: p.val for p in oc.propSet or []})
+            out.append(Found(oc.obj, values))
         if not result.token:
             break
         result = pc.ContinueRetrievePropertiesEx(result.token)
@@ -59,7 +62,7 @@ def retrieve(session: VSphereSession, objs: Iterable[Any], props: Sequence[str])
             objectSet=[PC.ObjectSpec(obj=o, skip=False) for o in objs],
             propSet=[PC.PropertySpec(type=type(objs[0]), pathSet=list(props))],
         )
-        return _collect(session, spec)
+        return _collect(session, spec, props)
 
 
 def properties(session: VSphereSession, obj: Any, props: Sequence[str]) -> dict[str, Any]:
@@ -92,7 +95,7 @@ def contents(
                 ],
                 propSet=[PC.PropertySpec(type=obj_type, pathSet=list(props))],
             )
-            return _collect(session, spec)
+            return _collect(session, spec, props)
         finally:
             view.DestroyView()
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from http.cookies import SimpleCookie
 from typing import Any
 
+from pydantic import SecretStr
 from pyVim.connect import SmartStubAdapter
 from pyVmomi import StubAdapterBase, vim
-from pydantic import SecretStr
 
 from winnodes import errors
 from winnodes.vsphere.faults import boundary
@@ -138,7 +138,9 @@ class VSphereSession:
 
     def _login_call(self) -> None:
         assert self._content is not None
-        self._content.sessionManager.Login(userName=self.username, password=self.__password.get_secret_value())
+        self._content.sessionManager.Login(
+            userName=self.username, password=self.__password.get_secret_value()
+        )
 
     def logout(self) -> None:
         """Log out and close pooled connections; never raises (it runs in `finally`)."""

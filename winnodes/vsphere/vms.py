@@ -1,12 +1,15 @@
 """VM operations for the golden image (G1, G8, G10): each reads first, then converges.
 
-Identity: a VM this product creates or clones carries its *build ID* from birth, in a line
-`winnodes-build: <id>` of its annotation (the `ConfigSpec.annotation` of CreateVM / the clone spec),
-so the marker exists as soon as the VM does and no window exists in which a VM of ours is unmarked.
-An existing VM of the requested name is returned only when it carries the same build ID; otherwise
-the operation raises `Conflict` rather than adopt or overwrite someone else's VM. (Custom attributes
-are set as well for provenance at G10, but they cannot be part of a clone spec, so they are not the
-identity.) Lookups use the name *in the target folder*, which vCenter keeps unique.
+Identity: a VM this product creates or clones carries its *build ID* from birth, in the extraConfig
+key `winnodes.build` of the CreateVM spec / the clone spec's `config`, so the marker exists as soon as
+the VM does and there is no window in which a VM of ours is unmarked. An existing VM of the requested
+name is returned only when it carries the same build ID; otherwise the operation raises `Conflict`
+rather than adopt or overwrite someone else's VM. Why extraConfig and not the annotation or a custom
+attribute: custom attributes cannot be part of a clone spec; the annotation is free text people edit
+in the UI (and vcsim drops a clone spec's annotation); extraConfig is copied with the VM, set
+atomically by both CreateVM and CloneVM, and not shown for casual editing. Custom attributes and the
+annotation still carry provenance for humans (G10). Lookups use the name *in the target folder*,
+which vCenter keeps unique.
 
 In-flight tasks: operations that start a vCenter task accept `resume_task` (a task ID saved by an
 earlier run) and `on_task` (called with the new task's ID right after it starts, to be persisted).
@@ -32,26 +35,30 @@ from winnodes.vsphere.inventory import Network, split_ds_path
 from winnodes.vsphere.session import VSphereSession
 from winnodes.vsphere.waits import task_state, wait_for_task
 
-BUILD_MARKER = "winnodes-build"
-VM_PROPS = ("name", "config.annotation", "config.template", "runtime.powerState", "config.version")
+BUILD_KEY = "winnodes.build"
+VM_PROPS = (
+    "name",
+    "config.extraConfig",
+    "config.template",
+    "runtime.powerState",
+    "config.version",
+)
 
 OnTask = Callable[[str], None]
 
 
 # -- identity (pure) -------------------------------------------------------------------------------
-def build_of(annotation: str | None) -> str | None:
-    """The build ID recorded in an annotation (`winnodes-build: <id>` line), or None."""
-    for line in (annotation or "").splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == BUILD_MARKER:
-            return value.strip() or None
+def build_of(extra_config: Sequence[Any] | None) -> str | None:
+    """The build ID in a VM's `config.extraConfig` (OptionValue list), or None."""
+    for opt in extra_config or []:
+        if getattr(opt, "key", None) == BUILD_KEY:
+            value = getattr(opt, "value", None)
+            return str(value) if value else None
     return None
 
 
-def with_build(annotation: str, build_id: str) -> str:
-    """`annotation` with its build line set to `build_id` (other lines kept)."""
-    lines = [ln for ln in annotation.splitlines() if ln.partition(":")[0].strip() != BUILD_MARKER]
-    return "\n".join([f"{BUILD_MARKER}: {build_id}", *lines])
+def build_option(build_id: str) -> Any:
+    return vim.option.OptionValue(key=BUILD_KEY, value=build_id)
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ def _ref(found: inventory.Found, created: bool) -> VmRef:
     return VmRef(
         obj=found.obj,
         name=p.get("name", ""),
-        build_id=build_of(p.get("config.annotation")),
+        build_id=build_of(p.get("config.extraConfig")),
         created=created,
         template=bool(p.get("config.template")),
         power_state=p.get("runtime.powerState"),
@@ -269,10 +276,13 @@ def config_spec(spec: VmSpec, placement: Placement, build_id: str) -> Any:
         numCPUs=spec.num_cpus,
         numCoresPerSocket=spec.num_cores_per_socket,
         memoryMB=spec.memory_mib,
-        annotation=with_build(spec.annotation, build_id),
+        annotation=spec.annotation or None,
         files=vim.vm.FileInfo(vmPathName=f"[{placement.datastore}]"),
         deviceChange=devices,
-        extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in spec.extra_config.items()],
+        extraConfig=[
+            build_option(build_id),
+            *(vim.option.OptionValue(key=k, value=v) for k, v in spec.extra_config.items()),
+        ],
     )
 
 
@@ -396,7 +406,7 @@ def clone_vm(
     step_id: str | None = "G8",
 ) -> VmRef:
     """Clone `source` to `name` in `folder`/`pool`; an existing `name` of the same build is the
-    result (Conflict if of another build). The build marker is set in the clone spec's annotation."""
+    result (Conflict if of another build). The build ID is set in the clone spec's extraConfig."""
     _resume(session, resume_task, timeout, step_id)
     existing = find_vm(session, folder, name)
     if existing is not None:
@@ -405,7 +415,9 @@ def clone_vm(
         location=vim.vm.RelocateSpec(pool=pool, datastore=datastore),
         powerOn=power_on,
         template=template,
-        config=vim.vm.ConfigSpec(annotation=with_build(annotation, build_id)),
+        config=vim.vm.ConfigSpec(
+            extraConfig=[build_option(build_id)], annotation=annotation or None
+        ),
     )
     task = _start(
         lambda: source.CloneVM_Task(folder=folder, name=name, spec=spec),
@@ -441,14 +453,12 @@ def set_annotation(
     timeout: float = 600,
     step_id: str | None = None,
 ) -> bool:
-    """Set the annotation (keeping the build line) unless it is already `text`. Before G10: vCenter
-    does not reconfigure templates. Returns True when it changed."""
+    """Set the annotation unless it is already `text`. Before G10: vCenter does not reconfigure
+    templates (custom attributes work on templates). Returns True when it changed."""
     current = inventory.properties(session, vm, ["config.annotation"])["config.annotation"] or ""
-    build = build_of(current)
-    wanted = with_build(text, build) if build else text
-    if current == wanted:
+    if current == text:
         return False
-    spec = vim.vm.ConfigSpec(annotation=wanted)
+    spec = vim.vm.ConfigSpec(annotation=text)
     task = _start(lambda: vm.ReconfigVM_Task(spec=spec), None, "set annotation", step_id)
     wait_for_task(session, task, timeout=timeout, step_id=step_id)
     return True
@@ -513,14 +523,14 @@ def list_templates(session: VSphereSession, folder: Any, series: str) -> list[Te
         session,
         folder,
         vim.VirtualMachine,
-        ["name", "config.template", "config.annotation", "config.createDate"],
+        ["name", "config.template", "config.extraConfig", "config.createDate"],
         recursive=False,
     )
     out = [
         TemplateInfo(
             f.obj,
             f.props["name"],
-            build_of(f.props.get("config.annotation")),
+            build_of(f.props.get("config.extraConfig")),
             f.props.get("config.createDate"),
         )
         for f in found

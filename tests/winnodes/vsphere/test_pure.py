@@ -166,14 +166,10 @@ def test_pick_ipv4_skips_apipa_and_ipv6() -> None:
 
 
 # -- identity and retention ------------------------------------------------------------------------
-def test_build_marker_round_trip() -> None:
-    text = vms.with_build("golden image\nprofile: current", "20260101")
-    assert vms.build_of(text) == "20260101"
-    assert "profile: current" in text
-    again = vms.with_build(text, "20260202")
-    assert vms.build_of(again) == "20260202"
-    assert again.count(vms.BUILD_MARKER) == 1
-    assert vms.build_of("someone else's VM") is None
+def test_build_identity_from_extra_config() -> None:
+    opts = [SimpleNamespace(key="a", value="1"), vms.build_option("20260101")]
+    assert vms.build_of(opts) == "20260101"
+    assert vms.build_of([SimpleNamespace(key="a", value="1")]) is None
     assert vms.build_of(None) is None
 
 
@@ -204,7 +200,7 @@ def test_config_spec_devices() -> None:
     )
     cs = vms.config_spec(spec, _placement(inventory.Network(None, "VM Network")), "b1")
     assert (cs.version, cs.firmware, cs.numCPUs, cs.memoryMB) == ("vmx-19", "efi", 4, 8192)
-    assert vms.build_of(cs.annotation) == "b1"
+    assert vms.build_of(cs.extraConfig) == "b1"
     devices: list[Any] = [c.device for c in cs.deviceChange]
     cds: list[Any] = [d for d in devices if isinstance(d, vim.vm.device.VirtualCdrom)]
     assert [d.backing.fileName for d in cds] == list(spec.isos)
