@@ -114,6 +114,17 @@ def _setup(disk: GuestDisk, log: Log) -> BootOutcome:
         f"computer name {name}"
     )
     windows.fresh_install(disk, info, name)
+    password = getattr(answer.admin_password, "value", "")
+    if not password:
+        # Windows Server's OOBE asks for the built-in Administrator's password unless the answer
+        # file's oobeSystem pass sets one: nobody logs on, so FirstLogonCommands never run.
+        reason = (
+            "Windows installed, but OOBE is waiting for the Administrator password (no "
+            "UserAccounts/AdministratorPassword in the answer file): FirstLogonCommands do not run"
+        )
+        with disk.edit() as state:
+            state.log.append("setup: " + reason)
+        return BootOutcome(False, "oobe-waits", reason)
     with disk.edit() as state:
         _apply_settings(state, answer, "setup")
         _start_automatic_services(state)

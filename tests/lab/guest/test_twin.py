@@ -517,6 +517,24 @@ def test_tools_report_version_and_ip_after_apipa(golden: Golden, lab: dict[str, 
     )
 
 
+def test_answer_file_without_password_stops_at_oobe(
+    lab: dict[str, str], vc: VC, tmp_media: Path
+) -> None:
+    pub = Path(lab["LAB_SSH_PUBLIC_KEY"]).read_text().strip()
+    xml = autounattend("nopw", first_logon(pub))
+    start = xml.index("<UserAccounts>")
+    xml = xml[:start] + xml[xml.index("</UserAccounts>") + len("</UserAccounts>") :]
+    answer = answer_iso(vc, tmp_media, xml)
+    vm = vc.create_vm(
+        unique("nopw"), [lab["LAB_TOOLS_ISO"], lab["LAB_WINDOWS_ISO_CURRENT"], answer]
+    )
+    vc.power_on(vm)
+    wait_log(guest_log(lab, vm), "boot result: oobe-waits")
+    state = disk_of(lab, vm).load()
+    assert state.installed and not state.tools_version  # FirstLogonCommands never ran
+    assert vc.guest(vm)["guest.toolsRunningStatus"] == "guestToolsNotRunning"
+
+
 def test_first_logon_without_openssh_gives_no_ssh(
     lab: dict[str, str], vc: VC, tmp_media: Path
 ) -> None:
