@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import socketserver
 import threading
@@ -117,6 +118,11 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def __init__(self, socket_path: str | Path, handler: Handler) -> None:
         self.socket_path = Path(socket_path)
         self.handler = handler
+        if len(os.fsencode(self.socket_path)) > 107:  # sun_path holds 108 bytes with the NUL
+            raise ControlError(
+                f"unix socket path too long ({self.socket_path}); choose a shorter lab run "
+                "directory with WINNODES_LAB_DIR"
+            )
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
         if self.socket_path.exists():
             if SupervisorClient(self.socket_path, timeout=1.0).ping():

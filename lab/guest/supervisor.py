@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lab.guest import boot as guest_boot
-from lab.guest.control import ControlServer, SupervisorClient
+from lab.guest.control import ControlError, ControlServer, SupervisorClient
 from lab.guest.sshd import GuestSshd
 from lab.guest.state import RUNNING, GuestDisk, GuestState, Runtime
 from lab.paths import LabPaths
@@ -999,7 +999,13 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    sup.run()
+    try:
+        sup.run()
+    except ControlError as exc:
+        log.error("-: cannot serve the control socket: %s", exc)
+        sup.stop()
+        sup.shutdown()
+        return 2
     return 0
 
 

@@ -1,0 +1,134 @@
+"""What a boot does to a guest's disk (lab.guest.boot), without vCenter: setup only with media and an
+answer file, FirstLogonCommands through the emulator, OOBE from the pending unattend, normal boots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab import media
+from lab.guest import boot
+from lab.guest.control import ControlError, ControlServer
+from lab.guest.state import AUTOMATIC, MANUAL, RUNNING, STOPPED, GuestDisk, Runtime, Service
+
+ANSWER = """<?xml version="1.0" encoding="utf-8"?>
+<unattend xmlns="urn:schemas-microsoft-com:unattend" xmlns:wcm="http://schemas.microsoft.com/WMIConfig/2002/State">
+  <settings pass="specialize">
+    <component name="Microsoft-Windows-Shell-Setup"><ComputerName>{name}</ComputerName></component>
+  </settings>
+  <settings pass="oobeSystem">
+    <component name="Microsoft-Windows-Shell-Setup">
+      {accounts}
+      <TimeZone>UTC</TimeZone>
+      <FirstLogonCommands>
+        <SynchronousCommand wcm:action="add"><Order>2</Order><CommandLine>Set-Content -Path C:\\second.txt -Value 2</CommandLine></SynchronousCommand>
+        <SynchronousCommand wcm:action="add"><Order>1</Order><CommandLine>D:\\setup64.exe /S /v "/qn REBOOT=R"</CommandLine></SynchronousCommand>
+        <SynchronousCommand wcm:action="add"><Order>3</Order><CommandLine>Get-NoSuchThing</CommandLine></SynchronousCommand>
+      </FirstLogonCommands>
+    </component>
+  </settings>
+</unattend>
+"""
+ACCOUNTS = "<UserAccounts><AdministratorPassword><Value>Passw0rd!</Value><PlainText>true</PlainText></AdministratorPassword></UserAccounts>"
+
+
+@pytest.fixture(scope="module")
+def isos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("isos")
+    out = {
+        "windows": d / "win.iso",
+        "tools": d / "tools.iso",
+        "answer": d / "answer.iso",
+        "nopw": d / "nopw.iso",
+    }
+    media.build_windows_iso(out["windows"], media.WINDOWS_MEDIA["current"])
+    media.build_tools_iso(out["tools"], media.TOOLS_MEDIA["current"])
+    media.build_iso(
+        out["answer"],
+        {"/autounattend.xml": ANSWER.format(name="web1", accounts=ACCOUNTS).encode()},
+        "A",
+    )
+    media.build_iso(
+        out["nopw"], {"/autounattend.xml": ANSWER.format(name="web1", accounts="").encode()}, "A"
+    )
+    return out
+
+
+def guest(tmp_path: Path, cdroms: dict[str, Path]) -> tuple[GuestDisk, list[str]]:
+    disk = GuestDisk(tmp_path / "vm-1")
+    disk.create()
+    disk.save_runtime(Runtime(vm="vm-1", name="t", ip="127.0.0.9", powered_on=True,
+                              cdroms={k: str(v) for k, v in cdroms.items()}))  # fmt: skip
+    return disk, []
+
+
+def test_empty_disk_without_media_finds_no_os(tmp_path: Path) -> None:
+    disk, lines = guest(tmp_path, {})
+    out = boot.boot(disk, lines.append)
+    assert (out.running, out.kind) == (False, "no-os")
+    assert not disk.load().installed
+
+
+def test_setup_waits_without_answer_file(tmp_path: Path, isos: dict[str, Path]) -> None:
+    disk, lines = guest(tmp_path, {"D": isos["tools"], "E": isos["windows"]})
+    out = boot.boot(disk, lines.append)
+    assert (out.running, out.kind) == (False, "setup-waits")
+    assert "autounattend.xml" in out.reason and not disk.load().installed
+
+
+def test_setup_installs_and_runs_first_logon_commands_in_order(
+    tmp_path: Path, isos: dict[str, Path]
+) -> None:
+    disk, lines = guest(tmp_path, {"D": isos["tools"], "E": isos["windows"], "F": isos["answer"]})
+    out = boot.boot(disk, lines.append)
+    assert (out.running, out.kind) == (True, "setup")
+    st = disk.load()
+    assert st.installed and st.build == 20348 and st.computer_name == "web1"
+    assert st.tools_version == "12.1.5"  # order 1 ran from D:
+    assert disk.host_path("C:\\second.txt").exists()  # order 2
+    logged = [x for x in lines if x.startswith("FirstLogonCommand")]
+    assert [x.split()[1] for x in logged] == ["1", "2", "3"]
+    assert "exit 0" in logged[0] and "exit 0" not in logged[2]  # an unknown cmdlet fails
+    assert any("FirstLogonCommand 3" in x for x in st.log)
+
+
+def test_setup_without_password_stops_at_oobe(tmp_path: Path, isos: dict[str, Path]) -> None:
+    disk, lines = guest(tmp_path, {"D": isos["tools"], "E": isos["windows"], "F": isos["nopw"]})
+    out = boot.boot(disk, lines.append)
+    assert (out.running, out.kind) == (False, "oobe-waits")
+    assert disk.load().installed and not disk.load().tools_version
+
+
+def test_oobe_applies_the_pending_unattend(tmp_path: Path) -> None:
+    disk, lines = guest(tmp_path, {})
+    disk.host_path("C:\\Windows").mkdir(parents=True)
+    disk.host_path("C:\\Windows\\unattend.xml").write_text(
+        ANSWER.format(name="node-a", accounts=ACCOUNTS)
+    )
+    with disk.edit() as st:
+        st.installed, st.generalized, st.machine_sid = True, True, ""
+        st.pending_unattend = "C:\\Windows\\unattend.xml"
+    out = boot.boot(disk, lines.append)
+    st = disk.load()
+    assert out.kind == "oobe" and out.running
+    assert st.computer_name == "node-a" and st.machine_sid.startswith("S-1-5-21-")
+    assert not st.generalized and st.pending_unattend == ""
+
+
+def test_normal_boot_starts_automatic_services_and_applies_a_pending_rename(tmp_path: Path) -> None:
+    disk, lines = guest(tmp_path, {})
+    with disk.edit() as st:
+        st.installed, st.computer_name, st.pending_computer_name = True, "old", "new"
+        st.put_service(Service("sshd", "OpenSSH SSH Server", STOPPED, AUTOMATIC))
+        st.put_service(Service("ssh-agent", "OpenSSH Authentication Agent", RUNNING, MANUAL))
+    out = boot.boot(disk, lines.append)
+    st = disk.load()
+    assert out.kind == "boot" and st.computer_name == "new" and st.boot_count == 1
+    assert st.service("sshd").status == RUNNING  # type: ignore[union-attr]
+    assert st.service("ssh-agent").status == STOPPED  # type: ignore[union-attr]
+
+
+def test_control_socket_path_too_long(tmp_path: Path) -> None:
+    with pytest.raises(ControlError, match="too long"):
+        ControlServer(tmp_path / ("x" * 120) / "s.sock", lambda vm, event, data: None)
