@@ -373,7 +373,7 @@ class VSphere:
             res = pc.ContinueRetrievePropertiesEx(res.token) if res.token else None
         return out
 
-    def wait_task(self, task: Any, timeout: float = 300.0) -> Any:
+    def wait_task(self, task: Any, timeout: float = 120.0) -> Any:
         """Wait for a task with WaitForUpdatesEx on a private property collector (no polling);
         return its result or raise its fault."""
         pc = self.content.propertyCollector.CreatePropertyCollector()

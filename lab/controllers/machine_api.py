@@ -427,6 +427,9 @@ class MachineAPI:
         self.workers = int(env.get("LAB_MACHINE_API_WORKERS", "3"))
         self.ip_wait = float(env.get("LAB_MACHINE_IP_DEADLINE", "1800"))
         self._lock = threading.Lock()
+        # vcsim (v0.56) can deadlock when two clones/reconfigures of related VMs run at once; a
+        # real vCenter does not, but serializing this controller's own changes costs little here.
+        self._vsphere_changes = threading.Lock()
         self.machines: dict[tuple[str, str], Obj] = {}
         self.machinesets: dict[tuple[str, str], Obj] = {}
         self._failures: dict[Any, int] = {}
@@ -782,7 +785,8 @@ class MachineAPI:
             if status.get("phase") != PHASE_PROVISIONING:
                 self._patch_status(m, {"phase": PHASE_PROVISIONING, "lastUpdated": now_rfc3339()})
             try:
-                vm = self._create_vm(m)
+                with self._vsphere_changes:
+                    vm = self._create_vm(m)
             except InvalidConfiguration as exc:
                 msg = f"{name}: reconciler failed to Create machine: {exc}"
                 self._set_failed(m, msg, reason="InvalidConfiguration")
@@ -881,7 +885,8 @@ class MachineAPI:
         status = m.get("status") or {}
         power = str(props.get("runtime.powerState", ""))
         if power != "poweredOn" and not (m.get("spec") or {}).get("providerID"):
-            self._power_on(vm)  # adopted mid-creation: finish what the clone started
+            with self._vsphere_changes:
+                self._power_on(vm)  # adopted mid-creation: finish what the clone started
             props = self.vs.properties(vm, VM_PROPS)
             power = str(props.get("runtime.powerState", ""))
         provider_id = PROVIDER_ID_PREFIX + str(props.get("config.uuid", ""))
@@ -936,19 +941,17 @@ class MachineAPI:
             self._stop_vm_watcher((ns, name))
             return None
         if (m.get("status") or {}).get("phase") != PHASE_DELETING:
-            self._patch_status(m, {"phase": PHASE_DELETING, "lastUpdated": now_rfc3339()})
+            m = self._patch_status(m, {"phase": PHASE_DELETING, "lastUpdated": now_rfc3339()})
         self._stop_vm_watcher((ns, name))
         vm = self._find_vm(m)
         if vm is not None:
-            try:
+            with self._vsphere_changes, contextlib.suppress(vmodl.fault.ManagedObjectNotFound):
                 state = self.vs.properties(vm, ["runtime.powerState"]).get("runtime.powerState")
                 if str(state) == "poweredOn":
                     with contextlib.suppress(vim.fault.InvalidPowerState):
                         self.vs.wait_task(vm.PowerOffVM_Task())
                 self.vs.wait_task(vm.Destroy_Task())
                 log.info("Machine %s/%s: VM destroyed", ns, name)
-            except vmodl.fault.ManagedObjectNotFound:
-                pass
             record_event(self.api, m, "Delete", f"Deleted machine {name}", "Normal", COMPONENT)
         node = _node_ref(m)
         if node:
@@ -1005,14 +1008,16 @@ class MachineAPI:
         )
         return out
 
-    def _patch_status(self, m: Obj, status: Obj) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            m["metadata"]["namespace"],
-            "machines",
-            m["metadata"]["name"],
-            {"status": status},
+    def _patch_status(self, m: Obj, status: Obj) -> Obj:
+        return _obj(
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                m["metadata"]["namespace"],
+                "machines",
+                m["metadata"]["name"],
+                {"status": status},
+            )
         )
 
     # -- VM watchers ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import re
 import signal
@@ -39,6 +40,7 @@ from lab.controllers.machine_api import (
     machines_to_delete,
     next_phase,
 )
+from lab.vcsim import VcsimControl
 
 NS = "openshift-machine-api"
 Obj = dict[str, Any]
@@ -234,7 +236,7 @@ class Site:
             "apiVersion": "machine.openshift.io/v1beta1",
             "kind": "VSphereMachineProviderSpec",
             "credentialsSecret": {"name": "vsphere-cloud-credentials"},
-            "diskGiB": 3,
+            "diskGiB": 20,
             "memoryMiB": 4096,
             "numCPUs": 4,
             "numCoresPerSocket": 2,
@@ -276,17 +278,22 @@ def wait_for(
 ) -> dict[str, Obj]:
     """List, then watch (bounded, resumed), until `predicate(objects by name)` holds."""
     deadline = time.monotonic() + timeout
-    body = list_fn(**kwargs)
+    body = json.loads(list_fn(_preload_content=False, **kwargs).data)
     items = {o["metadata"]["name"]: o for o in body["items"]}
     rv = body["metadata"]["resourceVersion"]
     while not predicate(items):
         left = deadline - time.monotonic()
         if left <= 0:
-            raise AssertionError(f"timed out waiting for {what}; last seen: {items}")
+            seen = {n: (o.get("status") or {}).get("phase", "") for n, o in items.items()}
+            raise AssertionError(f"timed out waiting for {what}; last seen (name: phase): {seen}")
         for ev in k8s_watch.Watch().stream(
-            list_fn, resource_version=rv, timeout_seconds=max(1, int(left)), **kwargs
+            list_fn,
+            resource_version=rv,
+            timeout_seconds=max(1, int(left)),
+            deserialize=False,
+            **kwargs,
         ):
-            o = ev["object"] if isinstance(ev["object"], dict) else ev["raw_object"]
+            o = ev["object"]
             rv = o["metadata"]["resourceVersion"]
             if ev["type"] == "DELETED":
                 items.pop(o["metadata"]["name"], None)
@@ -361,7 +368,11 @@ def _d(x: Any) -> Obj:
 
 
 def provisioned_ids(ms: list[Obj]) -> bool:
-    return all((m.get("spec") or {}).get("providerID") for m in ms)
+    """Every Machine has its VM: providerID and addresses set."""
+    return all(
+        (m.get("spec") or {}).get("providerID") and (m.get("status") or {}).get("addresses")
+        for m in ms
+    )
 
 
 def make_machineset(
@@ -406,12 +417,10 @@ def scale(custom: k8s.CustomObjectsApi, name: str, replicas: int) -> None:
     )
 
 
-def set_guest_ip(vs: VSphere, vm: Any, ip: str) -> None:
-    """What VMware Tools do in a booted guest: report its IP to vCenter (vcsim's SET.* hook)."""
-    spec = vim.vm.ConfigSpec(
-        extraConfig=[vim.option.OptionValue(key="SET.guest.ipAddress", value=ip)]
-    )
-    vs.wait_task(vm.ReconfigVM_Task(spec=spec))
+def set_guest_ip(env: dict[str, str], vm: Any, ip: str) -> None:
+    """What VMware Tools do in a booted guest: report its IP to vCenter (the lab vcsim's control
+    endpoint sets guest.ipAddress and guest.net as Tools would)."""
+    VcsimControl.from_env(env).set_guest(vm._moId, ipAddress=ip)
 
 
 @pytest.fixture(scope="module")
@@ -482,7 +491,7 @@ def test_machineset_creates_machines_and_vms(
         disks = [
             d for d in props["config.hardware.device"] if isinstance(d, vim.vm.device.VirtualDisk)
         ]
-        assert [d.capacityInKB for d in disks] == [3 * 1024 * 1024]
+        assert [d.capacityInKB for d in disks] == [20 * 1024 * 1024]
         nics = [
             d
             for d in props["config.hardware.device"]
@@ -573,9 +582,7 @@ def test_missing_vsphere_object_fails_the_machine(
         assert expected in m["status"]["errorMessage"]
         assert m["metadata"]["annotations"]["machine.openshift.io/instance-state"] == "Unknown"
         events = wait_for(
-            lambda **kw: api.sanitize_for_serialization(
-                k8s.CoreV1Api(api).list_namespaced_event(**kw)
-            ),
+            k8s.CoreV1Api(api).list_namespaced_event,
             lambda d: any(e["reason"] == "FailedCreate" for e in d.values()),
             "a FailedCreate event",
             timeout=30,
@@ -591,6 +598,7 @@ def test_missing_vsphere_object_fails_the_machine(
 
 @pytest.mark.lab
 def test_guest_ip_provisions_the_machine_and_status_follows(
+    env: dict[str, str],
     api: k8s.ApiClient,
     custom: k8s.CustomObjectsApi,
     vs: VSphere,
@@ -602,7 +610,7 @@ def test_guest_ip_provisions_the_machine_and_status_follows(
     cleanup.append(name)
     (m,) = machines_of(custom, name, lambda ms: len(ms) == 1 and provisioned_ids(ms), "1 machine")
     mname = m["metadata"]["name"]
-    set_guest_ip(vs, site.vm(mname), "10.11.12.13")
+    set_guest_ip(env, site.vm(mname), "10.11.12.13")
     m = machine(custom, mname, lambda m: m["status"].get("phase") == "Provisioned", "Provisioned")
     assert m["status"]["addresses"] == [
         {"type": "InternalIP", "address": "10.11.12.13"},
@@ -652,7 +660,7 @@ def test_guest_ip_provisions_the_machine_and_status_follows(
     )["status"]
     assert status["replicas"] == 1
     # the IP vanishes in vCenter: it vanishes from the Machine
-    set_guest_ip(vs, site.vm(mname), "")
+    set_guest_ip(env, site.vm(mname), "")
     m = machine(
         custom,
         mname,
