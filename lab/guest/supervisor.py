@@ -875,6 +875,11 @@ class Supervisor:
             try:
                 self.control.set_guest(t.vm, **changed)
             except Exception as exc:
+                if (
+                    getattr(exc, "status", None) == 404
+                ):  # destroyed meanwhile; VmRemovedEvent follows
+                    self.decide(t.vm, "tools report skipped", "the VM is no longer in vCenter")
+                    return
                 self.decide(t.vm, "tools report failed", f"{exc}; retrying in 1s")
                 self.put("retry-report", t.vm, delay=1.0, gen=t.gen)
             else:
