@@ -23,8 +23,7 @@ if TYPE_CHECKING:
     from lab.cli import LabContext
     from lab.paths import LabPaths
 
-# name -> module started with `python -m`. The WMCO simulator will add:
-#   "wmco": "lab.controllers.wmco",
+# name -> module started with `python -m` (a new controller is one more line).
 CONTROLLERS: dict[str, str] = {
     "machine-api": "lab.controllers.machine_api",
     "wmco": "lab.controllers.wmco",
