@@ -29,8 +29,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import os
 import select
 import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -192,6 +194,20 @@ def load_private_key(pem: str) -> paramiko.PKey:
     ) from last
 
 
+class _StatusEvent(threading.Event):
+    """paramiko's `Channel.status_event`, which also wakes a `select` through a pipe: the channel's
+    own pipe signals data and EOF, not the exit status."""
+
+    def __init__(self, wake_fd: int) -> None:
+        super().__init__()
+        self._wake_fd = wake_fd
+
+    def set(self) -> None:
+        super().set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_fd, b"x")
+
+
 # -- the session -----------------------------------------------------------------------------------------
 class GuestSession:
     """One SSH connection to a guest. Use `connect_guest()` (closes on exit)."""
@@ -292,15 +308,22 @@ class GuestSession:
                     f"the SSH session to {self.host} is closed", step_id=step_id
                 )
             chan = transport.open_session(timeout=self.connect_timeout)
+            wake_r, wake_w = os.pipe()
+            chan.status_event = _StatusEvent(wake_w)  # before exec: the status cannot be earlier
             try:
                 chan.exec_command(command)
-                return self._collect(chan, limit, command, step_id)
+                return self._collect(chan, wake_r, limit, command, step_id)
             finally:
                 chan.close()
+                os.close(wake_r)
+                os.close(wake_w)
 
     def _collect(
-        self, chan: paramiko.Channel, limit: float, command: str, step_id: str | None
+        self, chan: paramiko.Channel, wake: int, limit: float, command: str, step_id: str | None
     ) -> Result:
+        """Drain stdout/stderr until the exit status arrives. `select` wakes on data, EOF/close
+        (paramiko's channel pipe) and on the exit status (`wake`, written by `_StatusEvent`), so
+        nothing polls; SSH delivers a channel's data before its exit status."""
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + limit
         chan.setblocking(False)
@@ -311,7 +334,7 @@ class GuestSession:
                 err += chan.recv_stderr(65536)
             if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
                 break
-            if chan.closed or (chan.eof_received and chan.exit_status_ready()):
+            if chan.closed:
                 break
             left = deadline - time.monotonic()
             if left <= 0:
@@ -320,7 +343,7 @@ class GuestSession:
                     f"{truncate(self._redact(command), 200)}",
                     step_id=step_id,
                 )
-            select.select([chan], [], [], left)
+            select.select([chan.fileno(), wake], [], [], left)
             if chan.closed and not chan.exit_status_ready():
                 break
         if not chan.exit_status_ready():

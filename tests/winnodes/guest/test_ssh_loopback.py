@@ -1,0 +1,141 @@
+"""What the lab's guest twin cannot show (its time passes instantly): a command that never ends, a
+session that drops mid-command, a server that never says hello. A real SSH server on loopback
+(paramiko's server side, in a thread) plays those parts."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import paramiko
+import pytest
+from paramiko.common import AUTH_FAILED, AUTH_SUCCESSFUL, OPEN_SUCCEEDED
+
+from winnodes import errors
+from winnodes.guest import connect_guest
+from winnodes.guest.ssh import key_line
+
+
+class _Server(paramiko.ServerInterface):
+    def __init__(self, client_key: paramiko.PKey) -> None:
+        self.client_key = client_key
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        ok = username == "Administrator" and key == self.client_key
+        return AUTH_SUCCESSFUL if ok else AUTH_FAILED
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return OPEN_SUCCEEDED
+
+    def check_channel_exec_request(self, channel: Any, command: bytes) -> bool:
+        # Answer after the exec request is acknowledged, as a real server's child process does.
+        threading.Thread(target=self._act, args=(channel, command.decode()), daemon=True).start()
+        return True
+
+    @staticmethod
+    def _act(channel: Any, text: str) -> None:
+        if text == "echo":
+            channel.sendall(b"hello\r\n")
+            channel.sendall_stderr(b"warn\r\n")
+            channel.send_exit_status(0)  # no close: it could overtake the exec request's reply
+        elif text == "drop":
+            channel.sendall(b"partial")
+            channel.get_transport().close()
+        # "hang": say nothing, never exit
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, paramiko.PKey]:
+    return {"host": paramiko.ECDSAKey.generate(), "client": paramiko.ECDSAKey.generate()}
+
+
+@pytest.fixture
+def server(keys: dict[str, paramiko.PKey]) -> Iterator[int]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    transports: list[paramiko.Transport] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            t = paramiko.Transport(conn)
+            t.add_server_key(keys["host"])
+            t.start_server(server=_Server(keys["client"]))
+            transports.append(t)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    listener.close()
+    for t in transports:
+        t.close()
+
+
+def _pem(key: paramiko.PKey) -> str:
+    buf = io.StringIO()
+    key.write_private_key(buf)
+    return buf.getvalue()
+
+
+def _session(port: int, keys: dict[str, paramiko.PKey]) -> Any:
+    return connect_guest(
+        "127.0.0.1",
+        port=port,
+        username="Administrator",
+        private_key=_pem(keys["client"]),
+        host_key=key_line(keys["host"]),
+        connect_timeout=5,
+        command_timeout=30,
+    )
+
+
+def test_output_and_exit_code(server: int, keys: dict[str, paramiko.PKey]) -> None:
+    with _session(server, keys) as g:
+        r = g.run("echo")
+        assert (r.exit_code, r.stdout, r.stderr) == (0, "hello\r\n", "warn\r\n")
+
+
+def test_command_deadline(server: int, keys: dict[str, paramiko.PKey]) -> None:
+    with _session(server, keys) as g:
+        with pytest.raises(errors.WaitTimeout) as info:
+            g.run("hang", timeout=0.5, step_id="G4")
+        assert info.value.step_id == "G4" and info.value.transient
+        assert g.run("echo").ok  # the session survives a timed-out command
+
+
+def test_drop_mid_command_is_transient(server: int, keys: dict[str, paramiko.PKey]) -> None:
+    with _session(server, keys) as g:
+        with pytest.raises(errors.SSHDropped) as info:
+            g.run("drop", step_id="G9")
+        assert info.value.step_id == "G9"
+        with pytest.raises(errors.SSHDropped):
+            g.run("echo")
+
+
+def test_silent_server_times_out_as_transient(keys: dict[str, paramiko.PKey]) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        with (
+            pytest.raises(errors.SSHDropped),
+            connect_guest(
+                "127.0.0.1",
+                port=port,
+                username="Administrator",
+                private_key=_pem(keys["client"]),
+                host_key=key_line(keys["host"]),
+                connect_timeout=0.5,
+            ),
+        ):
+            pass
