@@ -21,3 +21,15 @@ def lab_env() -> Iterator[dict[str, str]]:
         yield dict(ctx.env)
     finally:
         cli.down(ctx)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """A temporary Prefect server and database for the session (flows, artifacts, events)."""
+    import os
+
+    from prefect.testing.utilities import prefect_test_harness
+
+    os.environ.setdefault("WINNODES_RETRY_DELAY", "0.05")
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

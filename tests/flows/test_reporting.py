@@ -1,0 +1,48 @@
+"""Every run leaves a step report, progress and an objects table; failures emit an event."""
+
+from __future__ import annotations
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+
+from flows.reporting import RunReport
+from winnodes.model.steps import StepId
+
+
+def test_report_without_a_flow_run_is_plain_markdown() -> None:
+    report = RunReport("Golden image", [StepId.G1, StepId.G2], key="gi")
+    with report.step(StepId.G1) as out:
+        out.repaired("tools.conf rewritten")
+    md = report.markdown()
+    assert "| G1 |" in md and "repaired" in md and "tools.conf rewritten" in md
+    assert "| G2 |" in md and "pending" in md
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_artifacts_are_published_for_a_flow_run() -> None:
+    @flow
+    def build() -> None:
+        report = RunReport("Golden image", [StepId.G1, StepId.G7], key="gi-test").start()
+        with report.step(StepId.G1) as out:
+            out.ok("VM created")
+        report.created("VirtualMachine", "win-base", "created")
+        with pytest.raises(RuntimeError), report.step(StepId.G7):
+            raise RuntimeError("rule missing")
+        report.publish()
+
+    build()
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(
+                    any_=["gi-test-report", "gi-test-objects", "gi-test-progress"]
+                )
+            )
+        )
+    kinds = {a.key: a for a in arts}
+    assert set(kinds) == {"gi-test-report", "gi-test-objects", "gi-test-progress"}
+    assert "RuntimeError: rule missing" in str(kinds["gi-test-report"].data)
+    assert kinds["gi-test-progress"].data == 100.0
