@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -264,6 +265,37 @@ class WorkQueue:
 
 
 # --------------------------------------------------------------------------- vSphere
+
+
+def run_controller(
+    watchers: Iterable[tuple[str, Callable[[], None]]],
+    *,
+    worker: Callable[[], None],
+    workers: int,
+    synced: Iterable[threading.Event],
+    stop: threading.Event,
+    queue: WorkQueue,
+    ready_file: Path | None,
+    log: logging.Logger,
+) -> None:
+    """The shape every lab controller runs in: watch threads feed a work queue served by `workers`
+    threads; once every informer has listed (`synced`), write the pid to `ready_file` (the
+    supervisor's readiness signal); then block until `stop` and shut the queue down."""
+    threads = [threading.Thread(target=fn, name=name, daemon=True) for name, fn in watchers]
+    threads += [
+        threading.Thread(target=worker, name=f"worker-{i}", daemon=True) for i in range(workers)
+    ]
+    for t in threads:
+        t.start()
+    for ev in synced:
+        while not ev.wait(1.0):
+            if stop.is_set():
+                break
+    if ready_file and not stop.is_set():
+        ready_file.write_text(f"{os.getpid()}\n")
+        log.info("caches synced; ready")
+    stop.wait()
+    queue.shutdown()
 
 
 class VSphere:

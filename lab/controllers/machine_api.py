@@ -59,6 +59,7 @@ from lab.controllers.common import (
     label_selector_matches,
     now_rfc3339,
     record_event,
+    run_controller,
     setup_logging,
     watch_objects,
 )
@@ -441,26 +442,20 @@ class MachineAPI:
     # -- running -------------------------------------------------------------------------------
 
     def run(self, ready_file: Path | None = None) -> None:
-        threads = [
-            threading.Thread(target=self._watch_machinesets, name="watch-machinesets", daemon=True),
-            threading.Thread(target=self._watch_machines, name="watch-machines", daemon=True),
-            threading.Thread(target=self._watch_nodes, name="watch-nodes", daemon=True),
-        ]
-        threads += [
-            threading.Thread(target=self._worker, name=f"worker-{i}", daemon=True)
-            for i in range(self.workers)
-        ]
-        for t in threads:
-            t.start()
-        for ev in self._synced.values():
-            while not ev.wait(1.0):
-                if self.stop.is_set():
-                    break
-        if ready_file and not self.stop.is_set():
-            ready_file.write_text(f"{os.getpid()}\n")
-            log.info("caches synced; ready")
-        self.stop.wait()
-        self.queue.shutdown()
+        run_controller(
+            [
+                ("watch-machinesets", self._watch_machinesets),
+                ("watch-machines", self._watch_machines),
+                ("watch-nodes", self._watch_nodes),
+            ],
+            worker=self._worker,
+            workers=self.workers,
+            synced=self._synced.values(),
+            stop=self.stop,
+            queue=self.queue,
+            ready_file=ready_file,
+            log=log,
+        )
         for _, ev in list(self._vm_watchers.values()):
             ev.set()
         self.vs.close()

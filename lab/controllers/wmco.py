@@ -75,6 +75,7 @@ from lab.controllers.common import (
     kube_client,
     now_rfc3339,
     record_event,
+    run_controller,
     watch_objects,
 )
 
@@ -626,26 +627,20 @@ class WMCO:
     # -- running -------------------------------------------------------------------------------
 
     def run(self, ready_file: Path | None = None) -> None:
-        threads = [
-            threading.Thread(target=self._watch_machines, name="watch-machines", daemon=True),
-            threading.Thread(target=self._watch_key, name="watch-key", daemon=True),
-            threading.Thread(target=self._watch_guest_ips, name="watch-ips", daemon=True),
-        ]
-        threads += [
-            threading.Thread(target=self._worker, name=f"worker-{i}", daemon=True)
-            for i in range(self.workers)
-        ]
-        for t in threads:
-            t.start()
-        for ev in self._synced.values():
-            while not ev.wait(1.0):
-                if self.stop.is_set():
-                    break
-        if ready_file and not self.stop.is_set():
-            ready_file.write_text(f"{os.getpid()}\n")
-            log.info("caches synced; ready")
-        self.stop.wait()
-        self.queue.shutdown()
+        run_controller(
+            [
+                ("watch-machines", self._watch_machines),
+                ("watch-key", self._watch_key),
+                ("watch-ips", self._watch_guest_ips),
+            ],
+            worker=self._worker,
+            workers=self.workers,
+            synced=self._synced.values(),
+            stop=self.stop,
+            queue=self.queue,
+            ready_file=ready_file,
+            log=log,
+        )
 
     def _vsphere(self) -> VSphere | None:
         if not self.env.get("GOVC_URL"):
