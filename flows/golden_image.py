@@ -1,0 +1,293 @@
+"""The golden image flow (G1-G10): a Windows VM template that WMCO can turn into nodes.
+
+The flow composes the tasks of `tasks.vsphere` and `tasks.guest` and decides; it calls no client.
+Its parameters are the typed configuration and, inside it, block *names* (never secrets: a
+deployment run stores its parameters in plain text).
+
+Order: validate everything (configuration, and the secrets in the blocks) before the first side
+effect -> plan the build ID -> if this build's template already exists, verify it and stop -> G1
+preflight (every vCenter object and ISO exists) -> G1 base VM (from ISO with answer media, or reused)
+-> G2 Tools and IPv4 -> G1 answer media removed (it holds the Administrator password) -> G4 host key
+(trust on first use, recorded on the VM; see `tasks.guest`) -> G4 sshd, G5 key, G3a/b/c, G6, G7 on
+the base VM, each checked and repaired -> G8 clone -> G9 sysprep on the clone, power-off awaited ->
+G10 template, verification, provenance, retention.
+
+Resuming. A re-run resumes where the last one stopped and never makes a second VM or template:
+- the build ID is the result of a cached task (`INPUTS` of the configuration, persisted), so a
+  re-run of the same configuration gets the same ID; `new_build=True` starts a new build (or pass
+  `build_id` explicitly);
+- every VM carries its build ID in extraConfig from birth; the tasks find "their" base VM, clone or
+  template and converge instead of creating (`winnodes.vsphere.vms`); an in-flight clone task is
+  remembered in a Prefect variable and waited on;
+- G9's progress is marked on the clone (`winnodes.sysprep`), so a re-run never powers on a
+  generalized clone and never re-uses a clone whose host keys are gone.
+Transient errors are retried by the tasks (backoff + jitter); permanent ones fail at once. On failure
+the build's clone (and a base VM this run created that never finished installing) is deleted unless
+`keep_failed_build`; the base VM is kept once Windows is installed, so the next run continues.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow
+from prefect.cache_policies import INPUTS
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+from blocks.vsphere import VSphereCredentials
+from blocks.windows import WindowsAccess
+from flows.reporting import RunReport
+from tasks import guest as gt
+from tasks import vsphere as vt
+from winnodes import errors
+from winnodes.model.config import GoldenImageConfig
+from winnodes.model.naming import template_name
+from winnodes.model.steps import GOLDEN_IMAGE_STEPS, StepId
+from winnodes.validate import golden_image_problems
+from winnodes.validate.keys import check_private_key
+from winnodes.validate.rules import check_admin_password
+
+
+class GoldenImageResult(BaseModel):
+    """What the build produced: the template MachineSets use (M7) and its provenance."""
+
+    build_id: str
+    template: str
+    template_path: str
+    template_moid: str
+    base_vm: str
+    ssh_fingerprint: str
+    created: bool  # False: the template of this build already existed
+
+
+def _load_blocks(gi: GoldenImageConfig) -> WindowsAccess:
+    """Load both blocks and check the secrets with the procedure's rules (no side effects)."""
+    problems: list[errors.Problem] = []
+    access: Any = None
+    for field, cls, name in (
+        (
+            "golden_image.vsphere_credentials_block",
+            VSphereCredentials,
+            gi.vsphere_credentials_block,
+        ),
+        ("golden_image.windows_access_block", WindowsAccess, gi.windows_access_block),
+    ):
+        try:
+            block = cls.load(name)
+        except Exception as exc:  # missing block, or stored values that fail the block's rules
+            reason = str(exc).splitlines()[0][:300]
+            problems.append(
+                errors.Problem(
+                    "G1", field, "block", f"{field}: block {name!r} unusable: {reason} (G1)"
+                )
+            )
+            continue
+        if cls is WindowsAccess:
+            access = block
+    if access is not None:
+        problems += check_admin_password(access.administrator_password.get_secret_value())
+        problems += check_private_key(
+            access.ssh_private_key.get_secret_value(), allow_non_rsa=access.allow_non_rsa_key
+        )
+    problems = golden_image_problems(gi) + problems
+    if problems:
+        raise errors.ValidationError(problems)
+    return access  # type: ignore[no-any-return]
+
+
+def _key(gi: GoldenImageConfig) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", f"golden-image-{gi.names.template_series}".lower()).strip(
+        "-"
+    )
+
+
+@flow(name="golden-image", log_prints=True)
+def golden_image(
+    config: GoldenImageConfig, build_id: str | None = None, new_build: bool = False
+) -> GoldenImageResult:
+    """Build (or resume building) the Windows golden image template, G1-G10.
+
+    Args:
+        config: the build's configuration (placement, source, hardware, profile, unattend, names,
+            retention, timeouts, block names).
+        build_id: resume or repeat this build explicitly; default: the cached ID of this
+            configuration's current build.
+        new_build: start a new build (new ID, new template) even if this configuration built one.
+
+    Returns:
+        The template and its provenance.
+
+    Raises:
+        ValidationError: bad inputs, all listed, before anything was created.
+        PermanentError subclasses (NotFound, Conflict, HostKeyMismatch, AuthenticationError,
+            GuestCheckFailed...): the step ID is in the message.
+        TransientError subclasses: still failing after the tasks' retries; a re-run resumes.
+    """
+    gi = config
+    access = _load_blocks(gi)
+    fingerprint = access.fingerprint()
+
+    if build_id is None:
+        planner = vt.plan_build_id.with_options(
+            cache_policy=INPUTS - "now", persist_result=True, refresh_cache=new_build
+        )
+        build_id = planner(gi, datetime.now(UTC).isoformat())
+    name = template_name(gi.names, build_id)
+    report = RunReport(f"Golden image {name} ({gi.profile})", GOLDEN_IMAGE_STEPS, _key(gi)).start()
+
+    existing = vt.g10_find_template(gi, build_id)
+    if existing is not None and existing.template:
+        for step in GOLDEN_IMAGE_STEPS[:-1]:
+            with report.step(step) as out:
+                out.skipped(f"template {name} of build {build_id} already exists")
+        result = _finish(gi, report, build_id, existing, fingerprint, created=False)
+        report.publish()
+        return result
+
+    base: vt.VmInfo | None = None
+    base_created = False
+    installed = False
+    try:
+        with report.step(StepId.G1) as out:
+            evidence = [vt.g1_preflight(gi)]
+            base = vt.g1_find_base_vm(gi)
+            if base is None:
+                answer = vt.g1_upload_answer_media(gi)
+                base = vt.g1_create_base_vm(gi, build_id, answer)
+                base_created = base.created
+                if base.created:
+                    report.created("VirtualMachine", base.name, "created", "base VM from ISO")
+            else:
+                vt.g1_power_on(gi, base.moid)
+            evidence.append(base.evidence)
+            out.ok("; ".join(evidence))
+
+        tools_repair: gt.Check | None = None
+        if not base_created:
+            state = vt.g2_tools_state(gi, base.moid)
+            if state["tools"] != "guestToolsRunning" and state["ip"] and state["host_key"]:
+                tools_repair = gt.g3c_recover_vmtools(gi, state["ip"], state["host_key"])
+
+        with report.step(StepId.G2) as out:
+            facts = vt.g2_wait_for_tools(gi, base.moid, float(gi.timeouts.install_seconds))
+            installed = True
+            removal = vt.g1_remove_answer_media(gi, base.moid) if gi.source.mode == "iso" else ""
+            out.ok(facts.evidence + (f"; {removal}" if removal else ""))
+        ip = facts.ip
+
+        with report.step(StepId.G4) as out:
+            hk = gt.g4_trust_host_key(gi, base.moid, ip)
+            check = gt.g4_openssh(gi, ip, hk.key)
+            _record(out, check, hk.evidence)
+        with report.step(StepId.G5) as out:
+            _record(out, gt.g5_admin_key(gi, ip, hk.key))
+        with report.step(StepId.G3a) as out:
+            _record(out, gt.g3a_tools_conf(gi, ip, hk.key))
+        with report.step(StepId.G3b) as out:
+            _record(out, gt.g3b_ip_matches(gi, ip, hk.key))
+        with report.step(StepId.G3c) as out:
+            check = gt.g3c_vmtools_service(gi, ip, hk.key)
+            if tools_repair is not None:
+                check = tools_repair.model_copy(
+                    update={"evidence": f"{tools_repair.evidence}; then {check.evidence}"}
+                )
+            _record(out, check)
+        with report.step(StepId.G6) as out:
+            runtime = gt.g6_runtime(gi, ip, hk.key)
+            evidence_g6 = [runtime.evidence]
+            if runtime.restart_needed:
+                facts = vt.g6_wait_for_restart(gi, base.moid)
+                ip = facts.ip
+                runtime = gt.g6_runtime(gi, ip, hk.key)
+                evidence_g6.append(runtime.evidence)
+                runtime = runtime.model_copy(update={"status": "repaired"})
+            _record(out, gt.Check(status=runtime.status, evidence="; ".join(evidence_g6)))
+        with report.step(StepId.G7) as out:
+            _record(out, gt.g7_firewall_rules(gi, ip, hk.key))
+
+        with report.step(StepId.G8) as out:
+            clone = vt.g8_clone(gi, base.moid, build_id)
+            if clone.created:
+                report.created("VirtualMachine", clone.name, "cloned", f"from {base.name}")
+            out.ok(clone.evidence)
+        with report.step(StepId.G9) as out:
+            attrs = vt.read_attributes(gi, clone.moid)
+            if attrs.get(vt.ATTR_SYSPREP) == "started":
+                done = "sysprep was already started by an earlier run"
+            else:
+                clone_facts = vt.g2_wait_for_tools(
+                    gi, clone.moid, float(gi.timeouts.install_seconds)
+                )
+                done = gt.g9_sysprep(gi, clone.moid, clone_facts.ip, hk.key).evidence
+            out.ok(f"{done}; {vt.g9_wait_for_power_off(gi, clone.moid)}")
+        result = _finish(gi, report, build_id, clone, fingerprint, created=True, tools=facts)
+    except BaseException:
+        if not gi.keep_failed_build:
+            doomed = base.moid if base is not None and base_created and not installed else None
+            for obj in vt.cleanup_failed_build(gi, build_id, doomed):
+                report.created("VirtualMachine", obj, "deleted", "failed build cleaned up")
+            if gi.source.mode == "iso":
+                vt.g1_remove_answer_media(gi, base.moid if base is not None else None)
+        report.publish()
+        raise
+    report.publish()
+    return result
+
+
+def _record(out: Any, check: gt.Check, prefix: str = "") -> None:
+    evidence = f"{prefix}; {check.evidence}" if prefix else check.evidence
+    if check.status == "repaired":
+        out.repaired(evidence)
+    else:
+        out.ok(evidence)
+
+
+def _finish(
+    gi: GoldenImageConfig,
+    report: RunReport,
+    build_id: str,
+    vm: vt.VmInfo,
+    fingerprint: str,
+    *,
+    created: bool,
+    tools: vt.GuestFacts | None = None,
+) -> GoldenImageResult:
+    """G10: template, verification, provenance, retention."""
+    source = (
+        gi.source.windows_iso if gi.source.mode == "iso" else f"base VM {gi.names.base_vm}"
+    ) or ""
+    provenance = {
+        vt.ATTR_BUILD: build_id,
+        vt.ATTR_PROFILE: gi.profile,
+        vt.ATTR_SOURCE: source,
+        vt.ATTR_FINGERPRINT: fingerprint,
+    }
+    if tools is not None:  # an existing template keeps what its own build recorded
+        provenance[vt.ATTR_TOOLS] = tools.tools_version
+        provenance[vt.ATTR_FLOW_RUN] = str(flow_run.get_id() or "")
+    with report.step(StepId.G10) as out:
+        template = vt.g10_make_template(gi, vm.moid, build_id, provenance)
+        deleted = vt.g10_retention(gi, build_id)
+        for name in deleted:
+            report.created("VirtualMachine", name, "deleted", "retention")
+        if created:
+            report.created("VirtualMachine", template.name, "template", f"build {build_id}")
+        out.ok(
+            template.evidence
+            + f"; retention keeps {gi.keep_templates}: "
+            + (f"deleted {', '.join(deleted)}" if deleted else "nothing to delete")
+        )
+    path = f"{gi.placement.folder.rstrip('/')}/{template.name}"
+    report.emit("template.ready", StepId.G10, path, {"build_id": build_id})
+    return GoldenImageResult(
+        build_id=build_id,
+        template=template.name,
+        template_path=path,
+        template_moid=template.moid,
+        base_vm=gi.names.base_vm,
+        ssh_fingerprint=fingerprint,
+        created=created,
+    )

@@ -1,0 +1,346 @@
+"""The golden image's in-guest steps (G3a, G3b, G3c, G4, G5, G6, G7, G9) as Prefect tasks.
+
+Each task opens one verified SSH session (`WindowsAccess` block loaded by name, secrets never passed
+as parameters), runs the check from `winnodes.render.powershell`, repairs what can be repaired, checks
+again, and returns a `Check` (ok | repaired, evidence). What cannot be repaired raises
+`GuestCheckFailed` naming the step. Commands go through `powershell_command_line` (-EncodedCommand),
+so they survive cmd.exe as Windows OpenSSH's default shell.
+
+Where the trusted SSH host key comes from (G4). Trust on first use, at the one moment it is sound:
+G1 installed the base VM from *our* answer media on the network we chose, and vCenter (over verified
+TLS, authenticated) tells us the IP its Tools report. `g4_trust_host_key` reads the key the guest
+offers at that IP once and records it, with the IP, as custom attributes of the base VM
+(`winnodes.ssh.hostkey`, `winnodes.guest.ip`): in vCenter, next to the VM, surviving a killed run and
+visible to auditors. Every later connection, including those of re-runs and to the clone (a disk copy
+with the same keys until G9 removes them), verifies against that record; a different key raises
+`HostKeyMismatch` (permanent), never silently accepted. Machines created from the template get new
+keys at their first boot (G9 removed the old ones so clones do not share them); those are learned
+once by whoever first connects after that boot (WMCO pins them on first use the same way), which is
+acceptable because the machine was created moments before from our template by the cluster's own
+machine-api, and the key is pinned from then on.
+
+Why G9 is one task with one session: Windows' sshd re-reads its host keys for every new connection,
+so after `ssh_host_*` is removed no new session is possible. Removing the keys, and starting sysprep,
+therefore happen in the same session, and progress is marked on the clone (`winnodes.sysprep`:
+`keys-removed`, then `started`) so that a re-run knows what the clone went through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from prefect import task
+from pydantic import BaseModel
+
+from blocks.windows import WindowsAccess
+from tasks.policy import transient_retries
+from tasks.vsphere import ATTR_GUEST_IP, ATTR_HOST_KEY, ATTR_SYSPREP, vcenter
+from winnodes import errors
+from winnodes.guest import GuestSession, Result, fetch_host_key, host_key_fingerprint
+from winnodes.model.config import GoldenImageConfig
+from winnodes.model.profiles import get_profile
+from winnodes.render import powershell as ps
+from winnodes.render.unattend import render_unattend
+from winnodes.vsphere import vms
+
+SSH_PORT = 22
+
+
+class Check(BaseModel):
+    """The outcome of one in-guest step, for the run report."""
+
+    status: str  # "ok" | "repaired"
+    evidence: str
+
+
+class HostKey(BaseModel):
+    key: str  # OpenSSH public key line of the guest
+    fingerprint: str
+    learned: bool  # True: first contact in this run (TOFU); False: verified against the record
+    evidence: str
+
+
+@contextlib.contextmanager
+def guest(
+    gi: GoldenImageConfig, ip: str, host_key: str, step: str, port: int = SSH_PORT
+) -> Iterator[GuestSession]:
+    """A verified SSH session. A refused key is a G5 problem whichever step connects."""
+    access = WindowsAccess.load(gi.windows_access_block)
+    try:
+        with access.ssh(ip, host_key, port=port, step_id=step) as session:  # type: ignore[union-attr]
+            yield session
+    except errors.AuthenticationError as exc:
+        raise errors.AuthenticationError(
+            f"the guest at {ip} refused the administrator key: the public key of block "
+            f"{gi.windows_access_block!r} is not (or no longer) in {ps.AUTHORIZED_KEYS} "
+            f"({exc.message})",
+            step_id="G5",
+        ) from exc
+
+
+def _ps(session: GuestSession, script: str, step: str, timeout: float) -> Result:
+    return session.run_checked(ps.powershell_command_line(script), step_id=step, timeout=timeout)
+
+
+# -- G4 host key -----------------------------------------------------------------------------------
+@task(name="G4 trust the SSH host key", **transient_retries())
+def g4_trust_host_key(gi: GoldenImageConfig, vm_moid: str, ip: str) -> HostKey:
+    """The base VM's trusted host key: the recorded one, or learned now (TOFU) and recorded on the
+    VM. The recorded IP follows the guest (DHCP may change it); the key never changes silently."""
+    with vcenter(gi) as session:
+        vm = session.moref("VirtualMachine", vm_moid)
+        attrs = vms.custom_attributes(session, vm)
+        recorded = attrs.get(ATTR_HOST_KEY)
+        key = recorded or fetch_host_key(ip, SSH_PORT, timeout=gi.timeouts.ssh_seconds)
+        updates = {ATTR_HOST_KEY: key, ATTR_GUEST_IP: ip}
+        vms.set_custom_attributes(session, vm, updates, step_id="G4")
+    fp = host_key_fingerprint(key)
+    how = "verified against the key recorded on the VM" if recorded else "learned at first contact"
+    return HostKey(key=key, fingerprint=fp, learned=not recorded, evidence=f"host key {fp} {how}")
+
+
+# -- G3 --------------------------------------------------------------------------------------------
+@task(name="G3c start VMTools over SSH", **transient_retries())
+def g3c_recover_vmtools(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
+    """Tools are silent on a running base VM: VMTools is stopped, so vCenter sees no IP. Reach the
+    guest at its recorded IP (the pinned host key proves it is the same machine) and start it."""
+    t = gi.timeouts.command_seconds
+    with guest(gi, ip, host_key, "G3c") as s:
+        before = ps.parse_services(_ps(s, ps.vmtools_status_command(), "G3c", t).stdout)
+        _ps(s, ps.ensure_service_running_command("VMTools"), "G3c", t)
+        after = ps.parse_services(_ps(s, ps.vmtools_status_command(), "G3c", t).stdout)
+    vm_tools = after.get("vmtools")
+    if vm_tools is None or not vm_tools.running_automatic:
+        raise errors.GuestCheckFailed("G3c", "VMTools could not be started", evidence=str(after))
+    was = before.get("vmtools")
+    return Check(
+        status="repaired",
+        evidence=f"VMTools was {was.status if was else 'missing'}/"
+        f"{was.start_type if was else '-'}; started over SSH at recorded {ip}",
+    )
+
+
+@task(name="G3a tools.conf exclude-nics", **transient_retries())
+def g3a_tools_conf(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
+    """tools.conf exists with an empty `exclude-nics=` in [guestinfo]; repaired (other settings
+    kept) and VMTools restarted so it reads the file."""
+    t = gi.timeouts.command_seconds
+    with guest(gi, ip, host_key, "G3a") as s:
+        raw = _ps(s, ps.tools_conf_read_command(), "G3a", t).stdout
+        state = ps.parse_tools_conf(raw)
+        if state.exclude_nics_empty:
+            return Check(status="ok", evidence=f"{ps.TOOLS_CONF}: exclude-nics= (empty)")
+        _ps(s, ps.tools_conf_write_command(ps.repaired_tools_conf(raw)), "G3a", t)
+        _ps(s, "Restart-Service -Name 'VMTools'", "G3a", t)
+        again = ps.parse_tools_conf(_ps(s, ps.tools_conf_read_command(), "G3a", t).stdout)
+    if not again.exclude_nics_empty:
+        raise errors.GuestCheckFailed("G3a", "tools.conf could not be repaired", evidence=raw)
+    before = "missing" if not state.exists else f"exclude-nics={state.exclude_nics_value!r}"
+    return Check(status="repaired", evidence=f"tools.conf was {before}; now exclude-nics= (empty)")
+
+
+@task(name="G3b ipconfig agrees with vCenter", **transient_retries())
+def g3b_ip_matches(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
+    """The IPv4 vCenter reports is one `ipconfig` shows in the guest."""
+    with guest(gi, ip, host_key, "G3b") as s:
+        out = s.run_checked("ipconfig", step_id="G3b", timeout=gi.timeouts.command_seconds).stdout
+    seen = ps.parse_ipconfig_ipv4(out)
+    if ip not in seen:
+        raise errors.GuestCheckFailed(
+            "G3b", f"vCenter reports {ip}, ipconfig shows {seen or 'no IPv4'}", evidence=out
+        )
+    return Check(status="ok", evidence=f"vCenter {ip}; ipconfig {', '.join(seen)}")
+
+
+@task(name="G3c VMTools running and automatic", **transient_retries())
+def g3c_vmtools_service(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
+    """`Get-Service VMTools`: Running and Automatic; repaired otherwise."""
+    t = gi.timeouts.command_seconds
+    with guest(gi, ip, host_key, "G3c") as s:
+        svc = ps.parse_services(_ps(s, ps.vmtools_status_command(), "G3c", t).stdout).get("vmtools")
+        if svc is not None and svc.running_automatic:
+            return Check(status="ok", evidence="VMTools Running/Automatic")
+        if svc is None:
+            raise errors.GuestCheckFailed("G3c", "the VMTools service is not installed")
+        _ps(s, ps.ensure_service_running_command("VMTools"), "G3c", t)
+        after = ps.parse_services(_ps(s, ps.vmtools_status_command(), "G3c", t).stdout)
+    fixed = after.get("vmtools")
+    if fixed is None or not fixed.running_automatic:
+        raise errors.GuestCheckFailed("G3c", "VMTools could not be started", evidence=str(after))
+    return Check(
+        status="repaired",
+        evidence=f"VMTools was {svc.status}/{svc.start_type}; now Running/Automatic",
+    )
+
+
+# -- G4, G5 ----------------------------------------------------------------------------------------
+@task(name="G4 OpenSSH server", **transient_retries())
+def g4_openssh(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
+    """sshd and ssh-agent Running and Automatic, inbound TCP 22 rule present; repaired otherwise.
+    (That the session opened at all shows sshd runs and port 22 is reachable.)"""
+    t = gi.timeouts.command_seconds
+    rule = ps.ps_quote(ps.SSH_FIREWALL_RULE)
+    rule_cmd = f"Get-NetFirewallRule | Where-Object {{ $_.Name -eq {rule} }} | " + (
+        "Select-Object -Property Name, DisplayName, Enabled, Direction, Action | ConvertTo-Json -Compress"
+    )
+    with guest(gi, ip, host_key, "G4") as s:
+
+        def problems() -> list[str]:
+            svcs = ps.parse_services(_ps(s, ps.openssh_status_command(), "G4", t).stdout)
+            out = [
+                f"{n}: {svcs[n].status}/{svcs[n].start_type}" if n in svcs else f"{n}: missing"
+                for n in ("sshd", "ssh-agent")
+                if n not in svcs or not svcs[n].running_automatic
+            ]
+            if not ps.parse_firewall_rules(_ps(s, rule_cmd, "G4", t).stdout):
+                out.append(f"firewall rule {ps.SSH_FIREWALL_RULE} missing")
+            return out
+
+        found = problems()
+        if not found:
+            return Check(
+                status="ok",
+                evidence=f"sshd, ssh-agent Running/Automatic; rule {ps.SSH_FIREWALL_RULE} (TCP 22)",
+            )
+        _ps(s, ps.openssh_repair_command(), "G4", t)
+        left = problems()
+    if left:
+        raise errors.GuestCheckFailed("G4", f"OpenSSH could not be repaired: {'; '.join(left)}")
+    return Check(status="repaired", evidence=f"was: {'; '.join(found)}; now all in place")
+
+
+@task(name="G5 administrator key and ACL", **transient_retries())
+def g5_admin_key(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
+    """The block's public key in administrators_authorized_keys, ACL Administrators + SYSTEM only;
+    repaired otherwise. (A guest that refuses the key cannot be reached to repair it: that fails
+    at connect, naming G5.)"""
+    access = WindowsAccess.load(gi.windows_access_block)
+    public = access.public_key("winnodes")  # type: ignore[union-attr]
+    fp = access.fingerprint()  # type: ignore[union-attr]
+    t = gi.timeouts.command_seconds
+    with guest(gi, ip, host_key, "G5") as s:
+
+        def problems() -> list[str]:
+            keys = _ps(s, ps.authorized_keys_read_command(), "G5", t).stdout
+            if keys.strip() == ps.MISSING_MARKER:
+                return [f"{ps.AUTHORIZED_KEYS} missing"]
+            out = [] if ps.key_present(keys, public) else [f"key {fp} not in the file"]
+            acl = s.run_checked(ps.authorized_keys_acl_command(), step_id="G5", timeout=t).stdout
+            return out + ps.acl_problems(ps.parse_icacls(acl))
+
+        found = problems()
+        if not found:
+            return Check(status="ok", evidence=f"key {fp} present; ACL Administrators, SYSTEM")
+        _ps(s, ps.authorized_keys_write_command(public), "G5", t)
+        left = problems()
+    if left:
+        raise errors.GuestCheckFailed(
+            "G5", f"the key file could not be repaired: {'; '.join(left)}"
+        )
+    return Check(status="repaired", evidence=f"was: {'; '.join(found)}; key {fp} and ACL set")
+
+
+# -- G6 --------------------------------------------------------------------------------------------
+class RuntimeCheck(Check):
+    restart_needed: bool = False
+
+
+@task(name="G6 container runtime per profile", **transient_retries())
+def g6_runtime(gi: GoldenImageConfig, ip: str, host_key: str) -> RuntimeCheck:
+    """ocp-4.9: Docker installed, Running and Automatic (installed here when missing; the
+    Containers feature needs a restart, which this task starts and the flow waits for).
+    current: no runtime preinstalled (WMCO installs containerd itself); a present one fails."""
+    profile = get_profile(gi.profile)
+    t = gi.timeouts.command_seconds
+    with guest(gi, ip, host_key, "G6") as s:
+        svcs = ps.parse_services(_ps(s, ps.runtime_status_command(), "G6", t).stdout)
+        found = ps.runtime_problems(profile, svcs)
+        if not found:
+            what = "docker Running/Automatic" if profile.runtime == "docker" else "no runtime"
+            return RuntimeCheck(status="ok", evidence=f"{gi.profile}: {what}")
+        if profile.runtime != "docker":
+            raise errors.GuestCheckFailed(
+                "G6",
+                f"profile {gi.profile}: the image must not carry a container runtime: "
+                + "; ".join(found),
+            )
+        if "docker" not in svcs:
+            for cmd in ps.install_docker_commands():
+                _ps(s, cmd, "G6", t)
+            with contextlib.suppress(errors.SSHDropped):
+                _ps(s, "Restart-Computer -Force", "G6", t)
+            return RuntimeCheck(
+                status="repaired",
+                evidence="docker installed (Containers feature, DockerMsftProvider); restarting",
+                restart_needed=True,
+            )
+        _ps(s, ps.ensure_service_running_command("docker"), "G6", t)
+        left = ps.runtime_problems(
+            profile, ps.parse_services(_ps(s, ps.runtime_status_command(), "G6", t).stdout)
+        )
+    if left:
+        raise errors.GuestCheckFailed("G6", "; ".join(left))
+    return RuntimeCheck(status="repaired", evidence=f"was: {'; '.join(found)}; docker started")
+
+
+# -- G7 --------------------------------------------------------------------------------------------
+@task(name="G7 firewall rules", **transient_retries())
+def g7_firewall_rules(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
+    """The profile's inbound TCP rules (10250; current also 9182), each created only if no rule of
+    its display name exists (New-NetFirewallRule twice makes two rules)."""
+    profile = get_profile(gi.profile)
+    names = [p.display_name for p in profile.firewall]
+    t = gi.timeouts.command_seconds
+    with guest(gi, ip, host_key, "G7") as s:
+        rules = ps.parse_firewall_rules(_ps(s, ps.firewall_rules_command(names), "G7", t).stdout)
+        missing = ps.missing_firewall_ports(profile, rules)
+        for port in missing:
+            _ps(s, ps.ensure_firewall_rule_command(port), "G7", t)
+        after = ps.parse_firewall_rules(_ps(s, ps.firewall_rules_command(names), "G7", t).stdout)
+    left = ps.missing_firewall_ports(profile, after)
+    if left:
+        raise errors.GuestCheckFailed(
+            "G7", f"firewall rules missing after repair: {', '.join(p.display_name for p in left)}"
+        )
+    dupes = sorted(
+        {r.display_name for r in after if sum(x.display_name == r.display_name for x in after) > 1}
+    )
+    ports = ", ".join(f"{p.display_name} TCP {p.port}" for p in profile.firewall)
+    note = f" (duplicates found: {', '.join(dupes)})" if dupes else ""
+    if missing:
+        added = ", ".join(p.display_name for p in missing)
+        return Check(status="repaired", evidence=f"added {added}; now {ports}{note}")
+    return Check(status="ok", evidence=f"{ports} inbound allow{note}")
+
+
+# -- G9 --------------------------------------------------------------------------------------------
+@task(name="G9 remove host keys, upload unattend.xml, sysprep", **transient_retries())
+def g9_sysprep(gi: GoldenImageConfig, vm_moid: str, ip: str, host_key: str) -> Check:
+    """On the clone, in one SSH session: upload the rendered unattend.xml, remove
+    `C:\\ProgramData\\ssh\\ssh_host_*` (checked), run `sysprep /generalize /oobe /shutdown`.
+    The clone is marked before each irreversible part (`winnodes.sysprep`). The power-off is
+    waited for by `g9_wait_for_power_off`."""
+    access = WindowsAccess.load(gi.windows_access_block)
+    password = access.administrator_password.get_secret_value()  # type: ignore[union-attr]
+    unattend = render_unattend(gi.unattend, password).encode("utf-8")
+    t = gi.timeouts.command_seconds
+    with vcenter(gi) as vc, guest(gi, ip, host_key, "G9") as s:
+        vm = vc.moref("VirtualMachine", vm_moid)
+        s.put_file(ps.UNATTEND_PATH, unattend, step_id="G9")
+        vms.set_custom_attributes(vc, vm, {ATTR_SYSPREP: "keys-removed"}, step_id="G9")
+        _ps(s, ps.remove_host_keys_command(), "G9", t)
+        left = _ps(s, f"Test-Path -Path {ps.ps_quote(ps.HOST_KEYS_GLOB)}", "G9", t).stdout.strip()
+        if left.lower() == "true":
+            raise errors.GuestCheckFailed("G9", f"{ps.HOST_KEYS_GLOB} still present after removal")
+        vms.set_custom_attributes(vc, vm, {ATTR_SYSPREP: "started"}, step_id="G9")
+        try:
+            _ps(s, ps.sysprep_command(), "G9", gi.timeouts.sysprep_seconds)
+            how = "sysprep exited 0"
+        except errors.SSHDropped:
+            how = "the session dropped as sysprep shut the clone down"
+    return Check(
+        status="ok",
+        evidence=f"host keys removed; unattend.xml ({gi.unattend.computer_name}, AutoLogon off) "
+        f"at {ps.UNATTEND_PATH}; sysprep /generalize /oobe /shutdown: {how}",
+    )

@@ -1,0 +1,523 @@
+"""The golden image's vCenter steps (G1, G2, G8, G9's wait, G10) as Prefect tasks.
+
+Each task is thin: it loads the `VSphereCredentials` block *by name* (secrets never travel as
+parameters, see field notes), opens one session, reads the real state and converges with one or two
+`winnodes.vsphere` calls, and returns a small result plus an evidence string for the run report.
+Idempotence comes from vCenter itself: every VM the build creates carries its build ID in extraConfig
+from birth (`winnodes.vsphere.vms`), so a re-run finds "its" base VM, clone or template instead of
+making a second one. Retries: transient errors only (`tasks.policy`); permanent ones fail at once.
+
+VMs travel between tasks as managed object IDs (`vm-42`): small, JSON-serialisable, persistable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from prefect import task
+from prefect.variables import Variable
+from pydantic import BaseModel
+
+from blocks.vsphere import VSphereCredentials
+from blocks.windows import WindowsAccess
+from tasks.policy import transient_retries
+from winnodes import errors
+from winnodes.model.config import GoldenImageConfig
+from winnodes.model.naming import template_name
+from winnodes.model.profiles import MIN_HARDWARE_VERSION, get_profile
+from winnodes.model.steps import StepId
+from winnodes.render.answer_media import answer_media_files, render_answer_iso
+from winnodes.vsphere import VSphereSession, inventory, media, vms, waits
+from winnodes.vsphere.tools import ToolsVersion
+
+#: Custom attributes the build writes (G4 trust, G9 progress, G10 provenance).
+ATTR_HOST_KEY = "winnodes.ssh.hostkey"
+ATTR_GUEST_IP = "winnodes.guest.ip"
+ATTR_SYSPREP = "winnodes.sysprep"
+ATTR_FINGERPRINT = "winnodes.ssh.fingerprint"
+ATTR_BUILD = "winnodes.build"
+ATTR_PROFILE = "winnodes.profile"
+ATTR_SOURCE = "winnodes.source"
+ATTR_TOOLS = "winnodes.tools.version"
+ATTR_FLOW_RUN = "winnodes.flow.run"
+#: Where G1 puts the answer media, relative to the placement datastore.
+ANSWER_DIR = "winnodes"
+
+
+class VmInfo(BaseModel):
+    """A VM as the tasks hand it on."""
+
+    moid: str
+    name: str
+    created: bool = False
+    build_id: str | None = None
+    power_state: str | None = None
+    template: bool = False
+    evidence: str = ""
+
+
+class GuestFacts(BaseModel):
+    """What VMware Tools report (G2/G3b)."""
+
+    ip: str
+    tools_version: str
+    host_name: str | None = None
+    evidence: str = ""
+
+
+@contextlib.contextmanager
+def vcenter(gi: GoldenImageConfig) -> Iterator[VSphereSession]:
+    """A session from the credentials block the configuration names (logged out on exit)."""
+    with VSphereCredentials.load(gi.vsphere_credentials_block).connect() as session:  # type: ignore[union-attr]
+        yield session
+
+
+def _vm(session: VSphereSession, moid: str) -> Any:
+    return session.moref("VirtualMachine", moid)
+
+
+def _info(ref: vms.VmRef, evidence: str = "") -> VmInfo:
+    return VmInfo(
+        moid=ref.moid,
+        name=ref.name,
+        created=ref.created,
+        build_id=ref.build_id,
+        power_state=ref.power_state,
+        template=ref.template,
+        evidence=evidence,
+    )
+
+
+def _placement(session: VSphereSession, gi: GoldenImageConfig) -> vms.Placement:
+    pl = gi.placement
+    return vms.resolve_placement(
+        session,
+        datacenter=pl.datacenter,
+        folder=pl.folder,
+        datastore=pl.datastore,
+        network=pl.network,
+        cluster=pl.cluster,
+        resource_pool=pl.resource_pool,
+    )
+
+
+def answer_media_path(gi: GoldenImageConfig) -> str:
+    """`[datastore] winnodes/<base VM>-answers.iso` (one per base VM: a re-run overwrites it)."""
+    return f"[{gi.placement.datastore}] {ANSWER_DIR}/{gi.names.base_vm}-answers.iso"
+
+
+def _hw_version(text: str | None) -> int:
+    try:
+        return int((text or "").removeprefix("vmx-"))
+    except ValueError:
+        return 0
+
+
+# -- G1 ----------------------------------------------------------------------------------------------
+@task(name="G1 preflight: placement, media and base VM", **transient_retries())
+def g1_preflight(gi: GoldenImageConfig) -> str:
+    """Check everything G1 needs exists before anything is created: datacenter, folder, pool or
+    cluster, datastore, network, the Windows and Tools ISOs (mode 'iso') or the base VM ('base_vm').
+
+    Raises:
+        NotFound / Conflict (G1, G2): a missing or ambiguous object, named.
+    """
+    with vcenter(gi) as session:
+        pl = _placement(session, gi)
+        seen = [f"placement {gi.placement.datacenter}:{gi.placement.folder} resolved"]
+        if gi.source.mode == "iso":
+            for step, path in (
+                (StepId.G1, gi.source.windows_iso),
+                (StepId.G2, gi.source.tools_iso),
+            ):
+                assert path is not None  # validated
+                if not inventory.datastore_file_exists(session, path):
+                    raise errors.NotFound(f"{path} does not exist", step_id=step.value)
+                seen.append(f"{path} present")
+        elif vms.find_vm(session, pl.folder, gi.names.base_vm) is None:
+            raise errors.NotFound(
+                f"base VM {gi.names.base_vm!r} not found in {gi.placement.folder} (source.mode "
+                "is 'base_vm')",
+                step_id="G1",
+            )
+        return "; ".join(seen)
+
+
+@task(name="G1 find base VM", **transient_retries())
+def g1_find_base_vm(gi: GoldenImageConfig) -> VmInfo | None:
+    """The base VM if it exists (its hardware version checked), else None."""
+    with vcenter(gi) as session:
+        ref = vms.find_vm(session, _placement(session, gi).folder, gi.names.base_vm)
+        if ref is None:
+            return None
+        _check_base(ref)
+        return _info(ref, f"base VM {ref.name} ({ref.moid}, {ref.hardware_version}) reused")
+
+
+def _check_base(ref: vms.VmRef) -> None:
+    if ref.template:
+        raise errors.Conflict(
+            f"{ref.name} is a template, not an un-sysprepped base VM", step_id="G1"
+        )
+    if _hw_version(ref.hardware_version) < MIN_HARDWARE_VERSION:
+        raise errors.Conflict(
+            f"base VM {ref.name} has hardware version {ref.hardware_version}; OpenShift needs "
+            f"vmx-{MIN_HARDWARE_VERSION} or later (upgrade it or build from ISO)",
+            step_id="G1",
+        )
+
+
+@task(name="G1 upload answer media", **transient_retries())
+def g1_upload_answer_media(gi: GoldenImageConfig) -> str:
+    """Render autounattend.xml and the first-logon scripts, pack them as an ISO and upload it to
+    the datastore. Returns its datastore path. Overwrites (idempotent)."""
+    access = WindowsAccess.load(gi.windows_access_block)
+    files = answer_media_files(
+        gi,
+        access.administrator_password.get_secret_value(),  # type: ignore[union-attr]
+        access.public_key("winnodes"),  # type: ignore[union-attr]
+    )
+    iso = render_answer_iso(files)
+    path = answer_media_path(gi)
+    with vcenter(gi) as session:
+        vms.upload_file(session, gi.placement.datacenter, path, iso, step_id="G1")
+    return path
+
+
+@task(name="G1 create base VM from ISO", **transient_retries())
+def g1_create_base_vm(gi: GoldenImageConfig, build_id: str, answer_iso: str) -> VmInfo:
+    """Create the base VM (hardware version, disk, NIC, CD-ROMs: Windows ISO, answer media, Tools
+    ISO) and power it on; Windows setup then runs unattended. An existing base VM is reused."""
+    profile = get_profile(gi.profile)
+    hw = gi.hardware
+    assert gi.source.windows_iso and gi.source.tools_iso  # validated (mode 'iso')
+    spec = vms.VmSpec(
+        name=gi.names.base_vm,
+        guest_id=hw.guest_id or profile.guest_id,
+        hardware_version=hw.hardware_version,
+        firmware=hw.firmware,
+        num_cpus=hw.num_cpus,
+        num_cores_per_socket=hw.num_cores_per_socket,
+        memory_mib=hw.memory_mib,
+        disk_gib=hw.disk_gib,
+        isos=(gi.source.windows_iso, answer_iso, gi.source.tools_iso),
+        annotation=f"winnodes golden image base VM ({gi.profile}); never sysprep, never a template",
+    )
+    with vcenter(gi) as session:
+        ref = vms.create_vm(
+            session,
+            _placement(session, gi),
+            spec,
+            build_id=build_id,
+            require_same_build=False,
+            timeout=gi.timeouts.vcenter_task_seconds,
+        )
+        _check_base(ref)
+        powered = vms.power_on(session, ref.obj, timeout=gi.timeouts.vcenter_task_seconds)
+        what = "created" if ref.created else "reused"
+        return _info(
+            ref,
+            f"{ref.name} ({ref.moid}) {what}: {hw.hardware_version}, {hw.firmware}, "
+            f"{hw.num_cpus} vCPU, {hw.memory_mib} MiB, {hw.disk_gib} GiB, NIC on "
+            f"{gi.placement.network}; {'powered on' if powered else 'already on'}",
+        )
+
+
+@task(name="G1 power on base VM", **transient_retries())
+def g1_power_on(gi: GoldenImageConfig, vm_moid: str) -> bool:
+    """A reused base VM must run for the checks (G2-G7). True when this call powered it on."""
+    with vcenter(gi) as session:
+        return vms.power_on(
+            session, _vm(session, vm_moid), timeout=gi.timeouts.vcenter_task_seconds, step_id="G1"
+        )
+
+
+@task(name="G1 remove answer media", **transient_retries())
+def g1_remove_answer_media(gi: GoldenImageConfig, vm_moid: str | None) -> str:
+    """Detach the answer ISO from the base VM and delete it from the datastore: it holds the
+    Administrator password. Idempotent (nothing attached / already deleted is fine)."""
+    path = answer_media_path(gi)
+    with vcenter(gi) as session:
+        detached = False
+        if vm_moid:
+            with contextlib.suppress(errors.NotFound):
+                detached = media.detach_iso(
+                    session, _vm(session, vm_moid), path, timeout=gi.timeouts.vcenter_task_seconds
+                )
+        dc = inventory.datacenter(session, gi.placement.datacenter)
+        deleted = media.delete_datastore_file(
+            session, dc, path, timeout=gi.timeouts.vcenter_task_seconds
+        )
+    return (
+        f"answer media {path}: {'detached' if detached else 'not attached'}, "
+        f"{'deleted' if deleted else 'already gone'}"
+    )
+
+
+# -- G2 ----------------------------------------------------------------------------------------------
+@task(name="G2 wait for VMware Tools and IPv4", **transient_retries())
+def g2_wait_for_tools(gi: GoldenImageConfig, vm_moid: str, timeout: float) -> GuestFacts:
+    """Wait (WaitForUpdatesEx, deadline) until Tools run and report a usable IPv4 (not APIPA, not
+    link-local), then check the Tools version against the profile (>= 11.0.6).
+
+    Raises:
+        WaitTimeout (G2): not reached before `timeout` (transient: a re-run resumes the wait).
+        GuestCheckFailed (G2): Tools are older than the profile's minimum or report no version.
+    """
+    profile = get_profile(gi.profile)
+    with vcenter(gi) as session:
+        info = waits.wait_for_guest_ip(
+            session, _vm(session, vm_moid), timeout=timeout, step_id="G2"
+        )
+    minimum = ToolsVersion(*profile.min_tools_version)
+    if info.tools_version is None:
+        raise errors.GuestCheckFailed(
+            "G2",
+            "VMware Tools run but vCenter reports no version (unmanaged Tools?); the image needs "
+            f"VMware Tools {minimum} or later",
+        )
+    if info.tools_version < minimum:
+        raise errors.GuestCheckFailed(
+            "G2",
+            f"VMware Tools {info.tools_version} is older than {minimum}: upgrade Tools on the base "
+            "VM (or build from ISO with a newer Tools ISO)",
+            evidence=f"guest.toolsVersion={info.tools_version}",
+        )
+    return GuestFacts(
+        ip=info.ip,
+        tools_version=str(info.tools_version),
+        host_name=info.host_name,
+        evidence=f"Tools {info.tools_version} {info.tools_running_status} (>= {minimum}); "
+        f"IPv4 {info.ip}; host name {info.host_name}",
+    )
+
+
+@task(name="G2 read Tools state", **transient_retries())
+def g2_tools_state(gi: GoldenImageConfig, vm_moid: str) -> dict[str, str | None]:
+    """One read of what vCenter sees now: Tools running status and the recorded guest IP and
+    host key (custom attributes set at G4)."""
+    with vcenter(gi) as session:
+        vm = _vm(session, vm_moid)
+        props = inventory.properties(session, vm, ["guest.toolsRunningStatus"])
+        attrs = vms.custom_attributes(session, vm)
+    return {
+        "tools": props["guest.toolsRunningStatus"],
+        "ip": attrs.get(ATTR_GUEST_IP),
+        "host_key": attrs.get(ATTR_HOST_KEY),
+    }
+
+
+@task(name="G6 wait for the guest to restart", **transient_retries())
+def g6_wait_for_restart(gi: GoldenImageConfig, vm_moid: str) -> GuestFacts:
+    """After a restart the guest first goes down (Tools stop), then reports Tools and an IPv4
+    again: wait for both, event-driven, so the old IP is not mistaken for the new boot."""
+    with vcenter(gi) as session:
+        vm = _vm(session, vm_moid)
+        waits.wait_for(
+            session,
+            vm,
+            ["guest.toolsRunningStatus"],
+            lambda v: v["guest.toolsRunningStatus"] != "guestToolsRunning",
+            timeout=gi.timeouts.install_seconds,
+            step_id="G6",
+            what="the guest going down for its restart",
+        )
+        info = waits.wait_for_guest_ip(
+            session, vm, timeout=gi.timeouts.install_seconds, step_id="G6"
+        )
+    return GuestFacts(
+        ip=info.ip,
+        tools_version=str(info.tools_version),
+        host_name=info.host_name,
+        evidence=f"restarted; IPv4 {info.ip}",
+    )
+
+
+# -- custom attributes (G4 trust record, G9 marker) ----------------------------------------------------
+@task(name="record custom attributes", **transient_retries())
+def record_attributes(gi: GoldenImageConfig, vm_moid: str, values: dict[str, str]) -> list[str]:
+    """Set custom attributes on a VM or template (only the ones that differ). Returns their names."""
+    with vcenter(gi) as session:
+        return list(vms.set_custom_attributes(session, _vm(session, vm_moid), values, step_id=None))
+
+
+@task(name="read custom attributes", **transient_retries())
+def read_attributes(gi: GoldenImageConfig, vm_moid: str) -> dict[str, str]:
+    with vcenter(gi) as session:
+        return vms.custom_attributes(session, _vm(session, vm_moid))
+
+
+# -- G8 ----------------------------------------------------------------------------------------------
+def _task_variable(build_id: str, step: str) -> str:
+    return f"winnodes_task_{build_id}_{step}".lower()
+
+
+def _remember(variable: str, task_id: str) -> None:
+    Variable.set(variable, task_id, overwrite=True)
+
+
+@task(name="G8 clone the base VM", **transient_retries())
+def g8_clone(gi: GoldenImageConfig, base_moid: str, build_id: str) -> VmInfo:
+    """Clone the base VM to this build's template name, powered on (the base stays un-sysprepped).
+
+    An existing clone of this build is the result; a clone whose sysprep has started (G9 marker)
+    is left powered off. The clone task's ID is kept in a Prefect variable while it runs, so a
+    re-run after a killed process waits on it instead of starting a second clone."""
+    name = template_name(gi.names, build_id)
+    variable = _task_variable(build_id, "g8")
+    with vcenter(gi) as session:
+        pl = _placement(session, gi)
+        stale = vms.find_vm(session, pl.folder, name)
+        if stale is not None and stale.build_id == build_id and not stale.template:
+            marker = vms.custom_attributes(session, stale.obj).get(ATTR_SYSPREP)
+            if marker == "keys-removed":
+                # A killed G9 removed the host keys but never started sysprep: no SSH session is
+                # possible any more and the clone is not generalized. Start that clone over.
+                vms.destroy(session, stale.obj, timeout=gi.timeouts.vcenter_task_seconds)
+        ref = vms.clone_vm(
+            session,
+            _vm(session, base_moid),
+            name,
+            folder=pl.folder,
+            pool=pl.pool,
+            build_id=build_id,
+            power_on=True,
+            annotation=f"winnodes golden image {name} (build {build_id}, {gi.profile})",
+            resume_task=Variable.get(variable, default=None),  # type: ignore[arg-type]
+            on_task=lambda task_id: _remember(variable, task_id),
+            timeout=gi.timeouts.vcenter_task_seconds,
+        )
+        Variable.unset(variable)
+        if ref.template:
+            return _info(ref, f"{name} ({ref.moid}) is already a template")
+        sysprep_started = bool(vms.custom_attributes(session, ref.obj).get(ATTR_SYSPREP))
+        powered = False
+        if not sysprep_started:
+            powered = vms.power_on(session, ref.obj, timeout=gi.timeouts.vcenter_task_seconds)
+        ref = vms.get_vm(session, ref.obj)
+    what = "cloned" if ref.created or powered else "exists"
+    note = "; sysprep already started" if sysprep_started else ""
+    return _info(ref, f"{name} ({ref.moid}) {what} from base {base_moid}, {ref.power_state}{note}")
+
+
+# -- G9 ----------------------------------------------------------------------------------------------
+@task(name="G9 wait for power-off after sysprep", **transient_retries())
+def g9_wait_for_power_off(gi: GoldenImageConfig, vm_moid: str) -> str:
+    """Sysprep shuts the clone down: wait for `poweredOff` (WaitForUpdatesEx, deadline)."""
+    with vcenter(gi) as session:
+        waits.wait_for_power_off(
+            session, _vm(session, vm_moid), timeout=gi.timeouts.sysprep_seconds, step_id="G9"
+        )
+    return f"{vm_moid} powered off by sysprep /shutdown"
+
+
+# -- G10 ---------------------------------------------------------------------------------------------
+@task(name="G10 find this build's template", **transient_retries())
+def g10_find_template(gi: GoldenImageConfig, build_id: str) -> VmInfo | None:
+    """The template (or clone) of this build if it exists (Conflict if the name is someone else's)."""
+    name = template_name(gi.names, build_id)
+    with vcenter(gi) as session:
+        ref = vms.find_vm(session, _placement(session, gi).folder, name)
+    if ref is None:
+        return None
+    if ref.build_id != build_id:
+        raise errors.Conflict(
+            f"{name} exists but belongs to build {ref.build_id or '<not winnodes>'}",
+            step_id="G10",
+        )
+    return _info(ref)
+
+
+@task(name="G10 convert to template and record provenance", **transient_retries())
+def g10_make_template(
+    gi: GoldenImageConfig, vm_moid: str, build_id: str, provenance: dict[str, str]
+) -> VmInfo:
+    """Mark the powered-off clone as a template, verify it (a template, powered off, this build),
+    and record provenance as custom attributes. Idempotent (an existing template is verified and
+    its attributes converge)."""
+    with vcenter(gi) as session:
+        vm = _vm(session, vm_moid)
+        ref = vms.mark_as_template(session, vm)
+        if not ref.template or ref.power_state != "poweredOff" or ref.build_id != build_id:
+            raise errors.GuestCheckFailed(
+                "G10",
+                f"{ref.name} is not a powered-off template of build {build_id}",
+                evidence=f"template={ref.template} power={ref.power_state} build={ref.build_id}",
+            )
+        written = vms.set_custom_attributes(session, vm, provenance)
+        attrs = vms.custom_attributes(session, vm)
+    missing = {k: v for k, v in provenance.items() if attrs.get(k) != v}
+    if missing:
+        raise errors.GuestCheckFailed(
+            "G10", f"provenance not recorded on {ref.name}: {', '.join(sorted(missing))}"
+        )
+    return _info(
+        ref,
+        f"{ref.name} ({ref.moid}) is a powered-off template of build {build_id}; provenance "
+        f"{'written' if written else 'already recorded'}: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(provenance.items())),
+    )
+
+
+@task(name="G10 retention", **transient_retries())
+def g10_retention(gi: GoldenImageConfig, keep_build_id: str) -> list[str]:
+    """Delete the series' templates beyond the newest `keep_templates` (never this build's)."""
+    with vcenter(gi) as session:
+        folder = _placement(session, gi).folder
+        series = vms.list_templates(session, folder, gi.names.template_series)
+        doomed = [
+            t
+            for t in vms.templates_to_delete(series, gi.keep_templates)
+            if t.build_id != keep_build_id
+        ]
+        for t in doomed:
+            vms.destroy(session, t.obj, timeout=gi.timeouts.vcenter_task_seconds, step_id="G10")
+    return [t.name for t in doomed]
+
+
+# -- cleanup -------------------------------------------------------------------------------------------
+@task(name="clean up a failed build", **transient_retries())
+def cleanup_failed_build(gi: GoldenImageConfig, build_id: str, base_moid: str | None) -> list[str]:
+    """Delete what a failed build leaves: its clone (never a template of another build) and a base
+    VM this build created that never finished installing (`base_moid`). The answer media is
+    removed separately (`g1_remove_answer_media`)."""
+    removed: list[str] = []
+    with vcenter(gi) as session:
+        folder = _placement(session, gi).folder
+        clone = vms.find_vm(session, folder, template_name(gi.names, build_id))
+        mine = clone is not None and clone.build_id == build_id
+        if (
+            mine
+            and clone
+            and vms.destroy(session, clone.obj, timeout=gi.timeouts.vcenter_task_seconds)
+        ):
+            removed.append(clone.name)
+        if base_moid:
+            base = vms.get_vm(session, _vm(session, base_moid))
+            if base.build_id == build_id and vms.destroy(
+                session, base.obj, timeout=gi.timeouts.vcenter_task_seconds
+            ):
+                removed.append(base.name)
+    return removed
+
+
+# -- the build ID --------------------------------------------------------------------------------------
+@task(name="plan the build ID", **transient_retries())
+def plan_build_id(gi: GoldenImageConfig, now: str) -> str:
+    """A new build ID per the naming scheme: the UTC timestamp `now` (ISO 8601), or 1 + the highest
+    counter among the series' templates. The flow caches this task's result by the configuration,
+    so a re-run of the same build gets the same ID back (and so finds its VMs and template)."""
+    from datetime import datetime
+
+    from winnodes.model.naming import next_build_id
+
+    existing: list[str] = []
+    if gi.names.build_id_scheme == "counter":
+        with vcenter(gi) as session:
+            folder = _placement(session, gi).folder
+            existing = [
+                t.name for t in vms.list_templates(session, folder, gi.names.template_series)
+            ]
+    return next_build_id(gi.names, now=datetime.fromisoformat(now), existing=existing)
