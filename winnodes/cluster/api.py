@@ -1,0 +1,137 @@
+"""The boundary between the `kubernetes` client and the product: clients and exception mapping.
+
+Clients are built from what a block holds (kubeconfig text or path + context, or server + token),
+always with TLS verified unless the caller explicitly disables it. Every call into the client goes
+through `boundary(step_id, action)`, which maps `ApiException` by HTTP status and urllib3's transport
+errors to the exception tree in `winnodes.errors`; response bodies are truncated and redacted before
+they reach a message (a Secret's body could echo key material).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from winnodes import errors
+
+Obj = dict[str, Any]
+
+
+def _body_message(exc: ApiException, secrets: Iterable[str | None]) -> str:
+    """The API's own message (Status.message) if the body is a Status, else the raw body."""
+    raw = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else (exc.body or "")
+    try:
+        parsed = json.loads(raw)
+        text = parsed.get("message") or raw if isinstance(parsed, dict) else raw
+    except ValueError:
+        text = raw or (exc.reason or "")
+    return errors.truncate(errors.redact(str(text), secrets), 600)
+
+
+def map_api_exception(
+    exc: BaseException,
+    step_id: str | None,
+    action: str,
+    secrets: Iterable[str | None] = (),
+) -> errors.WinNodesError:
+    """The most specific product error for an exception raised by the kubernetes client."""
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        msg = f"{action}: HTTP {status} {exc.reason or ''}".rstrip() + (
+            f": {detail}" if (detail := _body_message(exc, secrets)) else ""
+        )
+        if status in (401, 403):
+            return errors.AuthenticationError(msg, step_id=step_id)
+        if status == 404:
+            return errors.NotFound(msg, step_id=step_id)
+        if status == 409:
+            return errors.Conflict(msg, step_id=step_id)
+        if status in (400, 422) or (status == 500 and "failed to create typed patch" in msg):
+            # kube-apiserver answers a server-side apply whose body does not fit the schema with
+            # 500 "failed to create typed patch object": the request, not the server, is wrong.
+            return errors.ConfigError(msg, step_id=step_id)
+        if status == 429 or status >= 500:
+            return errors.ApiUnavailable(msg, step_id=step_id, status=status)
+        if status == 0:  # the client's own "no response" exception
+            return errors.ConnectionLost(msg, step_id=step_id)
+        return errors.PermanentError(msg, step_id=step_id)
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return errors.Conflict(
+            f"{action}: the API server's TLS certificate is not trusted ({type(exc).__name__})",
+            step_id=step_id,
+        )
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and isinstance(
+        exc.reason, urllib3.exceptions.SSLError
+    ):
+        return errors.Conflict(
+            f"{action}: the API server's TLS certificate is not trusted: {exc.reason}",
+            step_id=step_id,
+        )
+    if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)):
+        return errors.ConnectionLost(
+            f"{action}: the API server is unreachable ({type(exc).__name__}: "
+            f"{errors.truncate(str(exc), 300)})",
+            step_id=step_id,
+        )
+    if isinstance(exc, ConfigException):
+        return errors.ConfigError(f"{action}: {exc}", step_id=step_id)
+    return errors.PermanentError(f"{action}: {type(exc).__name__}: {exc}", step_id=step_id)
+
+
+@contextlib.contextmanager
+def boundary(
+    step_id: str | None = None, action: str = "Kubernetes API call", secrets: Iterable[str] = ()
+) -> Iterator[None]:
+    """Map client exceptions raised inside the block; product errors pass through unchanged."""
+    try:
+        yield
+    except errors.WinNodesError:
+        raise
+    except (
+        ApiException,
+        urllib3.exceptions.HTTPError,
+        ConnectionError,
+        TimeoutError,
+        OSError,
+        ConfigException,
+    ) as exc:
+        raise map_api_exception(exc, step_id, action, list(secrets)) from exc
+
+
+def client_from_kubeconfig(kubeconfig: Obj, context: str | None = None) -> k8s.ApiClient:
+    """An API client from a parsed kubeconfig. Certificates embedded as `*-data` are written by the
+    client library to temporary files (its own mechanism); TLS is verified as the kubeconfig says."""
+    with boundary(action="load kubeconfig"):
+        return k8s_config.new_client_from_config_dict(
+            config_dict=kubeconfig, context=context, persist_config=False
+        )
+
+
+def client_from_token(
+    server: str,
+    token: str,
+    *,
+    ca_cert_pem: str | None = None,
+    verify_tls: bool = True,
+) -> k8s.ApiClient:
+    """An API client for `server` with a bearer token. With `ca_cert_pem` the server's certificate
+    must chain to it; without, the system CA store is used. `verify_tls=False` only for labs."""
+    cfg = k8s.Configuration()
+    cfg.host = server.rstrip("/")
+    cfg.api_key = {"authorization": token}
+    cfg.api_key_prefix = {"authorization": "Bearer"}
+    cfg.verify_ssl = verify_tls
+    if ca_cert_pem:
+        with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as fh:
+            fh.write(ca_cert_pem)  # a CA certificate is public
+            cfg.ssl_ca_cert = fh.name
+    return k8s.ApiClient(cfg)

@@ -1,0 +1,265 @@
+"""V1: wait, with watches, until the Windows MachineSet is ready, or say why it is not.
+
+Four bounded list+watch streams (the MachineSet, its Machines, Windows Nodes, Events in
+openshift-machine-api) run in daemon threads and feed one queue; the caller's thread applies each
+change to a `SetSnapshot` and re-evaluates `winnodes.render.diagnosis.readiness` at once, so the
+wait returns within the watch delivery time of the condition becoming true (no polling). Each watch
+is bounded (`timeout_seconds`, field-notes) and resumed from its last resourceVersion; 410 Gone
+lists again. The deadline is the caller's; on timeout `MachineSetNotReady` (a WaitTimeout: a re-run
+resumes the wait) carries the diagnosis; a cause that waiting cannot cure (a Machine in phase
+Failed, a key WMCO refuses, an image without its firewall rule) raises `MachineSetFailed` early.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import watch as k8s_watch
+from kubernetes.client.exceptions import ApiException
+
+from winnodes import errors
+from winnodes.cluster.api import Obj, boundary
+from winnodes.render.diagnosis import (
+    Diagnosis,
+    Readiness,
+    SetSnapshot,
+    diagnose,
+    fatal,
+    readiness,
+    relevant_event,
+)
+from winnodes.render.machineset import LABEL_MACHINESET, NAMESPACE
+
+WATCH_SECONDS = 30  # one watch request; resumed from its resourceVersion afterwards
+
+
+class MachineSetNotReady(errors.WaitTimeout):
+    """The deadline passed before the set was ready; `diagnosis` says what was seen."""
+
+    def __init__(self, message: str, diagnosis: Diagnosis) -> None:
+        super().__init__(message, step_id="V1")
+        self.diagnosis = diagnosis
+
+
+class MachineSetFailed(errors.PermanentError):
+    """The set cannot become ready by waiting; `diagnosis` names the prerequisite to fix."""
+
+    def __init__(self, message: str, diagnosis: Diagnosis) -> None:
+        super().__init__(message, step_id="V1")
+        self.diagnosis = diagnosis
+
+
+Progress = Callable[[Readiness], None]
+
+
+def _stream(
+    list_fn: Callable[..., Any],
+    kind: str,
+    out: queue.Queue[tuple[str, str, Any]],
+    stop: threading.Event,
+    **kwargs: Any,
+) -> None:
+    """List, then watch from the list's resourceVersion, until `stop`; errors go to `out`."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            resp = list_fn(_preload_content=False, **kwargs)
+            body = json.loads(resp.data)
+            rv = body["metadata"]["resourceVersion"]
+            out.put(("list", kind, body.get("items") or []))
+            while not stop.is_set():
+                w = k8s_watch.Watch()
+                gone = False
+                for ev in w.stream(
+                    list_fn,
+                    resource_version=rv,
+                    timeout_seconds=WATCH_SECONDS,
+                    allow_watch_bookmarks=True,
+                    deserialize=False,
+                    **kwargs,
+                ):
+                    if stop.is_set():
+                        w.stop()
+                        break
+                    obj = ev.get("object") or {}
+                    if ev.get("type") == "ERROR":
+                        gone = True  # 410 Gone (or another watch error): list again
+                        w.stop()
+                        break
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if ev.get("type") != "BOOKMARK":
+                        out.put((str(ev["type"]), kind, obj))
+                failures = 0
+                if gone:
+                    break
+        except ApiException as exc:
+            if exc.status == 410:
+                continue
+            failures += 1
+            if exc.status in (401, 403) or failures > 5:
+                out.put(("error", kind, exc))
+                return
+            stop.wait(min(0.5 * 2**failures, 10.0))
+        except Exception as exc:  # transport errors: retry a few times, then give up loudly
+            failures += 1
+            if failures > 5:
+                out.put(("error", kind, exc))
+                return
+            stop.wait(min(0.5 * 2**failures, 10.0))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _event_is_recent(event: Obj, since: datetime | None) -> bool:
+    if since is None:
+        return True
+    when = _parse_time(event.get("lastTimestamp") or event.get("eventTime"))
+    when = when or _parse_time(event.get("firstTimestamp"))
+    # Event times have one-second resolution: keep what happened in the same second.
+    return when is None or when.timestamp() >= int(since.timestamp())
+
+
+def wait_until_ready(
+    api: k8s.ApiClient,
+    name: str,
+    *,
+    timeout: float,
+    since: datetime | None = None,
+    on_progress: Progress | None = None,
+    fail_fast: bool = True,
+) -> SetSnapshot:
+    """V1: return the snapshot once DESIRED = CURRENT = READY = AVAILABLE and every Machine's Node
+    is a Ready Windows node. Events older than `since` (e.g. from an earlier run) are ignored.
+
+    Raises:
+        MachineSetNotReady: the deadline passed (transient: a re-run resumes waiting).
+        MachineSetFailed: a cause waiting cannot cure (with `fail_fast`).
+        NotFound: the MachineSet does not exist (after the first listing).
+    """
+    since = since or datetime.now(UTC)
+    custom = k8s.CustomObjectsApi(api)
+    core = k8s.CoreV1Api(api)
+    out: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+    stop = threading.Event()
+    streams: list[tuple[Callable[..., Any], str, dict[str, Any]]] = [
+        (
+            custom.list_namespaced_custom_object,
+            "machineset",
+            {
+                "group": "machine.openshift.io",
+                "version": "v1beta1",
+                "namespace": NAMESPACE,
+                "plural": "machinesets",
+                "field_selector": f"metadata.name={name}",
+            },
+        ),
+        (
+            custom.list_namespaced_custom_object,
+            "machine",
+            {
+                "group": "machine.openshift.io",
+                "version": "v1beta1",
+                "namespace": NAMESPACE,
+                "plural": "machines",
+                "label_selector": f"{LABEL_MACHINESET}={name}",
+            },
+        ),
+        (core.list_node, "node", {"label_selector": "kubernetes.io/os=windows"}),
+        (core.list_namespaced_event, "event", {"namespace": NAMESPACE}),
+    ]
+    threads = [
+        threading.Thread(
+            target=_stream, args=(fn, kind, out, stop), kwargs=kw, daemon=True, name=f"v1-{kind}"
+        )
+        for fn, kind, kw in streams
+    ]
+    snap = SetSnapshot(name)
+    listed: set[str] = set()
+    deadline = time.monotonic() + timeout
+    last_summary = ""
+    for t in threads:
+        t.start()
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                d = diagnose(snap)
+                raise MachineSetNotReady(
+                    f"machineset {name} not ready after {timeout:.0f}s:\n{d.text()}", d
+                )
+            try:
+                op, kind, payload = out.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if op == "error":
+                with boundary("V1", f"watch {kind}s of machineset {name}"):
+                    raise payload
+            _apply(snap, op, kind, payload, since)
+            if op == "list":
+                listed.add(kind)
+            if len(listed) < len(streams):
+                continue  # decide only on a complete picture
+            if snap.machineset is None:
+                raise errors.NotFound(
+                    f"machineset {name} does not exist in {NAMESPACE}", step_id="V1"
+                )
+            r = readiness(snap)
+            if on_progress and r.summary != last_summary:
+                last_summary = r.summary
+                with contextlib.suppress(Exception):  # progress reporting never fails the wait
+                    on_progress(r)
+            if r.ready:
+                return snap
+            failed = fatal(snap) if fail_fast else None
+            if failed is not None:
+                raise MachineSetFailed(
+                    f"machineset {name} cannot become ready:\n{failed.text()}", failed
+                )
+    finally:
+        stop.set()
+
+
+def _apply(snap: SetSnapshot, op: str, kind: str, payload: Any, since: datetime | None) -> None:
+    if kind == "machineset":
+        if op == "list":
+            snap.machineset = payload[0] if payload else None
+        elif op == "DELETED":
+            snap.machineset = None
+        else:
+            snap.machineset = payload
+        return
+    if kind == "event":
+        items = payload if op == "list" else [payload]
+        names = list(snap.machines)
+        for e in items:
+            if op == "DELETED":
+                continue
+            if relevant_event(e, snap.name, names) and _event_is_recent(e, since):
+                uid = e.get("metadata", {}).get("uid")
+                snap.events = [x for x in snap.events if x.get("metadata", {}).get("uid") != uid]
+                snap.events.append(e)
+        return
+    target = snap.machines if kind == "machine" else snap.nodes
+    if op == "list":
+        target.clear()
+        for o in payload:
+            target[o["metadata"]["name"]] = o
+    elif op == "DELETED":
+        target.pop(payload["metadata"]["name"], None)
+    else:
+        target[payload["metadata"]["name"]] = payload
