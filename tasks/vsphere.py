@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prefect import task
+from prefect.concurrency.sync import concurrency
 from prefect.variables import Variable
 from pydantic import BaseModel
 
@@ -376,19 +377,22 @@ def g8_clone(gi: GoldenImageConfig, base_moid: str, build_id: str) -> VmInfo:
                 # A killed G9 removed the host keys but never started sysprep: no SSH session is
                 # possible any more and the clone is not generalized. Start that clone over.
                 vms.destroy(session, stale.obj, timeout=gi.timeouts.vcenter_task_seconds)
-        ref = vms.clone_vm(
-            session,
-            _vm(session, base_moid),
-            name,
-            folder=pl.folder,
-            pool=pl.pool,
-            build_id=build_id,
-            power_on=True,
-            annotation=f"winnodes golden image {name} (build {build_id}, {gi.profile})",
-            resume_task=Variable.get(variable, default=None),  # type: ignore[arg-type]
-            on_task=lambda task_id: _remember(variable, task_id),
-            timeout=gi.timeouts.vcenter_task_seconds,
-        )
+        # Global concurrency limit "vcenter-clone" (deployments/register.py creates it): clones are
+        # the heaviest vCenter operation, so every flow shares a few slots.
+        with concurrency("vcenter-clone", occupy=1):
+            ref = vms.clone_vm(
+                session,
+                _vm(session, base_moid),
+                name,
+                folder=pl.folder,
+                pool=pl.pool,
+                build_id=build_id,
+                power_on=True,
+                annotation=f"winnodes golden image {name} (build {build_id}, {gi.profile})",
+                resume_task=Variable.get(variable, default=None),  # type: ignore[arg-type]
+                on_task=lambda task_id: _remember(variable, task_id),
+                timeout=gi.timeouts.vcenter_task_seconds,
+            )
         Variable.unset(variable)
         if ref.template:
             return _info(ref, f"{name} ({ref.moid}) is already a template")
