@@ -1,0 +1,244 @@
+"""The Windows MachineSet (M1-M9, C1-C3, V1): render, validate, apply, wait, diagnose.
+
+Composes `tasks.openshift` and `tasks.machineset`, decides, reports; calls no client. Usable on its
+own or from the parent flow. Order, so that bad input never writes anything:
+validate the configuration (M2 name, sizes, replicas, workspace paths) and load the blocks -> M1
+infrastructure ID -> C2 (optional) values from a Linux compute MachineSet -> C1 render (artifact)
+-> M6/M7/M9 every vCenter object exists and the template is a powered-off template, not the base
+VM -> PRE-3 the template's recorded SSH key fingerprint equals the WindowsAccess key's (a mismatch
+makes WMCO delete and re-create machines forever) -> C3 server-side dry run -> C3 apply (create or
+converge; a re-run is 'unchanged') -> V1 wait with watches until Ready, or a diagnosis naming the
+prerequisite at fault.
+
+`render_only=True` stops after C1 (the CLI-ready path: `render_machineset_yaml` below needs no
+cluster at all when the infrastructure ID and values are given).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel
+
+from blocks.openshift import OpenShiftCredentials
+from blocks.vsphere import VSphereCredentials
+from blocks.windows import WindowsAccess
+from flows.cluster_prep import load_blocks
+from flows.reporting import RunReport
+from tasks import machineset as mst
+from tasks import openshift as ocp
+from tasks.vsphere import ATTR_FINGERPRINT
+from winnodes import errors
+from winnodes.cluster.wait import MachineSetFailed, MachineSetNotReady
+from winnodes.model.config import ClusterConfig, MachineSetConfig, Names, Waits
+from winnodes.model.steps import StepId
+from winnodes.render.machineset import machineset_yaml, render_machineset
+from winnodes.validate import machineset_problems
+
+STEPS: tuple[StepId, ...] = (
+    StepId.M1,
+    StepId.C2,
+    StepId.C1,
+    StepId.M7,
+    StepId.PRE3,
+    StepId.C3,
+    StepId.V1,
+)
+
+
+class MachineSetResult(BaseModel):
+    name: str
+    infrastructure_id: str
+    template: str
+    action: str  # created / updated / unchanged / rendered
+    replicas: int
+    ready: str  # V1 summary ('' when not waited)
+    yaml: str
+
+
+def render_machineset_yaml(
+    ms: MachineSetConfig, infrastructure_id: str, template: str | None = None
+) -> str:
+    """C1 without a cluster (CLI): the YAML for this configuration and infrastructure ID."""
+    return machineset_yaml(
+        render_machineset(ms, infrastructure_id=infrastructure_id, template=template)
+    )
+
+
+def _input_problems(ms: MachineSetConfig, template: str | None, base_vm: str | None) -> list[Any]:
+    problems = machineset_problems(ms, base_vm=base_vm)
+    if not (template or ms.template):
+        problems.append(
+            errors.Problem(
+                "M7",
+                "machineset.template",
+                "required",
+                "machineset.template: the Windows template's path is required (M7)",
+            )
+        )
+    return problems
+
+
+@flow(name="windows-machineset", log_prints=True)
+def machineset(
+    cluster: ClusterConfig,
+    machineset: MachineSetConfig,
+    waits: Waits | None = None,
+    vsphere_credentials_block: str = "vsphere-credentials",
+    windows_access_block: str = "windows-access",
+    template: str | None = None,
+    base_vm: str | None = Names().base_vm,
+    wait: bool = True,
+    render_only: bool = False,
+) -> MachineSetResult:
+    """Create or converge the Windows MachineSet and wait until its Windows nodes are Ready.
+
+    Args:
+        cluster: cluster name/domain and the OpenShift block's name.
+        machineset: the MachineSet's configuration (name, replicas, sizes, network, workspace,
+            template, C2 switch).
+        waits: V1's deadline (machineset_ready_seconds).
+        vsphere_credentials_block: block for the vCenter checks of M6/M7/M9.
+        windows_access_block: block whose key fingerprint the template must carry (PRE-3).
+        template: overrides machineset.template (e.g. the golden image flow's result).
+        base_vm: the un-sysprepped base VM's name, which must never be the template (M7).
+        wait: run V1 (default); False returns right after C3.
+        render_only: stop after C1 (no vCenter checks, nothing written).
+
+    Raises:
+        ValidationError: bad inputs, unusable blocks, or vCenter objects missing (all listed);
+            nothing written.
+        Conflict: the template's recorded key fingerprint differs (PRE-3); nothing written.
+        ConfigError: the API server refused the dry run; nothing written.
+        MachineSetFailed: V1 found a cause waiting cannot cure (`.diagnosis`).
+        MachineSetNotReady: V1's deadline passed (`.diagnosis`); a re-run resumes.
+    """
+    ms = machineset
+    waits = waits or Waits()
+    problems = _input_problems(ms, template, base_vm)
+    if problems:
+        raise errors.ValidationError(problems)
+    _, _, access = load_blocks(
+        [
+            ("cluster.openshift_block", OpenShiftCredentials, cluster.openshift_block),
+            ("vsphere_credentials_block", VSphereCredentials, vsphere_credentials_block),
+            ("windows_access_block", WindowsAccess, windows_access_block),
+        ],
+        "C3",
+    )
+    report = RunReport(f"Windows MachineSet {ms.name}", STEPS, f"machineset-{ms.name}").start()
+    ready = ""
+    try:
+        with report.step(StepId.M1) as out:
+            infra_id = ocp.m1_infrastructure_id(cluster.openshift_block)
+            out.ok(f"infrastructure ID {infra_id}")
+        with report.step(StepId.C2) as out:
+            resolved = None
+            if ms.take_from_existing_linux_machineset:
+                resolved = ocp.c2_from_linux_machineset(
+                    cluster.openshift_block, ms.linux_machineset
+                )
+                out.ok(
+                    f"from Linux machine set: network {resolved.network_name!r}, folder "
+                    f"{resolved.workspace.folder}, datastore {resolved.workspace.datastore}"
+                )
+            else:
+                out.skipped("workspace and network from the configuration")
+        with report.step(StepId.C1) as out:
+            manifest = mst.c1_render(ms, infra_id, template, resolved)
+            out.ok(f"rendered MachineSet {ms.name} (artifact machineset-{ms.name}-yaml)")
+        value = manifest["spec"]["template"]["spec"]["providerSpec"]["value"]
+        tpl = value["template"]
+        if render_only:
+            for step in (StepId.M7, StepId.PRE3, StepId.C3, StepId.V1):
+                with report.step(step) as out:
+                    out.skipped("render only")
+            return MachineSetResult(
+                name=ms.name,
+                infrastructure_id=infra_id,
+                template=tpl,
+                action="rendered",
+                replicas=ms.replicas,
+                ready="",
+                yaml=machineset_yaml(manifest),
+            )
+
+        with report.step(StepId.M7) as out:
+            workspace = resolved.workspace if resolved else ms.workspace
+            assert workspace is not None  # validated above
+            network = value["network"]["devices"][0]["networkName"]
+            placement = mst.m7_check_vcenter(
+                vsphere_credentials_block, workspace, network, tpl, base_vm
+            )
+            if placement.problems:
+                raise errors.ValidationError(placement.problems)
+            out.ok("; ".join(placement.evidence))
+
+        with report.step(StepId.PRE3) as out:
+            assert placement.template is not None
+            recorded = placement.template.attributes.get(ATTR_FINGERPRINT)
+            ours = access.fingerprint()
+            if recorded is None:
+                out.skipped(
+                    f"template {tpl} has no recorded key fingerprint ({ATTR_FINGERPRINT}); it was "
+                    "not built by the golden image flow, so the key cannot be compared"
+                )
+            elif recorded != ours:
+                raise errors.Conflict(
+                    f"template {tpl} was built for SSH key {recorded}, but the cloud-private-key "
+                    f"(windows access block) is {ours}: WMCO would fail to log in, delete the "
+                    "machines and re-create them forever; rebuild the template or use the "
+                    "template's key",
+                    step_id="PRE-3",
+                )
+            else:
+                out.ok(f"template key fingerprint {recorded} matches the WMCO key")
+
+        with report.step(StepId.C3) as out:
+            dry = ocp.c3_dry_run(cluster.openshift_block, manifest)
+            since = datetime.now(UTC)
+            applied = ocp.c3_apply(cluster.openshift_block, manifest)
+            evidence = (
+                f"{dry}; machineset {ms.name} {applied.action} (generation "
+                f"{applied.generation}, replicas {applied.replicas}, template {applied.template})"
+            )
+            if applied.action == "unchanged":
+                out.ok(evidence)
+            else:
+                out.repaired(evidence)
+                report.created("MachineSet", ms.name, applied.action, f"replicas {ms.replicas}")
+
+        with report.step(StepId.V1) as out:
+            if not wait:
+                out.skipped("not waited (wait=False)")
+            else:
+                try:
+                    r = ocp.v1_wait_ready(
+                        cluster.openshift_block,
+                        ms.name,
+                        float(waits.machineset_ready_seconds),
+                        since,
+                    )
+                except (MachineSetFailed, MachineSetNotReady) as exc:
+                    create_markdown_artifact(
+                        markdown=exc.diagnosis.markdown(),
+                        key=f"machineset-{ms.name}-diagnosis",
+                        description=f"Why machineset {ms.name} is not ready (V1)",
+                    )
+                    raise
+                ready = r.summary
+                out.ok(r.summary)
+    finally:
+        report.publish()
+    return MachineSetResult(
+        name=ms.name,
+        infrastructure_id=infra_id,
+        template=tpl,
+        action=applied.action,
+        replicas=applied.replicas,
+        ready=ready,
+        yaml=machineset_yaml(manifest),
+    )

@@ -1,0 +1,158 @@
+"""M6, M7, M9 against vCenter: does every object a Windows MachineSet names exist, as machine-api
+will look it up?
+
+machine-api resolves `template`, `workspace.folder`, `workspace.datastore` and
+`workspace.resourcePool` with govmomi's finder inside `workspace.datacenter`: an absolute inventory
+path as is, a relative path under the datacenter's `vm`/`datastore`/`host` folder (or the
+datacenter itself), a bare name searched below that folder (and ambiguous if found twice). The
+checks here resolve the same way, so a name that passes here is a name machine-api finds, and every
+problem is reported at once, before the MachineSet is written.
+
+The template must be a template, powered off, not the un-sysprepped base VM (M7), and its recorded
+provenance (custom attributes written at G10, e.g. the SSH key fingerprint) is returned for the
+PRE-3 comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyVmomi import vim
+
+from winnodes import errors
+from winnodes.errors import Problem
+from winnodes.model.config import Workspace
+from winnodes.vsphere import inventory, vms
+from winnodes.vsphere.session import VSphereSession
+
+
+@dataclass(frozen=True)
+class TemplateFacts:
+    path: str
+    name: str
+    is_template: bool
+    power_state: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlacementReport:
+    problems: list[Problem]
+    template: TemplateFacts | None
+    evidence: list[str]
+
+
+def _find(
+    session: VSphereSession, dc_name: str, dc: Any, obj_type: type, sub: str, path: str
+) -> Any:
+    """govmomi-finder resolution: NotFound / Conflict (ambiguous) / wrong type -> NotFound."""
+    if path.startswith("/"):
+        obj = inventory.find_by_path(session, path)
+    elif "/" in path:
+        try:
+            obj = inventory.find_by_path(session, f"/{dc_name}/{sub}/{path}")
+        except errors.NotFound:
+            obj = inventory.find_by_path(session, f"/{dc_name}/{path}")
+    else:
+        root = inventory.properties(session, dc, [f"{sub}Folder"])[f"{sub}Folder"]
+        obj = inventory.by_name(session, root, obj_type, path).obj
+    if not isinstance(obj, obj_type):
+        raise errors.NotFound(f"{path} is a {type(obj).__name__}, not a {obj_type.__name__}")
+    return obj
+
+
+def check_placement(
+    session: VSphereSession,
+    *,
+    workspace: Workspace,
+    network: str,
+    template: str,
+    base_vm: str | None = None,
+) -> PlacementReport:
+    """Every M6/M7/M9 problem of these values in vCenter (empty list: all exist and fit)."""
+    problems: list[Problem] = []
+    evidence: list[str] = []
+
+    def problem(step: str, field_: str, rule: str, text: str) -> None:
+        problems.append(Problem(step, field_, rule, f"{field_}: {text} ({step})"))
+
+    try:
+        dc = inventory.datacenter(session, workspace.datacenter)
+    except (errors.NotFound, errors.Conflict) as exc:
+        problem("M9", "machineset.workspace.datacenter", "exists", exc.message)
+        return PlacementReport(problems, None, evidence)
+
+    for step, fld, obj_type, sub, value in (
+        ("M9", "machineset.workspace.folder", vim.Folder, "vm", workspace.folder),
+        ("M9", "machineset.workspace.datastore", vim.Datastore, "datastore", workspace.datastore),
+        (
+            "M9",
+            "machineset.workspace.resource_pool",
+            vim.ResourcePool,
+            "host",
+            workspace.resource_pool,
+        ),
+    ):
+        if not value:
+            continue
+        try:
+            _find(session, workspace.datacenter, dc, obj_type, sub, value)
+            evidence.append(f"{sub} {value} found")
+        except (errors.NotFound, errors.Conflict) as exc:
+            problem(
+                step,
+                fld,
+                "exists",
+                f"{value!r} not found in datacenter {workspace.datacenter}: {exc.message}",
+            )
+    try:
+        inventory.network(session, dc, network)
+        evidence.append(f"network {network!r} found")
+    except (errors.NotFound, errors.Conflict) as exc:
+        problem("M6", "machineset.network_name", "exists", f"network {network!r}: {exc.message}")
+
+    facts: TemplateFacts | None = None
+    try:
+        obj = _find(session, workspace.datacenter, dc, vim.VirtualMachine, "vm", template)
+        props = inventory.properties(
+            session, obj, ["name", "config.template", "runtime.powerState"]
+        )
+        facts = TemplateFacts(
+            path=template,
+            name=str(props.get("name")),
+            is_template=bool(props.get("config.template")),
+            power_state=str(props.get("runtime.powerState") or "unknown"),
+            attributes=vms.custom_attributes(session, obj),
+        )
+        evidence.append(f"template {facts.name}: template={facts.is_template}, {facts.power_state}")
+        if not facts.is_template:
+            problem(
+                "M7",
+                "machineset.template",
+                "is-template",
+                f"{template!r} is a virtual machine, not a template; convert the sysprepped, "
+                "powered-off clone to a template (G10)",
+            )
+        if facts.power_state not in ("poweredOff", "unknown"):
+            problem(
+                "M7",
+                "machineset.template",
+                "powered-off",
+                f"{template!r} is {facts.power_state}; the template must stay powered off",
+            )
+        if base_vm and facts.name == base_vm.rstrip("/").rsplit("/", 1)[-1]:
+            problem(
+                "M7",
+                "machineset.template",
+                "not-base-vm",
+                f"{template!r} is the un-sysprepped base VM; use the template built from its clone",
+            )
+    except (errors.NotFound, errors.Conflict) as exc:
+        problem(
+            "M7",
+            "machineset.template",
+            "exists",
+            f"template {template!r} not found in datacenter {workspace.datacenter}: {exc.message}",
+        )
+    return PlacementReport(problems, facts, evidence)
