@@ -1,22 +1,202 @@
-"""`winnodes`: the command-line entry point (validate, plan, run grow with the flows)."""
+"""`winnodes validate | plan | run CONFIG`: the pipeline from a terminal.
+
+`validate` and `plan` are pure (the model, validate and render layers only): they need no vCenter,
+cluster or Prefect server, so they are safe to run anywhere, e.g. in a merge request's CI. `run`
+hands the configuration to the Prefect deployment of the parent flow (a worker runs it), shows each
+step as it starts and ends, and prints the run's address in the Prefect UI; `--in-process` runs the
+flow in this process instead (no worker needed).
+
+Exit codes: 0 success, 1 the run failed, 2 the configuration is invalid.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from winnodes.errors import ConfigError
+from winnodes.model.config import PipelineConfig, load_config
+from winnodes.model.naming import next_build_id, template_name
+
+PARTS = ("all", "golden-image", "cluster-prep", "machineset")
+DEFAULT_DEPLOYMENT = "windows-nodes/end-to-end"
+INFRA_PLACEHOLDER = "<infrastructure-id>"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="winnodes", description=__doc__)
+def template_path(config: PipelineConfig, build_id: str) -> str:
+    """The template's path as a MachineSet names it (M7): the folder below `/<dc>/vm/`, then the
+    template's name."""
+    gi = config.golden_image
+    folder = gi.placement.folder.rstrip("/")
+    prefix = f"/{gi.placement.datacenter}/vm"
+    relative = folder[len(prefix) :].strip("/") if folder.startswith(prefix) else folder.strip("/")
+    name = template_name(gi.names, build_id)
+    return f"{relative}/{name}" if relative else name
+
+
+def plan_text(
+    config: PipelineConfig,
+    *,
+    only: str = "all",
+    infrastructure_id: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """What a run would create or change, and the rendered MachineSet, as text (pure)."""
+    from winnodes.render.machineset import machineset_yaml, render_machineset
+
+    gi, cl, ms = config.golden_image, config.cluster, config.machineset
+    build_id = next_build_id(gi.names, now=now or datetime.now(UTC))
+    tpl = ms.template or template_path(config, build_id)
+    lines: list[str] = []
+    if only in ("all", "golden-image"):
+        src = (
+            f"install from {gi.source.windows_iso} (Tools {gi.source.tools_iso})"
+            if gi.source.mode == "iso"
+            else "reuse the existing base VM"
+        )
+        lines += [
+            f"golden image (G1-G10), profile {gi.profile}, vCenter block "
+            f"'{gi.vsphere_credentials_block}', Windows block '{gi.windows_access_block}':",
+            f"  base VM      {gi.placement.folder}/{gi.names.base_vm}: create if missing; {src}",
+            f"  template     {gi.placement.folder}/{template_name(gi.names, build_id)} "
+            f"(build {build_id}; {gi.names.build_id_scheme} scheme)",
+            f"  retention    keep the newest {gi.keep_templates} of series "
+            f"'{gi.names.template_series}'",
+            f"  hardware     {gi.hardware.num_cpus} vCPU, {gi.hardware.memory_mib} MiB, "
+            f"{gi.hardware.disk_gib} GiB, {gi.hardware.firmware}, {gi.hardware.hardware_version}",
+        ]
+    if only in ("all", "cluster-prep"):
+        dns = (
+            f"create {cl.dns.record_type} via block '{cl.dns.dns_update_block}' if missing"
+            if cl.dns.dns_update_block
+            else "check only (no DNS update block)"
+        )
+        lines += [
+            f"cluster preparation (PRE, DNS1, PRE-3), OpenShift block '{cl.openshift_block}':",
+            "  check        Infrastructure is vSphere, WMCO installed, hybrid overlay (PRE-1, PRE-4)",
+            f"  DNS record   {cl.api_int_name} -> {cl.api_name}: {dns}",
+            "  Secret       openshift-windows-machine-config-operator/cloud-private-key "
+            f"(private-key.pem from block '{gi.windows_access_block}')",
+        ]
+    if only in ("all", "machineset"):
+        infra = infrastructure_id or INFRA_PLACEHOLDER
+        lines += [
+            f"MachineSet (M1-M9, C1-C3, V1): openshift-machine-api/{ms.name}, "
+            f"{ms.replicas} replica(s), template {tpl}",
+        ]
+        if ms.take_from_existing_linux_machineset:
+            lines.append(
+                "  workspace, network and credentials secret: taken from the cluster's Linux "
+                "MachineSet (C2) at run time"
+            )
+        else:
+            manifest = render_machineset(ms, infrastructure_id=infra, template=tpl)
+            lines += ["  manifest:", "---", machineset_yaml(manifest).rstrip()]
+        lines.append(
+            f"  then wait   until {ms.replicas} node(s) are Ready "
+            f"(deadline {config.waits.machineset_ready_seconds}s, V1)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _load_valid(path: str, err: TextIO) -> PipelineConfig | None:
+    from winnodes.validate import validate_all
+
+    try:
+        config = load_config(path)
+        validate_all(config)
+    except ConfigError as exc:
+        print(str(exc), file=err)
+        return None
+    return config
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = _load_valid(args.config, err)
+    if config is None:
+        return 2
+    print(
+        f"{args.config}: valid (golden image '{config.golden_image.names.template_series}', "
+        f"cluster {config.cluster.name}.{config.cluster.base_domain}, "
+        f"MachineSet {config.machineset.name})",
+        file=out,
+    )
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = _load_valid(args.config, err)
+    if config is None:
+        return 2
+    try:
+        text = plan_text(config, only=args.only, infrastructure_id=args.infrastructure_id)
+    except ConfigError as exc:
+        print(str(exc), file=err)
+        return 2
+    out.write(text)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = _load_valid(args.config, err)
+    if config is None:
+        return 2
+    # The CLI is the application's top: only `run` reaches up to Prefect and the deployments.
+    from deployments import run as runner
+
+    if args.in_process:
+        return runner.run_in_process(config, args.only, out)
+    return runner.run_deployment_and_watch(
+        config, args.only, deployment=args.deployment, out=out, timeout=args.timeout
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="winnodes", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("validate", help="check the configuration, every rule, no side effects")
+    p.add_argument("config", help="pipeline configuration (YAML)")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("plan", help="what a run would create or change, and the MachineSet")
+    p.add_argument("config")
+    p.add_argument("--only", choices=PARTS, default="all", help="one part of the pipeline")
+    p.add_argument(
+        "--infrastructure-id",
+        help="the cluster's infrastructure ID (M1) for the manifest; a placeholder otherwise",
+    )
+    p.set_defaults(func=cmd_plan)
+    p = sub.add_parser("run", help="run the pipeline through its Prefect deployment")
+    p.add_argument("config")
+    p.add_argument("--only", choices=PARTS, default="all", help="run one part alone")
+    p.add_argument("--deployment", default=DEFAULT_DEPLOYMENT, help="'flow/deployment' to run")
+    p.add_argument(
+        "--in-process", action="store_true", help="run the flow here instead of on a worker"
+    )
+    p.add_argument("--timeout", type=float, default=4 * 3600, help="give up watching after (s)")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
         from importlib.metadata import version
 
-        print(version("winnodes"))
+        print(version("winnodes"), file=out)
         return 0
-    parser.print_help()
-    return 0
+    func: Any = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(out)
+        return 0
+    return int(func(args, out, err))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""`winnodes validate` and `plan`: pure, no servers; exit codes and what they print."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from winnodes import cli
+from winnodes.model.config import load_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipeline.example.yaml"
+
+
+def _run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    rc = cli.main(list(argv), out=out, err=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _bad_config(tmp_path: Path) -> Path:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["machineset"]["name"] = "much-too-long-name"
+    data["golden_image"]["hardware"]["hardware_version"] = "vmx-13"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_validate_accepts_the_example() -> None:
+    rc, out, err = _run("validate", str(EXAMPLE))
+    assert (rc, err) == (0, "")
+    assert "valid" in out and "winworker" in out
+
+
+def test_validate_lists_every_problem_with_its_step(tmp_path: Path) -> None:
+    rc, out, err = _run("validate", str(_bad_config(tmp_path)))
+    assert rc == 2 and out == ""
+    assert "M2" in err and "machineset.name" in err
+    assert "G1" in err and "hardware_version" in err
+
+
+def test_validate_reports_a_missing_file(tmp_path: Path) -> None:
+    rc, _, err = _run("validate", str(tmp_path / "nope.yaml"))
+    assert rc == 2 and "cannot read" in err
+
+
+def test_plan_shows_objects_and_the_rendered_machineset() -> None:
+    rc, out, _ = _run("plan", str(EXAMPLE), "--infrastructure-id", "ocp-7xk2p")
+    assert rc == 0
+    assert "/dc1/vm/golden-images/windows-golden-base" in out
+    assert "api-int.ocp.example.com" in out and "cloud-private-key" in out
+    manifest = yaml.safe_load(out.split("\n---\n", 1)[1].split("\n  then wait")[0])
+    assert manifest["kind"] == "MachineSet"
+    labels = manifest["spec"]["template"]["metadata"]["labels"]
+    assert labels["machine.openshift.io/cluster-api-cluster"] == "ocp-7xk2p"
+    value = manifest["spec"]["template"]["spec"]["providerSpec"]["value"]
+    assert value["template"].startswith("golden-images/windows-golden-")
+
+
+def test_plan_of_one_part_only() -> None:
+    rc, out, _ = _run("plan", str(EXAMPLE), "--only", "cluster-prep")
+    assert rc == 0
+    assert "DNS record" in out and "MachineSet" not in out and "base VM" not in out
+
+
+def test_plan_is_invalid_config_safe(tmp_path: Path) -> None:
+    rc, out, err = _run("plan", str(_bad_config(tmp_path)))
+    assert rc == 2 and out == "" and "M2" in err
+
+
+def test_template_path_is_relative_to_the_datacenter_vm_folder() -> None:
+    config = load_config(EXAMPLE)
+    assert cli.template_path(config, "7") == "golden-images/windows-golden-7"
+    text = cli.plan_text(config, only="golden-image", now=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert "windows-golden-20260102030405" in text
+
+
+def test_no_command_prints_help() -> None:
+    rc, out, _ = _run()
+    assert rc == 0 and "validate" in out and "plan" in out and "run" in out
