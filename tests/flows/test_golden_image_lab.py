@@ -138,3 +138,151 @@ def test_full_build_per_profile(
     print(f"\nbuild {profile}: {time.monotonic() - t0:.1f}s wall")
     assert result.created
     assert_valid_template(session, env, gi, result)
+
+
+# -- one base VM shared by the re-run, resume and repair tests ----------------------------------------
+@pytest.fixture(scope="module")
+def built(env: dict[str, str], blocks: None) -> tuple[GoldenImageConfig, GoldenImageResult]:
+    gi = make_config(env, "current")
+    return gi, golden_image(gi)
+
+
+@pytest.fixture
+def site(env: dict[str, str]) -> scenario.Site:
+    return scenario.Site.from_env(env)
+
+
+def on_base(site: scenario.Site, gi: GoldenImageConfig, *commands: str) -> list[str]:
+    """Run PowerShell on the base VM by the lab's own means (host key read from the guest's disk)."""
+    outputs = []
+    with scenario.connect(site) as si:
+        vm = scenario.vm_by_name(si, site, gi.names.base_vm)
+        ip = scenario.wait_for_ip(si, vm)
+        with scenario.ssh(ip, site_key(site), scenario.host_keys(site, vm)) as client:
+            for command in commands:
+                rc, out, err = scenario.run(client, command)
+                assert rc == 0, err
+                outputs.append(out)
+    return outputs
+
+
+def site_key(site: scenario.Site) -> str:
+    return str(Path(site.guests_dir).parent / "ssh" / "id_rsa")
+
+
+def test_rerun_creates_nothing_new(
+    env: dict[str, str], session: Any, built: tuple[GoldenImageConfig, GoldenImageResult]
+) -> None:
+    gi, first = built
+    before = vm_names(session, env, "gi-")
+    again = golden_image(gi)
+    assert again.build_id == first.build_id and again.template == first.template
+    assert not again.created
+    assert vm_names(session, env, "gi-") == before
+    assert_valid_template(session, env, gi, again)
+
+
+def test_failure_at_g7_then_resume(
+    env: dict[str, str],
+    session: Any,
+    site: scenario.Site,
+    built: tuple[GoldenImageConfig, GoldenImageResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A missing firewall rule whose repair fails (injected: the guest runs a failing command)
+    stops the build at G7 with nothing left behind; the next run of the same configuration resumes
+    the same build and repairs the rule, with no extra VMs."""
+    gi, first = built
+    on_base(site, gi, "Remove-NetFirewallRule -DisplayName 'ContainerLogsPort'")
+    from winnodes.render import powershell
+
+    monkeypatch.setattr(
+        powershell, "ensure_firewall_rule_command", lambda port: "Write-Error 'injected'; exit 7"
+    )
+    before = vm_names(session, env, "gi-")
+    with pytest.raises(errors.GuestCommandFailed) as failed:
+        golden_image(gi, new_build=True)
+    assert "[G7]" in str(failed.value)
+    assert vm_names(session, env, "gi-") == before  # no clone left behind
+    monkeypatch.undo()
+
+    resumed = golden_image(gi)
+    assert resumed.created and resumed.build_id != first.build_id
+    assert vm_names(session, env, "gi-") == sorted([*before, resumed.template])
+    assert_valid_template(session, env, gi, resumed)
+    (rules,) = on_base(
+        site,
+        gi,
+        "Get-NetFirewallRule | Where-Object { $_.DisplayName -eq 'ContainerLogsPort' } | "
+        "Select-Object -Property Name | ConvertTo-Json -Compress",
+    )
+    assert rules.count("Name") == 1  # repaired once, not added twice
+
+
+def test_broken_guest_is_repaired(
+    env: dict[str, str],
+    session: Any,
+    site: scenario.Site,
+    built: tuple[GoldenImageConfig, GoldenImageResult],
+) -> None:
+    """A wrong tools.conf and a stopped VMTools (so vCenter sees no IP) on the base VM: the next
+    build reaches the guest at its recorded IP with the pinned host key and repairs both."""
+    gi, _ = built
+    on_base(
+        site,
+        gi,
+        "Set-Content -Path 'C:\\ProgramData\\VMware\\VMware Tools\\tools.conf' "
+        "-Value '[guestinfo]','exclude-nics=vEthernet*'",
+        "Stop-Service -Name 'VMTools'",
+    )
+    result = golden_image(gi, new_build=True)
+    assert_valid_template(session, env, gi, result)
+    (conf, svc) = on_base(
+        site,
+        gi,
+        "Get-Content -Path 'C:\\ProgramData\\VMware\\VMware Tools\\tools.conf'",
+        "Get-Service -Name 'VMTools' | Select-Object -Property Status | ConvertTo-Json -Compress",
+    )
+    assert "exclude-nics=\r\n" in conf or conf.rstrip().endswith("exclude-nics=")
+    assert "vEthernet" not in conf
+    assert '"Status":4' in svc.replace(" ", "") or "Running" in svc
+
+
+def test_bad_inputs_fail_before_any_vm(env: dict[str, str], session: Any, blocks: None) -> None:
+    before = vm_names(session, env, "gi-")
+    bad = make_config(
+        env,
+        hardware={"hardware_version": "vmx-13"},
+        unattend={"computer_name": "Not_A_Valid_Name_Too_Long"},
+        windows_access_block="no-such-block",
+    )
+    with pytest.raises(errors.ValidationError) as invalid:
+        golden_image(bad)
+    text = str(invalid.value)
+    for needle in ("hardware_version", "computer_name", "windows_access_block", "G1", "G9"):
+        assert needle in text
+    missing_iso = make_config(env, source={"windows_iso": "[LocalDS_0] iso/no-such.iso"})
+    with pytest.raises(errors.NotFound) as nf:
+        golden_image(missing_iso)
+    assert "[G1]" in str(nf.value) and "no-such.iso" in str(nf.value)
+    assert vm_names(session, env, "gi-") == before
+
+
+def test_missing_ssh_key_fails_naming_g5(
+    env: dict[str, str],
+    session: Any,
+    site: scenario.Site,
+    built: tuple[GoldenImageConfig, GoldenImageResult],
+) -> None:
+    """Runs last on the shared base: without the administrator key nobody can log in to repair it."""
+    gi, _ = built
+    on_base(
+        site,
+        gi,
+        "Set-Content -Path 'C:\\ProgramData\\ssh\\administrators_authorized_keys' -Value ''",
+    )
+    before = vm_names(session, env, "gi-")
+    with pytest.raises(errors.AuthenticationError) as refused:
+        golden_image(gi, new_build=True)
+    assert "[G5]" in str(refused.value)
+    assert vm_names(session, env, "gi-") == before
