@@ -36,6 +36,8 @@ CAUSE_TEXT: dict[str, str] = {
 }
 #: Causes that do not go away by waiting: the image, the placement or the key must change.
 FATAL_CAUSES = frozenset({"template", "placement", "key", "firewall"})
+#: Steps whose failure can be passing: the guest is still booting (APIPA address, sshd starting).
+_PASSING_STEPS = frozenset({"G4", "G3b"})
 
 _STEP = re.compile(r"\((?:[^()]*?\b)?(PRE-\d|DNS1|G\d+[a-c]?|M\d)\b")
 
@@ -156,6 +158,17 @@ def classify(reason: str, message: str) -> Cause:
     return "unknown"
 
 
+def is_fatal(reason: str, message: str) -> bool:
+    """Whether a Warning means waiting cannot help: WMCO deleting a Machine for a key it cannot
+    use, or a check of the image's content that failed. An unreachable sshd (G4) or a missing IP
+    (G3b) right after boot is not: WMCO retries, and so does the wait."""
+    if reason in ("AuthenticationFailed", "InvalidPrivateKey", "HostKeyMismatch"):
+        return True
+    if set(_STEP.findall(message)) & _PASSING_STEPS:
+        return False
+    return classify(reason, message) in FATAL_CAUSES
+
+
 @dataclass(frozen=True)
 class MachineLine:
     name: str
@@ -173,6 +186,7 @@ class EventLine:
     message: str
     count: int
     cause: Cause
+    fatal: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,10 +195,7 @@ class Diagnosis:
     machines: list[MachineLine]
     events: list[EventLine]
     causes: list[Cause]  # most specific first, without duplicates
-
-    @property
-    def fatal(self) -> bool:
-        return bool(set(self.causes) & FATAL_CAUSES)
+    fatal: bool = False  # a Machine in phase Failed, or a Warning waiting cannot cure
 
     def text(self) -> str:
         lines = [f"machineset: {self.summary}"]
@@ -232,6 +243,7 @@ def diagnose(snap: SetSnapshot, *, max_events: int = 20) -> Diagnosis:
     r = readiness(snap)
     machines = []
     causes: list[Cause] = []
+    fatal_seen = False
     for m in live_machines(snap):
         st = m.get("status") or {}
         node_name = _node_of(m)
@@ -247,11 +259,15 @@ def diagnose(snap: SetSnapshot, *, max_events: int = 20) -> Diagnosis:
         )
         if err or _phase(m) == "Failed":
             causes.append(classify(str(st.get("errorReason") or "FailedCreate"), err))
+            fatal_seen = fatal_seen or _phase(m) == "Failed"
     events = sorted(snap.events, key=_event_time)[-max_events:]
     lines = []
     for e in events:
         reason, msg = str(e.get("reason") or ""), str(e.get("message") or "")
-        cause = classify(reason, msg) if e.get("type") == "Warning" else "unknown"
+        warning = e.get("type") == "Warning"
+        cause = classify(reason, msg) if warning else "unknown"
+        event_fatal = warning and is_fatal(reason, msg)
+        fatal_seen = fatal_seen or event_fatal
         lines.append(
             EventLine(
                 str((e.get("involvedObject") or {}).get("name") or ""),
@@ -260,6 +276,7 @@ def diagnose(snap: SetSnapshot, *, max_events: int = 20) -> Diagnosis:
                 msg,
                 int(e.get("count") or 1),
                 cause,
+                event_fatal,
             )
         )
         if e.get("type") == "Warning":
@@ -267,7 +284,7 @@ def diagnose(snap: SetSnapshot, *, max_events: int = 20) -> Diagnosis:
     ordered: list[Cause] = [c for c in dict.fromkeys(causes) if c != "unknown"]
     if not ordered and causes:
         ordered = ["unknown"]
-    return Diagnosis(r.summary, machines, lines, ordered)
+    return Diagnosis(r.summary, machines, lines, ordered, fatal_seen)
 
 
 def fatal(snap: SetSnapshot) -> Diagnosis | None:
