@@ -15,6 +15,7 @@ from uuid import UUID
 from winnodes.model.config import PipelineConfig
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+STATES = {"Running", "Completed", "Failed", "Crashed", "Cancelled", "Cached", "AwaitingRetry"}
 
 
 def ui_url(flow_run_id: UUID | str) -> str:
@@ -31,51 +32,81 @@ def parameters(config: PipelineConfig, only: str) -> dict[str, Any]:
 
 def summary_lines(result: Any) -> list[str]:
     """The parent flow's result as lines: template, MachineSet, Ready nodes."""
-    if not isinstance(result, dict):
+    data = result.model_dump() if hasattr(result, "model_dump") else result
+    if not isinstance(data, dict):
         return [f"result: {result!r}"]
-    lines = []
-    if result.get("template"):
-        lines.append(f"template:    {result['template']}")
-    if result.get("machineset"):
-        lines.append(f"MachineSet:  {result['machineset']}")
-    nodes = result.get("ready_nodes")
-    if nodes is not None:
-        lines.append(f"Ready nodes: {len(nodes)}: {', '.join(nodes) if nodes else '-'}")
-    return lines or [f"result: {result!r}"]
+    labels = (
+        ("template", "template built"),
+        ("machineset", "MachineSet"),
+        ("machineset_template", "its template"),
+        ("replicas", "replicas"),
+        ("ready", "Ready"),
+    )
+    return [f"{label + ':':<16}{data[k]}" for k, label in labels if data.get(k) not in (None, "")]
 
 
 async def watch(flow_run_id: UUID, out: TextIO, timeout: float) -> str:
-    """Print the run's events until its state is final; return that state's type."""
+    """Print the run's events (its own, its subflows' and their task runs') until its state is
+    final; return that state's type. Subflows are recognised through their parent task run."""
     from prefect.client.orchestration import get_client
     from prefect.events.clients import get_events_subscriber
-    from prefect.events.filters import EventAnyResourceFilter, EventFilter
+    from prefect.events.filters import EventFilter, EventNameFilter
 
-    rid = f"prefect.flow-run.{flow_run_id}"
-    flt = EventFilter(any_resource=EventAnyResourceFilter(id=[rid]))
+    ours = {str(flow_run_id)}
+    others: set[str] = set()
+    flt = EventFilter(
+        event=EventNameFilter(prefix=["prefect.flow-run.", "prefect.task-run.", "winnodes."])
+    )
+
+    async def belongs(client: Any, run_id: str) -> bool:
+        if run_id in ours or run_id in others:
+            return run_id in ours
+        run = await client.read_flow_run(UUID(run_id))
+        parent = run.parent_task_run_id
+        if parent is not None:
+            task_run = await client.read_task_run(parent)
+            if str(task_run.flow_run_id) in ours:
+                ours.add(run_id)
+                return True
+        others.add(run_id)
+        return False
+
+    def related_flow_run(event: Any) -> str | None:
+        for res in event.related:
+            rid = res.get("prefect.resource.id", "")
+            if rid.startswith("prefect.flow-run."):
+                return str(rid.removeprefix("prefect.flow-run."))
+        return None
 
     async def follow() -> str:
-        async with get_events_subscriber(filter=flt) as subscriber:
+        async with get_events_subscriber(filter=flt) as subscriber, get_client() as client:
             # The run may have ended between its creation and the subscription.
-            async with get_client() as client:
-                run = await client.read_flow_run(flow_run_id)
+            run = await client.read_flow_run(flow_run_id)
             if run.state is not None and run.state.type.value in FINAL:
                 return run.state.type.value
             async for event in subscriber:
                 name = event.resource.get("prefect.resource.name", "")
-                what = event.event
-                if what.startswith("winnodes."):
-                    print(f"  * {what.removeprefix('winnodes.')}: {name}", file=out, flush=True)
-                    continue
-                kind, _, state = what.rpartition(".")
-                if kind == "prefect.task-run" and state in ("Running", "Completed", "Failed"):
-                    print(f"  {state:<10} {name}", file=out, flush=True)
-                elif kind == "prefect.flow-run":
-                    if event.resource.id == rid:
-                        print(f"run {state}", file=out, flush=True)
+                kind, _, state = event.event.rpartition(".")
+                rid = event.resource.id
+                if kind == "prefect.flow-run":
+                    run_id = rid.removeprefix("prefect.flow-run.")
+                    if state not in STATES or not await belongs(client, run_id):
+                        continue
+                    if run_id == str(flow_run_id):
+                        print(f"run {name}: {state}", file=out, flush=True)
                         if state.upper() in FINAL:
                             return state.upper()
-                    elif state in ("Running", "Completed", "Failed"):
-                        print(f"  {state:<10} subflow {name}", file=out, flush=True)
+                    else:
+                        print(f"  {state:<10} flow {name}", file=out, flush=True)
+                    continue
+                parent = related_flow_run(event)
+                if parent is None or not await belongs(client, parent):
+                    continue
+                if kind == "prefect.task-run" and state in STATES:
+                    print(f"    {state:<10} {name}", file=out, flush=True)
+                elif event.event.startswith("winnodes."):
+                    what = event.event.removeprefix("winnodes.")
+                    print(f"    * {what}: {name}", file=out, flush=True)
         return "UNKNOWN"
 
     return await asyncio.wait_for(follow(), timeout)

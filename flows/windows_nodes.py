@@ -14,14 +14,20 @@ it), so the UI's Retry on a failed run resumes it: finished tasks are read back,
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
+from blocks.dns import DnsUpdateCredentials
+from blocks.openshift import OpenShiftCredentials
+from blocks.vsphere import VSphereCredentials
+from blocks.windows import WindowsAccess
 from flows import redaction
+from flows.cluster_prep import cluster_prep
+from flows.golden_image import golden_image
+from flows.machineset import machineset as machineset_flow
 from winnodes.model.config import PipelineConfig
 
 Part = Literal["all", "golden-image", "cluster-prep", "machineset"]
@@ -32,17 +38,15 @@ class WindowsNodesResult(BaseModel):
     """What the run produced (also the summary artifact and what `winnodes run` prints)."""
 
     only: str
-    template: str | None = Field(default=None, description="Template path (M7).")
+    template: str | None = Field(default=None, description="Template path of the build (G10).")
     machineset: str | None = Field(default=None, description="namespace/name of the MachineSet.")
-    ready_nodes: list[str] | None = Field(default=None, description="Ready Windows nodes.")
+    machineset_template: str | None = Field(default=None, description="Its template (M7).")
+    replicas: int | None = Field(default=None, description="Replicas of the MachineSet.")
+    ready: str | None = Field(default=None, description="V1: what was seen Ready.")
 
 
 def _protect_secrets(config: PipelineConfig) -> None:
     """Load every block the configuration names and register its secrets for redaction."""
-    from blocks.dns import DnsUpdateCredentials
-    from blocks.openshift import OpenShiftCredentials
-    from blocks.vsphere import VSphereCredentials
-    from blocks.windows import WindowsAccess
 
     gi, cl = config.golden_image, config.cluster
     for cls, name in (
@@ -61,37 +65,14 @@ def _protect_secrets(config: PipelineConfig) -> None:
             continue
 
 
-def _call(child: Any, config: PipelineConfig, **extra: Any) -> Any:
-    """Call a child flow with the parts of the configuration it declares (config, golden_image,
-    cluster, machineset, waits) and whichever of `extra` it accepts."""
-    accepted = inspect.signature(child.fn).parameters
-    available: dict[str, Any] = {
-        "config": config,
-        "golden_image": config.golden_image,
-        "cluster": config.cluster,
-        "machineset": config.machineset,
-        "waits": config.waits,
-        **extra,
-    }
-    kwargs = {k: v for k, v in available.items() if k in accepted and v is not None}
-    return child(**kwargs)
-
-
-def _get(result: Any, *names: str) -> Any:
-    for name in names:
-        value = result.get(name) if isinstance(result, dict) else getattr(result, name, None)
-        if value is not None:
-            return value
-    return None
-
-
 def _summary_markdown(result: WindowsNodesResult) -> str:
-    nodes = result.ready_nodes
     rows = [
         ("Part run", result.only),
-        ("Template", result.template or "-"),
+        ("Template built", result.template or "-"),
         ("MachineSet", result.machineset or "-"),
-        ("Ready Windows nodes", "-" if nodes is None else f"{len(nodes)}: {', '.join(nodes)}"),
+        ("MachineSet template (M7)", result.machineset_template or "-"),
+        ("Replicas", "-" if result.replicas is None else str(result.replicas)),
+        ("Ready (V1)", result.ready or "-"),
     ]
     lines = ["# Windows nodes", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
@@ -104,7 +85,7 @@ def _summary_markdown(result: WindowsNodesResult) -> str:
     persist_result=True,
     result_storage=RESULT_STORAGE,
 )
-def windows_nodes(config: PipelineConfig, only: Part = "all") -> WindowsNodesResult:
+def windows_nodes(config: PipelineConfig, only: Part = "all") -> dict[str, Any]:
     """Build the golden image, prepare the cluster, apply the Windows MachineSet and wait until its
     nodes are Ready; or one of these parts alone.
 
@@ -113,7 +94,8 @@ def windows_nodes(config: PipelineConfig, only: Part = "all") -> WindowsNodesRes
         only: "all", or the one part to run: "golden-image", "cluster-prep", "machineset".
 
     Returns:
-        The template, the MachineSet and the Ready Windows nodes (what was run).
+        `WindowsNodesResult` as a dict (the worker loads this file as a top-level module, so a
+        pickled class of it could not be read back elsewhere): template, MachineSet, Ready nodes.
 
     Raises:
         The failing subflow's error (ValidationError, PermanentError or TransientError subclasses
@@ -121,41 +103,36 @@ def windows_nodes(config: PipelineConfig, only: Part = "all") -> WindowsNodesRes
     """
     redaction.install()
     _protect_secrets(config)
+    gi = config.golden_image
     result = WindowsNodesResult(only=only)
     template = config.machineset.template
-    fingerprint = None
     if only in ("all", "golden-image"):
-        from flows.golden_image import golden_image
-
-        built = golden_image(config=config.golden_image)
+        built = golden_image(config=gi)
         result.template = built.template_path
-        template = template or _relative_template(config, built.template_path)
-        fingerprint = built.ssh_fingerprint
+        template = template or built.template
     if only in ("all", "cluster-prep"):
-        from flows.cluster_prep import cluster_prep
-
-        _call(cluster_prep, config)
-    if only in ("all", "machineset"):
-        from flows.machineset import machineset as machineset_flow
-
-        applied = _call(
-            machineset_flow, config, template=template, expected_fingerprint=fingerprint
+        cluster_prep(
+            cluster=config.cluster,
+            windows_access_block=gi.windows_access_block,
+            dns_wait_seconds=config.waits.dns_seconds,
         )
-        ns = _get(applied, "namespace") or "openshift-machine-api"
-        name = _get(applied, "name", "machineset") or config.machineset.name
-        result.machineset = f"{ns}/{name}"
-        result.template = result.template or _get(applied, "template")
-        nodes = _get(applied, "ready_nodes", "nodes")
-        result.ready_nodes = list(nodes) if nodes is not None else None
+    if only in ("all", "machineset"):
+        applied = machineset_flow(
+            cluster=config.cluster,
+            machineset=config.machineset,
+            waits=config.waits,
+            vsphere_credentials_block=gi.vsphere_credentials_block,
+            windows_access_block=gi.windows_access_block,
+            template=template,
+            base_vm=gi.names.base_vm,
+        )
+        result.machineset = f"openshift-machine-api/{applied.name}"
+        result.machineset_template = applied.template
+        result.replicas = applied.replicas
+        result.ready = applied.ready
     create_markdown_artifact(
         markdown=_summary_markdown(result),
         key="windows-nodes-summary",
         description="Windows nodes: template, MachineSet, Ready nodes",
     )
-    return result
-
-
-def _relative_template(config: PipelineConfig, path: str) -> str:
-    """A template inventory path as a MachineSet names it (M7): relative to `/<dc>/vm/`."""
-    prefix = f"/{config.golden_image.placement.datacenter}/vm/"
-    return path[len(prefix) :] if path.startswith(prefix) else path
+    return result.model_dump()

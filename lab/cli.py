@@ -162,6 +162,9 @@ def up(ctx: LabContext) -> None:
 
 
 def down(ctx: LabContext) -> None:
+    from lab import prefect_server  # the demo's Prefect server and worker, if it started them
+
+    prefect_server.stop(ctx.paths)
     for mod in reversed(_components()):
         try:
             mod.stop(ctx)

@@ -1,20 +1,32 @@
-"""`make demo` while the product's flows are being built: show the lab working end to end.
+"""`make demo`: the product end to end against the lab, the way an administrator runs it on a site.
 
-It does by hand what the golden-image flow will automate: installs a Windows Server VM from ISO with
-answer media, waits for VMware Tools to report its IP through vCenter, runs PowerShell on it over
-verified SSH, clones it, and reaches the clone over SSH too — printing each step with its duration.
+With the lab up (`python -m lab up`), it writes the product's configuration for the lab
+(`<lab>/pipeline.yaml`, `<lab>/blocks.yaml`, no secrets in either), starts a Prefect server (SQLite
+in `<lab>/prefect`, http://127.0.0.1:$WINNODES_PREFECT_PORT, default 4200), registers blocks and
+deployments with the product's one registration command, starts a process worker, and runs the
+`end-to-end` deployment with `winnodes run`, which prints each step, the result (template,
+MachineSet, Ready nodes) and the run's address in the Prefect UI. Server and worker keep running
+for the UI; `python -m lab down` stops them with the rest of the lab.
+
+The lab talks to the product only through its commands (subprocesses), never by importing it.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab import scenario
+from lab import pipeline, prefect_server
+from lab.process import LabError
 
 if TYPE_CHECKING:
     from lab.cli import LabContext
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 def _step(title: str) -> float:
@@ -22,45 +34,74 @@ def _step(title: str) -> float:
     return time.monotonic()
 
 
+def _done(t: float) -> None:
+    print(f"    ({time.monotonic() - t:.1f}s)", flush=True)
+
+
+def product_env(ctx: LabContext, env: dict[str, str]) -> dict[str, str]:
+    """The environment of the product's commands: Prefect's address and the lab's secrets."""
+    return {
+        **os.environ,
+        **prefect_server.prefect_env(ctx.paths),
+        **pipeline.secret_env(env),
+        "WINNODES_RETRY_DELAY": os.environ.get("WINNODES_RETRY_DELAY", "0.5"),
+    }
+
+
+def register(ctx: LabContext, env: dict[str, str], config: Path, blocks: Path) -> None:
+    penv = product_env(ctx, env)
+    cmd = [
+        sys.executable,
+        "-m",
+        "deployments.register",
+        "--blocks",
+        str(blocks),
+        "--config",
+        str(config),
+        "--results-dir",
+        penv["WINNODES_RESULTS_DIR"],
+    ]
+    proc = subprocess.run(cmd, cwd=PROJECT_DIR, env=penv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LabError(f"registration failed:\n{proc.stdout}{proc.stderr}")
+    print("    " + proc.stdout.strip().replace("\n", "\n    "))
+
+
+def start_prefect(ctx: LabContext, env: dict[str, str]) -> tuple[Path, Path]:
+    """Configuration files, server, registration, worker: everything before a run."""
+    from lab.cli import load_env
+
+    env = env or load_env(ctx.paths)
+    config, blocks = pipeline.write(env)
+    print(f"    configuration: {config}\n    blocks:        {blocks}")
+    t = _step(
+        f"Prefect server (SQLite in {ctx.paths.root / 'prefect'}) at {prefect_server.ui_url()}"
+    )
+    prefect_server.start_server(ctx.paths)
+    _done(t)
+    t = _step("register blocks and deployments: python -m deployments.register")
+    register(ctx, env, config, blocks)
+    _done(t)
+    t = _step("start a process worker on the 'winnodes' pool")
+    extra = {k: v for k, v in product_env(ctx, env).items() if k.startswith("WINNODES_")}
+    prefect_server.start_worker(ctx.paths, PROJECT_DIR, extra)
+    _done(t)
+    return config, blocks
+
+
 def run_demo(ctx: LabContext) -> int:
     from lab.cli import load_env
 
+    t0 = time.monotonic()
     env = load_env(ctx.paths)
-    site = scenario.Site.from_env(env)
-    key_file = env["LAB_SSH_PRIVATE_KEY"]
-    public_key = Path(env["LAB_SSH_PUBLIC_KEY"]).read_text()
-    suffix = time.strftime("%H%M%S")
-    with scenario.connect(site) as si:
-        t = _step(
-            "G1-G7: install Windows Server 2022 from ISO with answer media (Tools, OpenSSH, key)"
-        )
-        vm, ip = scenario.install_windows(si, site, f"win-base-{suffix}", public_key)
-        print(f"    {vm.name}: VMware Tools report {ip} ({time.monotonic() - t:.1f}s)")
-
-        t = _step("over SSH (host key verified): what the guest says")
-        with scenario.ssh(ip, key_file, scenario.host_keys(site, vm)) as c:
-            for cmd in (
-                "hostname",
-                "Get-Service -Name VMTools, sshd | Select-Object Name, Status, StartType",
-                "Get-HotFix",
-            ):
-                _, out, err = scenario.run(c, cmd)
-                print(
-                    f"    PS> {cmd}\n"
-                    + "\n".join("      " + line for line in (out or err).strip().splitlines())
-                )
-        print(f"    ({time.monotonic() - t:.1f}s)")
-
-        t = _step("G8: clone the base VM and reach the clone over SSH")
-        clone = scenario.clone(si, site, vm, f"win-clone-{suffix}", power=True)
-        cip = scenario.wait_for_ip(si, clone)
-        with scenario.ssh(cip, key_file, scenario.host_keys(site, clone)) as c:
-            _rc, out, _ = scenario.run(
-                c, "Test-Path C:\\ProgramData\\ssh\\administrators_authorized_keys"
-            )
-        print(
-            f"    {clone.name}: {cip}, authorized key copied with the disk: {out.strip()} "
-            f"({time.monotonic() - t:.1f}s)"
-        )
-    print("\nThe lab is up; `source .lab/env` and try `govc ls " + site.folder + "`.")
-    return 0
+    config, _ = start_prefect(ctx, env)
+    t = _step("winnodes run: golden image -> cluster preparation -> MachineSet -> Ready nodes")
+    cmd = [sys.executable, "-m", "winnodes.cli", "run", str(config)]
+    rc = subprocess.run(cmd, cwd=PROJECT_DIR, env=product_env(ctx, env)).returncode
+    _done(t)
+    print(
+        f"\nDemo {'finished' if rc == 0 else 'FAILED'} in {time.monotonic() - t0:.1f}s. "
+        f"Prefect UI: {prefect_server.ui_url()} (server and worker keep running; "
+        "`python -m lab down` stops everything)."
+    )
+    return rc

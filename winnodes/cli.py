@@ -49,7 +49,7 @@ def plan_text(
 
     gi, cl, ms = config.golden_image, config.cluster, config.machineset
     build_id = next_build_id(gi.names, now=now or datetime.now(UTC))
-    tpl = ms.template or template_path(config, build_id)
+    tpl = ms.template or template_name(gi.names, build_id)
     lines: list[str] = []
     if only in ("all", "golden-image"):
         src = (

@@ -57,7 +57,7 @@ def test_plan_shows_objects_and_the_rendered_machineset() -> None:
     labels = manifest["spec"]["template"]["metadata"]["labels"]
     assert labels["machine.openshift.io/cluster-api-cluster"] == "ocp-7xk2p"
     value = manifest["spec"]["template"]["spec"]["providerSpec"]["value"]
-    assert value["template"].startswith("golden-images/windows-golden-")
+    assert value["template"].startswith("windows-golden-")
 
 
 def test_plan_of_one_part_only() -> None:

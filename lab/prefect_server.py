@@ -1,0 +1,95 @@
+"""A Prefect server (SQLite, data under `<lab>/prefect`) and a process worker for the demo and the
+end-to-end tests, run as lab daemons (pid and log files like every lab server).
+
+Not one of `python -m lab up`'s components: unit and lab tests use Prefect's own test harness; only
+the demo and the deployment tests need a long-running server that a worker and a browser reach.
+Port: WINNODES_PREFECT_PORT (default 4200) on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+from lab.paths import LabPaths
+from lab.process import read_pid, require_free_port, start_daemon, stop_daemon
+
+SERVER, WORKER = "prefect-server", "prefect-worker"
+HOST = "127.0.0.1"
+WORK_POOL = "winnodes"
+
+
+def port() -> int:
+    return int(os.environ.get("WINNODES_PREFECT_PORT", "4200"))
+
+
+def api_url() -> str:
+    return f"http://{HOST}:{port()}/api"
+
+
+def ui_url() -> str:
+    return f"http://{HOST}:{port()}"
+
+
+def prefect_env(paths: LabPaths) -> dict[str, str]:
+    """What every process talking to this server needs (the CLI, the worker, registration)."""
+    home = paths.root / "prefect"
+    return {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": api_url(),
+        "PREFECT_UI_URL": ui_url(),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+        "WINNODES_RESULTS_DIR": str(home / "results"),
+    }
+
+
+def _healthy() -> bool:
+    with urllib.request.urlopen(api_url() + "/health", timeout=2) as resp:
+        return bool(json.loads(resp.read()))
+
+
+def start_server(paths: LabPaths, extra_env: dict[str, str] | None = None) -> None:
+    if read_pid(paths, SERVER) is None:
+        require_free_port(HOST, port(), "Prefect server", "WINNODES_PREFECT_PORT")
+    env = {**prefect_env(paths), **(extra_env or {})}
+    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST]
+    start_daemon(
+        paths, SERVER, [*argv, "--port", str(port())], ready=_healthy, timeout=120, env=env
+    )
+
+
+def start_worker(
+    paths: LabPaths, project_dir: Path, extra_env: dict[str, str] | None = None
+) -> None:
+    """A process worker on the `winnodes` pool; it runs flows from `project_dir`. Ready once the
+    worker's log says it started (it polls the server on its own)."""
+    from lab.process import log_file
+
+    log = log_file(paths, WORKER)
+    before = log.stat().st_size if log.exists() else 0
+
+    def started() -> bool:
+        return "started!" in log.read_text(errors="replace")[before:]
+
+    env = {**prefect_env(paths), **(extra_env or {})}
+    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL]
+    start_daemon(
+        paths, WORKER, [*argv, "--type", "process"], ready=started, env=env, cwd=project_dir
+    )
+
+
+def stop(paths: LabPaths) -> None:
+    stop_daemon(paths, WORKER)
+    stop_daemon(paths, SERVER)
+
+
+def status(paths: LabPaths) -> str:
+    try:
+        return f"running at {ui_url()}" if _healthy() else "stopped"
+    except OSError:
+        return "stopped"
