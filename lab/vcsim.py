@@ -67,8 +67,30 @@ Errors answer {"error": "..."} with 400 (bad request), 404 (no such VM) or 409 (
 Without a session the simulator lets property reads through; vcsim-lab answers NotAuthenticated like
 vCenter does (only RetrieveServiceContent, Login* and reads of the ServiceInstance itself are anonymous).
 
+Patched simulator (lab/go/vcsim/patches/*.patch, applied in name order). govmomi GOVMOMI_VERSION's
+simulator has two concurrency bugs that concurrent clients of one vCenter hit; the upstream module is
+never committed or edited in place: `build(ctx)` copies it from the Go module cache into the lab's
+cache (`govmomi-<version>-patched-<patch hash>`), applies the patches with `patch` (Debian package
+`patch`; a patch that no longer applies is a LabError asking to update or drop it) and builds with a
+private go.mod (`-modfile`) that adds `replace github.com/vmware/govmomi => <patched copy>`.
+  0001 deadlock (lock-order inversion). A WaitForUpdatesEx over a filter on a ContainerView runs
+       PropertyFilter.update, which holds the filter's lock while collect() locks the view; a task
+       creating or destroying a VM (folderPutChild -> Registry.Put -> ContainerView.PutObject) holds
+       the view's lock and notifies handlers -> PropertyFilter.UpdateObject, which took the filter's
+       lock to set `sync`. E.g. 4 concurrent CloneVM_Task while a client watches a container view
+       hung every later SOAP call for good (ModifyListView inverts the same way). Fix: `sync` is an
+       atomic.Bool, so UpdateObject takes no lock; the order is always filter -> view -> objects.
+  0002 lost updates. Each session has its own instance of the PropertyCollector singleton, all with
+       the same reference, and WaitForUpdatesEx registered it as an update handler keyed by that
+       reference: the last session to wait replaced the others', whose waits then ended empty (a
+       watch went silent as soon as another client waited for a task). Fix: those handlers are keyed
+       by reference and address; Logout unregisters the session's instance. Sessions that expire or
+       are terminated keep their filters, views and collector registered (upstream leak, as before).
+Both are covered by tests/lab/test_vcsim.py (concurrency section: clones and ListView changes under
+a listener, each with a goroutine dump of the waiting lock holders on a hang).
+
 Component interface (lab/cli.py): `build(ctx)` compiles vcsim-lab (cache key: GOVMOMI_VERSION and a hash
-of the Go sources) and installs govc GOVC_VERSION; `start(ctx)` returns GOVC_* and LAB_VSPHERE_* (see
+of the Go sources and patches) and installs govc GOVC_VERSION; `start(ctx)` returns GOVC_* and LAB_VSPHERE_* (see
 `_env`); `stop(ctx)`; `status(ctx)`. `VcsimControl` is the typed client of the control endpoint.
 """
 
@@ -110,6 +132,8 @@ if TYPE_CHECKING:
 NAME = "vcsim"
 BINARY = "vcsim-lab"
 GO_DIR = REPO_ROOT / "lab" / "go" / "vcsim"
+PATCH_DIR = GO_DIR / "patches"
+GOVMOMI_MODULE = "github.com/vmware/govmomi"
 DATACENTER = "DC0"
 ISO_FOLDER = "iso"
 
@@ -122,12 +146,28 @@ def _go_env() -> dict[str, str]:
     return env
 
 
+def patches() -> list[Path]:
+    """The project's patches to govmomi's simulator, applied in name order (see the docstring)."""
+    return sorted(PATCH_DIR.glob("*.patch")) if PATCH_DIR.is_dir() else []
+
+
+def patch_hash() -> str:
+    """Hash of the patches: names the patched copy of govmomi in the cache."""
+    h = hashlib.sha256(GOVMOMI_VERSION.encode())
+    for f in patches():
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def source_hash() -> str:
-    """Hash of the Go sources, so that an edit rebuilds and an unchanged tree reuses the cache."""
+    """Hash of the Go sources and the govmomi patches, so that an edit of either rebuilds and an
+    unchanged tree reuses the cache."""
     h = hashlib.sha256()
     for f in sorted(GO_DIR.iterdir()):
         if f.is_file() and (f.suffix == ".go" or f.name in ("go.mod", "go.sum")):
             h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    for f in patches():
+        h.update(b"patches/" + f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:12]
 
 
@@ -157,21 +197,90 @@ def _run_go(argv: list[str], what: str, cwd: Path, env: dict[str, str]) -> None:
         raise LabError(f"{what} failed (in {cwd}):\n{tail}")
 
 
+def patched_govmomi(paths: LabPaths) -> Path:
+    """A copy of the govmomi module with the project's patches applied, made once per machine in
+    the cache (`govmomi-<version>-patched-<patch hash>`); the Go module cache stays pristine."""
+    dest = paths.cache / f"govmomi-{GOVMOMI_VERSION}-patched-{patch_hash()}"
+    if (dest / ".winnodes-patched").is_file():
+        return dest
+    go = _go()
+    patch = shutil.which("patch")
+    if patch is None:
+        raise LabError(
+            "building the lab's vCenter needs `patch` (Debian package patch) to apply "
+            f"{PATCH_DIR.relative_to(REPO_ROOT)}/*.patch to govmomi; install it and retry"
+        )
+    # `go mod download` finds the module in the Go module cache (or fetches it from the proxy).
+    proc = subprocess.run(
+        [go, "mod", "download", "-json", f"{GOVMOMI_MODULE}@{GOVMOMI_VERSION}"],
+        cwd=GO_DIR,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+    )
+    try:
+        src = Path(json.loads(proc.stdout)["Dir"])
+    except (ValueError, KeyError):
+        raise LabError(
+            f"`go mod download {GOVMOMI_MODULE}@{GOVMOMI_VERSION}` failed:\n"
+            f"{(proc.stdout + proc.stderr)[-2000:]}"
+        ) from None
+    tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, tmp, copy_function=shutil.copyfile)  # files writable, unlike the cache's
+    for d, _dirs, _files in os.walk(tmp):
+        os.chmod(d, 0o755)
+    for p in patches():
+        for dry in (True, False):
+            argv = [patch, "-p1", "--batch", "--forward", "--quiet", "-i", str(p)]
+            res = subprocess.run(
+                argv + (["--dry-run"] if dry else []), cwd=tmp, capture_output=True, text=True
+            )
+            if res.returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise LabError(
+                    f"{p.relative_to(REPO_ROOT)} does not apply to govmomi {GOVMOMI_VERSION} "
+                    f"({src}): update the patch for this version or drop it if upstream fixed the "
+                    f"bug:\n{(res.stdout + res.stderr)[-2000:]}"
+                )
+    (tmp / ".winnodes-patched").write_text("".join(f"{p.name}\n" for p in patches()))
+    try:
+        tmp.rename(dest)
+    except OSError:  # another build made it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
 def build(ctx: LabContext) -> None:
-    """Compile vcsim-lab and install govc into the cache, unless already there."""
+    """Compile vcsim-lab (against govmomi with the project's patches) and install govc into the
+    cache, unless already there."""
     target = binary(ctx.paths)
     if not target.is_file():
         go = _go()
         print(f"  building {BINARY} (govmomi {GOVMOMI_VERSION}, sources {source_hash()}) ...")
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
         t0 = time.monotonic()
-        _run_go(
-            [go, "build", "-trimpath", "-o", str(tmp), "."],
-            f"`go build` of {BINARY}",
-            GO_DIR,
-            _go_env(),
-        )
+        argv = [go, "build", "-trimpath", "-o", str(tmp)]
+        modfile_dir: Path | None = None
+        if patches():
+            # A go.mod of our own (same requirements + a replace of govmomi by the patched copy),
+            # passed with -modfile so that lab/go/vcsim keeps its plain go.mod.
+            govmomi = patched_govmomi(ctx.paths)
+            modfile_dir = target.parent / f"modfile.{os.getpid()}"
+            modfile_dir.mkdir(parents=True, exist_ok=True)
+            (modfile_dir / "go.mod").write_text(
+                (GO_DIR / "go.mod").read_text() + f"\nreplace {GOVMOMI_MODULE} => {govmomi}\n"
+            )
+            shutil.copyfile(GO_DIR / "go.sum", modfile_dir / "go.sum")
+            argv.append(f"-modfile={modfile_dir / 'go.mod'}")
+        try:
+            _run_go([*argv, "."], f"`go build` of {BINARY}", GO_DIR, _go_env())
+        finally:
+            if modfile_dir is not None:
+                shutil.rmtree(modfile_dir, ignore_errors=True)
         tmp.replace(target)
         print(f"  built {target} in {time.monotonic() - t0:.0f}s")
     tool = govc(ctx.paths)

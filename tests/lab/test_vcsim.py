@@ -407,3 +407,189 @@ def test_lab_up_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert f"port 127.0.0.1:{port} is already in use" in run.stderr
     assert "LAB_VCSIM_PORT" in run.stderr
+
+
+# ------------------------------------------------------------------------------------- concurrency
+# A lab of its own: if the simulator deadlocks, the test takes a goroutine dump (which ends the
+# process) without breaking the module's lab for the other tests.
+HANG_DEADLINE = 60.0  # seconds: a hang detector, not a performance bound (a clone takes ~50 ms)
+_PC = vmodl.query.PropertyCollector
+
+
+@pytest.fixture
+def own_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cli.LabContext]:
+    run_dir = tmp_path_factory.mktemp("vcsim-concurrency")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WINNODES_LAB_DIR", str(run_dir))
+        mp.setenv("LAB_VCSIM_PORT", str(_free_port()))
+        mp.setenv("LAB_VCSIM_CONTROL_PORT", str(_free_port()))
+        mp.setenv("LAB_COMPONENTS", "vcsim")
+        ctx = cli.context()
+        cli.up(ctx)
+        try:
+            yield ctx
+        finally:
+            cli.down(ctx)
+
+
+def _goroutine_dump(ctx: cli.LabContext) -> str:
+    """SIGQUIT the simulator (Go prints every goroutine's stack to its log and exits) and return
+    the stacks that wait for an object lock: the two sides of a lock-order inversion."""
+    pid = read_pid(ctx.paths, vcsim.NAME)
+    log = ctx.paths.logs / f"{vcsim.NAME}.log"
+    if pid is None:
+        return "(vcsim is not running)"
+    os.kill(pid, 3)
+    for _ in range(50):
+        if read_pid(ctx.paths, vcsim.NAME) is None:
+            break
+        time.sleep(0.1)
+    blocks = log.read_text(errors="replace").split("\n\n")
+    waiting = [b for b in blocks if "ObjectLock).Acquire" in b]
+    return "\n\n".join(waiting)[-6000:] or log.read_text(errors="replace")[-6000:]
+
+
+def _view_filter(view: Any, view_type: Any) -> Any:
+    return _PC.FilterSpec(
+        objectSet=[
+            _PC.ObjectSpec(
+                obj=view,
+                skip=True,
+                selectSet=[_PC.TraversalSpec(name="view", type=view_type, path="view", skip=False)],
+            )
+        ],
+        propSet=[_PC.PropertySpec(type=vim.VirtualMachine, pathSet=["name", "runtime.powerState"])],
+    )
+
+
+class _Listener:
+    """A client that loops on WaitForUpdatesEx over a filter in its own thread (as an operator's
+    watch or a controller's informer does) and records the names of VMs that enter the filter."""
+
+    def __init__(self, si: Any, spec: Any) -> None:
+        self.pc = si.content.propertyCollector
+        self.filter = self.pc.CreateFilter(spec, True)
+        self.names: set[str] = set()
+        self.errors: list[BaseException] = []
+        self.changed = threading.Condition()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        version = ""
+        try:
+            while not self.stop.is_set():
+                update = self.pc.WaitForUpdatesEx(version, _PC.WaitOptions(maxWaitSeconds=1))
+                if update is None:
+                    continue
+                version = update.version
+                with self.changed:
+                    for fs in update.filterSet:
+                        for obj in fs.objectSet:
+                            self.names.update(str(c.val) for c in obj.changeSet if c.name == "name")
+                    self.changed.notify_all()
+        except BaseException as exc:  # reported by the test
+            self.errors.append(exc)
+
+    def wait_for(self, names: set[str], timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: names <= self.names, timeout=timeout)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def _run_all(fns: list[Any]) -> tuple[list[threading.Thread], list[BaseException]]:
+    """Run each function in its own thread until all end or HANG_DEADLINE passes; returns the
+    threads still running and the exceptions raised."""
+    errors: list[BaseException] = []
+
+    def guard(fn: Any) -> Any:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:
+                errors.append(exc)
+
+        return run
+
+    threads = [threading.Thread(target=guard(fn), daemon=True) for fn in fns]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + HANG_DEADLINE
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    return [t for t in threads if t.is_alive()], errors
+
+
+def test_concurrent_clones_with_a_container_view_listener(own_lab: cli.LabContext) -> None:
+    """govmomi v0.56.0 deadlocked here (PropertyFilter.update vs ContainerView.PutObject); the
+    lab builds the simulator with lab/go/vcsim/patches/ applied."""
+    env = dict(own_lab.env)
+    listener_si = _connect(env)
+    content = listener_si.content
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+    listener = _Listener(listener_si, _view_filter(view, vim.view.ContainerView))
+    names = [f"conc-{i}-{k}-{uuid.uuid4().hex[:6]}" for i in range(4) for k in range(3)]
+
+    def cloner(mine: list[str]) -> Any:
+        def run() -> None:
+            si = _connect(env)  # a session per client, as separate controllers have
+            for name in mine:
+                task = _clone(si, env, name, power_on=True)
+                assert _task_states(si, task)[-1] == "success", name
+
+        return run
+
+    stuck, errors = _run_all([cloner(names[i * 3 : i * 3 + 3]) for i in range(4)])
+    if stuck:
+        pytest.fail(
+            f"{len(stuck)} of 4 cloners hung; vcsim's waiting goroutines:\n"
+            f"{_goroutine_dump(own_lab)}"
+        )
+    assert not errors, errors
+    assert listener.wait_for(set(names), timeout=HANG_DEADLINE), set(names) - listener.names
+    listener.close()
+    assert not listener.errors, listener.errors
+    # The API still answers, and every clone is in the folder.
+    folder = _find(listener_si, env["LAB_VSPHERE_FOLDER"])
+    assert set(names) <= {vm.name for vm in folder.childEntity}
+    Disconnect(listener_si)
+
+
+def test_list_view_changes_with_a_listener(own_lab: cli.LabContext) -> None:
+    """ModifyListView (holds the view's lock, then notifies filters) against a WaitForUpdatesEx
+    over that view: the same lock order as the container view's, fixed by the same patch."""
+    env = dict(own_lab.env)
+    si = _connect(env)
+    workers = [
+        vm for vm in _find(si, env["LAB_VSPHERE_FOLDER"]).childEntity if "-worker-" in vm.name
+    ]
+    view = si.content.viewManager.CreateListView([workers[0]])
+    listener = _Listener(si, _view_filter(view, vim.view.ListView))
+    assert listener.wait_for({workers[0].name}, timeout=HANG_DEADLINE)
+
+    def modify() -> None:
+        for i in range(60):
+            other = workers[1 + i % (len(workers) - 1)]
+            view.ModifyListView(add=[other])
+            view.ModifyListView(remove=[other])
+
+    def clone() -> None:
+        clone_si = _connect(env)
+        task = _clone(clone_si, env, f"lv-{uuid.uuid4().hex[:8]}")
+        assert _task_states(clone_si, task)[-1] == "success"
+
+    stuck, errors = _run_all([modify, clone, clone])
+    if stuck:
+        pytest.fail(
+            f"{len(stuck)} clients hung; vcsim's waiting goroutines:\n{_goroutine_dump(own_lab)}"
+        )
+    assert not errors, errors
+    assert listener.wait_for({w.name for w in workers}, timeout=HANG_DEADLINE)
+    listener.close()
+    assert not listener.errors, listener.errors
+    assert [vm.name for vm in view.view] == [workers[0].name]
+    Disconnect(si)
