@@ -1,7 +1,8 @@
 """DNS1 decisions without I/O: is `api-int` right, and which record would make it right.
 
 `api-int.<cluster>.<base_domain>` is right when it is a CNAME to `api.<cluster>.<base_domain>`, or
-when its A records are exactly the addresses of `api`. The "record to add" is written as a zone file
+when its A records (after following any CNAME) are exactly the addresses of `api`: what the
+kubelet and WMCO need is the same endpoint. The "record to add" is written as a zone file
 line, the exact thing an administrator without update credentials pastes into their DNS.
 """
 

@@ -243,6 +243,7 @@ def diagnose(snap: SetSnapshot, *, max_events: int = 20) -> Diagnosis:
     r = readiness(snap)
     machines = []
     causes: list[Cause] = []
+    fatal_causes: list[Cause] = []
     fatal_seen = False
     for m in live_machines(snap):
         st = m.get("status") or {}
@@ -258,8 +259,11 @@ def diagnose(snap: SetSnapshot, *, max_events: int = 20) -> Diagnosis:
             )
         )
         if err or _phase(m) == "Failed":
-            causes.append(classify(str(st.get("errorReason") or "FailedCreate"), err))
-            fatal_seen = fatal_seen or _phase(m) == "Failed"
+            cause = classify(str(st.get("errorReason") or "FailedCreate"), err)
+            causes.append(cause)
+            if _phase(m) == "Failed":
+                fatal_seen = True
+                fatal_causes.append(cause)
     events = sorted(snap.events, key=_event_time)[-max_events:]
     lines = []
     for e in events:
@@ -279,9 +283,12 @@ def diagnose(snap: SetSnapshot, *, max_events: int = 20) -> Diagnosis:
                 event_fatal,
             )
         )
-        if e.get("type") == "Warning":
+        if warning:
             causes.append(cause)
-    ordered: list[Cause] = [c for c in dict.fromkeys(causes) if c != "unknown"]
+            if event_fatal:
+                fatal_causes.append(cause)
+    # what stops the wait comes first; passing trouble (a guest still booting) after it
+    ordered: list[Cause] = [c for c in dict.fromkeys(fatal_causes + causes) if c != "unknown"]
     if not ordered and causes:
         ordered = ["unknown"]
     return Diagnosis(r.summary, machines, lines, ordered, fatal_seen)
