@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dns.name
 import dns.query
 import dns.tsigkeyring
 import dns.update
@@ -161,7 +162,7 @@ class Cluster:
         ring = dns.tsigkeyring.from_text({key.name: (key.algorithm, key.secret)})
         zone = self.env["LAB_DNS_ZONE"]
         rel = f"api-int.{self.env['LAB_CLUSTER_NAME']}"
-        upd = dns.update.UpdateMessage(zone, keyring=ring, keyname=key.name)
+        upd = dns.update.UpdateMessage(zone, keyring=ring, keyname=dns.name.from_text(key.name))
         upd.delete(rel)
         if rdtype:
             upd.add(rel, 60, rdtype, value)
@@ -214,7 +215,7 @@ def build_template(
             si,
             site,
             f"j-{kind}-{tag}",
-            public_key or access.public_key(),  # type: ignore[attr-defined]
+            public_key or access.public_key(),  # type: ignore[union-attr]
             firewall_ports=firewall_ports,
             admin_password=PASSWORD,
         )

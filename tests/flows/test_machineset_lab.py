@@ -55,7 +55,7 @@ def prepared(env: dict[str, str], blocks: None, cluster: Cluster) -> None:
 def template(env: dict[str, str], prepared: None) -> str:
     from blocks.windows import WindowsAccess
 
-    fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[attr-defined]
+    fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
     return build_template(env, "good", fingerprint=fp)
 
 
@@ -207,7 +207,7 @@ def test_template_with_another_key_is_refused(
     finally:
         from blocks.windows import WindowsAccess
 
-        fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[attr-defined]
+        fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
         with vcenter(env) as session:
             tpl = inventory.vm(session, template).obj
             vms.set_custom_attributes(session, tpl, {"winnodes.ssh.fingerprint": fp})
@@ -237,7 +237,7 @@ def test_missing_firewall_rule_is_diagnosed(
 ) -> None:
     from blocks.windows import WindowsAccess
 
-    fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[attr-defined]
+    fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
     tpl = build_template(env, "nofw", fingerprint=fp, firewall_ports=(9182,))
     with pytest.raises(MachineSetFailed) as exc:
         run(env, machineset_config(env, set_name, tpl))
