@@ -62,3 +62,6 @@ lab-test: deps lab-bin
 clean:
 	-$(PY) -m lab down
 	rm -rf .lab
+
+bench: deps lab-bin
+	$(PY) benchmarks/lab_figures.py
