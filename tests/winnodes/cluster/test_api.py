@@ -15,7 +15,7 @@ from winnodes.cluster.api import boundary, map_api_exception
 
 def _api(status: int, message: str = "boom") -> ApiException:
     exc = ApiException(status=status, reason="Reason")
-    exc.body = json.dumps({"kind": "Status", "message": message}).encode()
+    exc.body = json.dumps({"kind": "Status", "message": message}).encode()  # type: ignore[assignment]
     return exc
 
 
