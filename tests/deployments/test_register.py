@@ -112,3 +112,26 @@ def test_register_creates_blocks_pool_limit_and_deployments(
     assert sorted(
         register.register(blocks_file=None, config_file=EXAMPLE, results_dir=tmp_path)
     ) == sorted(names)
+
+
+def test_blocks_example_matches_the_pipeline_example() -> None:
+    """The two example files a site starts from agree: every block the pipeline names is described,
+    with a known type, and no secret value is written in the blocks file."""
+    blocks = yaml.safe_load((ROOT / "examples" / "blocks.example.yaml").read_text())
+    pipeline = yaml.safe_load(EXAMPLE.read_text())
+    named: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k.endswith("_block") and isinstance(v, str):
+                    named.add(v)
+                walk(v)
+
+    walk(pipeline)
+    assert named and named <= set(blocks)
+    for name, spec in blocks.items():
+        register.block_class(spec["type"])  # known type
+        for field in ("password", "secret", "administrator_password", "ssh_private_key", "token"):
+            if field in spec:
+                assert isinstance(spec[field], dict), f"{name}.{field} must come from env or file"
