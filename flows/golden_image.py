@@ -39,6 +39,7 @@ from pydantic import BaseModel
 
 from blocks.vsphere import VSphereCredentials
 from blocks.windows import WindowsAccess
+from flows import redaction
 from flows.reporting import RunReport
 from tasks import guest as gt
 from tasks import vsphere as vt
@@ -85,8 +86,10 @@ def _load_blocks(gi: GoldenImageConfig) -> WindowsAccess:
                 )
             )
             continue
+        redaction.protect(block)  # its secrets never reach a log, also when this flow runs alone
         if cls is WindowsAccess:
             access = block
+    redaction.install()
     if access is not None:
         problems += check_admin_password(access.administrator_password.get_secret_value())
         problems += check_private_key(
