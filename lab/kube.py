@@ -16,7 +16,6 @@ and returns KUBECONFIG, LAB_KUBECTL, LAB_APISERVER_URL, LAB_APISERVER_ADDRESS, L
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import ipaddress
 import os
@@ -33,6 +32,7 @@ import yaml
 
 from lab.config import ETCD_VERSION, KUBERNETES_VERSION
 from lab.paths import REPO_ROOT, LabPaths
+from lab.pki import CertDir, write_key
 from lab.process import (
     LabError,
     log_file,
@@ -237,95 +237,14 @@ class Pki:
 
 def ensure_pki(paths: LabPaths, sans_dns: list[str], sans_ip: list[str]) -> Pki:
     """Create what is missing; keep what exists (the kubeconfig stays valid across restarts)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.hazmat.primitives import serialization
 
     pki = Pki(paths.pki / "kube")
-    pki.dir.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-
-    def write_key(path: Path) -> rsa.RSAPrivateKey:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            )
-        )
-        path.chmod(0o600)
-        return key
-
-    def load(stem: str) -> tuple[Any, x509.Certificate]:
-        key = serialization.load_pem_private_key((pki.dir / f"{stem}.key").read_bytes(), None)
-        return key, x509.load_pem_x509_certificate((pki.dir / f"{stem}.crt").read_bytes())
-
-    def name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
-        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
-        return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def ca(stem: str, cn: str) -> None:
-        if (pki.dir / f"{stem}.crt").exists():
-            return
-        key = write_key(pki.dir / f"{stem}.key")
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name(cn))
-            .issuer_name(name(cn))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .sign(key, hashes.SHA256())
-        )
-        (pki.dir / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-    def leaf(stem: str, ca_stem: str, cn: str, orgs: tuple[str, ...], server: bool) -> None:
-        if (pki.dir / f"{stem}.crt").exists():
-            return
-        ca_key, ca_cert = load(ca_stem)
-        key = write_key(pki.dir / f"{stem}.key")
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(cn, orgs))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(True, False, True, False, False, False, False, False, False),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                    ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-                ),
-                False,
-            )
-        )
-        if server:
-            alt: list[x509.GeneralName] = [x509.DNSName(d) for d in sans_dns]
-            alt += [x509.IPAddress(ipaddress.ip_address(i)) for i in sans_ip]
-            builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        (pki.dir / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-    ca("serving-ca", "kube-apiserver-serving-ca")
-    leaf("apiserver", "serving-ca", "kube-apiserver", (), server=True)
-    ca("client-ca", "kube-apiserver-client-ca")
-    leaf("admin", "client-ca", "admin", ("system:masters",), server=False)
+    certs = CertDir(pki.dir)
+    certs.ca("serving-ca", "kube-apiserver-serving-ca")
+    certs.leaf("apiserver", "serving-ca", "kube-apiserver", server=True, dns=sans_dns, ips=sans_ip)
+    certs.ca("client-ca", "kube-apiserver-client-ca")
+    certs.leaf("admin", "client-ca", "admin", orgs=("system:masters",), server=False)
     if not pki.service_account_key.exists():
         sa = write_key(pki.service_account_key)
         pki.service_account_pub.write_bytes(

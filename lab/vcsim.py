@@ -96,9 +96,7 @@ of the Go sources and patches) and installs govc GOVC_VERSION; `start(ctx)` retu
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import ipaddress
 import json
 import os
 import shutil
@@ -110,13 +108,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import hashes
 
 from lab import media
 from lab.config import GOVC_VERSION, GOVMOMI_VERSION, random_suffix
 from lab.paths import REPO_ROOT, LabPaths
+from lab.pki import CertDir
 from lab.process import (
     LabError,
     log_file,
@@ -308,87 +305,12 @@ def ca_file(paths: LabPaths) -> Path:
     return _pki_dir(paths) / "ca.crt"
 
 
-def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-
-
 def ensure_pki(paths: LabPaths, host: str) -> tuple[Path, Path, Path]:
     """A lab CA and a server certificate for `host` (IP SAN) and localhost, made once per run dir.
     Returns (ca.crt, server.crt, server.key)."""
-    d = _pki_dir(paths)
-    ca_crt, srv_crt, srv_key = d / "ca.crt", d / "server.crt", d / "server.key"
-    if ca_crt.exists() and srv_crt.exists() and srv_key.exists():
-        return ca_crt, srv_crt, srv_key
-    d.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca_name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "winnodes lab"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "winnodes lab vCenter CA"),
-        ]
-    )
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    srv = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write_key(d / "ca.key", ca_key)
-    _write_key(srv_key, key)
-    srv_crt.write_bytes(srv.public_bytes(serialization.Encoding.PEM))
-    ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    certs = CertDir(_pki_dir(paths))
+    ca_crt = certs.ca("ca", "winnodes lab vCenter CA", orgs=("winnodes lab",))
+    srv_crt, srv_key = certs.leaf("server", "ca", host, server=True, dns=["localhost"], ips=[host])
     return ca_crt, srv_crt, srv_key
 
 
