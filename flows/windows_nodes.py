@@ -14,6 +14,7 @@ it), so the UI's Retry on a failed run resumes it: finished tasks are read back,
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Literal
 
 from prefect import flow
@@ -57,12 +58,9 @@ def _protect_secrets(config: PipelineConfig) -> None:
     ):
         if not name:
             continue
-        try:
+        # A missing or invalid block is reported, with its step, by the subflow that needs it.
+        with contextlib.suppress(Exception):
             redaction.protect_blocks((cls, name))
-        except (
-            Exception
-        ):  # missing/invalid block: the subflow that needs it reports it with its step
-            continue
 
 
 def _summary_markdown(result: WindowsNodesResult) -> str:
