@@ -341,7 +341,19 @@ class VSphere:
 
     @property
     def content(self) -> Any:
-        return self.si.RetrieveContent()
+        """The service content of a live session: a session that vCenter expired or terminated
+        (the lab's tests invalidate sessions on purpose) is replaced by a new login, as a real
+        operator's client does, instead of failing every later call with NotAuthenticated."""
+        content = self.si.RetrieveContent()
+        try:
+            alive = content.sessionManager.currentSession is not None
+        except vim.fault.NotAuthenticated:
+            alive = False
+        if not alive:
+            logging.getLogger(__name__).warning("vCenter session lost; logging in again")
+            self.connect()
+            content = self.si.RetrieveContent()
+        return content
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
