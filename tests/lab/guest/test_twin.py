@@ -28,7 +28,6 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from lab import cli
-from lab.guest import supervisor
 from lab.guest.state import SYSPREP_LIMIT, GuestDisk
 from lab.media import build_iso
 
@@ -47,24 +46,23 @@ GUEST_PROPS = [
 
 # -- the lab (vcsim + supervisor), once per module ---------------------------------------------------
 @pytest.fixture(scope="module")
-def lab() -> Iterator[dict[str, str]]:
-    from lab import vcsim
-
-    ctx = cli.context()
-    if vcsim.status(ctx).startswith("running") and supervisor.status(ctx).startswith("running"):
-        yield cli.load_env(ctx.paths)
-        return
-    old = os.environ.get("LAB_COMPONENTS")
-    os.environ["LAB_COMPONENTS"] = "vcsim,guest.supervisor"
-    try:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A private vcsim + guest supervisor: these tests inject faults and invalidate every vCenter
+    session, which must not disturb a lab that other tests share."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAB_COMPONENTS", "vcsim,guest.supervisor")
+        mp.setenv("WINNODES_LAB_DIR", str(tmp_path_factory.mktemp("twin") / "lab"))
+        for var in ("LAB_VCSIM_PORT", "LAB_VCSIM_CONTROL_PORT"):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                mp.setenv(var, str(s.getsockname()[1]))
+        mp.setenv("LAB_GUEST_NET", str((int(os.environ.get("LAB_GUEST_NET", "77")) + 50) % 250))
+        ctx = cli.context()
         cli.up(ctx)
-        yield dict(ctx.env)
-    finally:
-        cli.down(ctx)
-        if old is None:
-            os.environ.pop("LAB_COMPONENTS", None)
-        else:
-            os.environ["LAB_COMPONENTS"] = old
+        try:
+            yield dict(ctx.env)
+        finally:
+            cli.down(ctx)
 
 
 @dataclass
