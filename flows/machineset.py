@@ -210,6 +210,12 @@ def machineset(
             else:
                 out.repaired(evidence)
                 report.created("MachineSet", ms.name, applied.action, f"replicas {ms.replicas}")
+                report.emit(
+                    "machineset.applied",
+                    StepId.C3,
+                    f"machineset.{ms.name}",
+                    {"action": applied.action, "replicas": applied.replicas},
+                )
 
         with report.step(StepId.V1) as out:
             if not wait:
@@ -231,6 +237,13 @@ def machineset(
                     raise
                 ready = r.summary
                 out.ok(r.summary)
+                report.created("Nodes", f"Windows nodes of {ms.name}", "ready", r.summary)
+                report.emit(
+                    "nodes.ready",
+                    StepId.V1,
+                    f"machineset.{ms.name}",
+                    {"nodes_ready": r.nodes_ready, "desired": r.desired},
+                )
     finally:
         report.publish()
     return MachineSetResult(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
@@ -46,3 +48,25 @@ def test_artifacts_are_published_for_a_flow_run() -> None:
     assert set(kinds) == {"gi-test-report", "gi-test-objects", "gi-test-progress"}
     assert "RuntimeError: rule missing" in str(kinds["gi-test-report"].data)
     assert kinds["gi-test-progress"].data == 100.0
+
+    # The failed step is an event an automation can trigger on, related to its step ID.
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    def failed_events() -> list[object]:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(
+                filter=EventFilter(event=EventNameFilter(name=["winnodes.step.failed"])), limit=50
+            )
+        return [
+            e
+            for e in page.events
+            if any(r.id == "winnodes.step.G7" for r in e.related)
+            and "rule missing" in str(e.payload.get("error"))
+        ]
+
+    deadline = time.monotonic() + 20  # events reach the API asynchronously
+    found = failed_events()
+    while not found and time.monotonic() < deadline:
+        time.sleep(0.2)  # bounded wait for the event pipeline; no event-stream API to block on here
+        found = failed_events()
+    assert found
