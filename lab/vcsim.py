@@ -88,6 +88,15 @@ private go.mod (`-modfile`) that adds `replace github.com/vmware/govmomi => <pat
        are terminated keep their filters, views and collector registered (upstream leak, as before).
 Both are covered by tests/lab/test_vcsim.py (concurrency section: clones and ListView changes under
 a listener, each with a goroutine dump of the waiting lock holders on a hang).
+  0003 datastore uploads. vcsim's /folder PUT created missing parent directories; a datastore answers
+       404 (the client makes directories with FileManager.MakeDirectory). MakeDirectory of an
+       existing name is FileAlreadyExists, also with createParentDirectories.
+  0004 inventory consistency. Destroy_Task on a folder skipped every other child (it ranged over the
+       slice each destroy shrinks): those VMs stayed in their host's and pool's `vm` with a `parent`
+       that no longer existed, and govc's find (mo.Ancestors) spun forever on them. MarkAsTemplate
+       left the template in its pool's `vm`; MarkAsVirtualMachine joined no pool or host list.
+These two are covered by tests/lab/test_vcsim.py (datastore section; "independent clients": govc's
+find/ls after clones, a folder destroy, a template turned back into a VM and session invalidation).
 
 Component interface (lab/cli.py): `build(ctx)` compiles vcsim-lab (cache key: GOVMOMI_VERSION and a hash
 of the Go sources and patches) and installs govc GOVC_VERSION; `start(ctx)` returns GOVC_* and LAB_VSPHERE_* (see
