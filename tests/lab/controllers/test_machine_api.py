@@ -39,6 +39,7 @@ from lab.controllers.machine_api import (
     guest_ips,
     machines_to_delete,
     next_phase,
+    scope_error,
 )
 from lab.vcsim import VcsimControl
 
@@ -114,6 +115,82 @@ def test_guest_ips_follow_the_vms_own_nics() -> None:
     assert guest_ips(props) == ["10.0.0.5", "fe80::1"]
     assert guest_ips({"guest.ipAddress": "10.1.1.1"}) == ["10.1.1.1"]
     assert guest_ips({}) == []
+
+
+def _scoped(
+    server: str = "vc.example.com", secret: str | None = "vsphere-cloud-credentials"
+) -> Obj:
+    spec: Obj = {"workspace": {"server": server, "datacenter": "DC0"}}
+    if secret:
+        spec["credentialsSecret"] = {"name": secret}
+    return {
+        "metadata": {"name": "m1", "namespace": NS},
+        "spec": {"providerSpec": {"value": spec}},
+    }
+
+
+_VC = {"vcenter_host": "vc.example.com", "vcenter_port": 443, "username": "u", "password": "p"}
+_GOOD = {"vc.example.com.username": "u", "vc.example.com.password": "p"}
+
+
+@pytest.mark.parametrize(
+    ("machine_", "data", "expected"),
+    [
+        (_scoped(), _GOOD, None),
+        (
+            _scoped("VC.example.com:443"),
+            {**_GOOD, "VC.example.com:443.username": "u", "VC.example.com:443.password": "p"},
+            None,
+        ),
+        (
+            _scoped(),
+            None,
+            "m1: error getting credentials: credentials secret openshift-machine-api/"
+            'vsphere-cloud-credentials not found: secrets "vsphere-cloud-credentials" not found',
+        ),
+        (
+            _scoped(),
+            {"vc.example.com.password": "p"},
+            "m1: error getting credentials: secret openshift-machine-api/vsphere-cloud-credentials "
+            'does not have "vc.example.com.username" field set',
+        ),
+        (
+            _scoped(),
+            {"vc.example.com.username": "u"},
+            'does not have "vc.example.com.password" field set',
+        ),
+        (
+            _scoped("other-vc.example.com"),
+            {"other-vc.example.com.username": "u", "other-vc.example.com.password": "p"},
+            "failed to create vSphere session: error setting up new vSphere SOAP client: "
+            'Post "https://other-vc.example.com/sdk"',
+        ),
+        (
+            _scoped(),
+            {**_GOOD, "vc.example.com.password": "wrong"},
+            "Cannot complete login due to an incorrect user name or password.",
+        ),
+        (_scoped(secret=None), None, "incorrect user name or password"),
+    ],
+    ids=[
+        "ok",
+        "ok-port",
+        "no-secret",
+        "no-user-key",
+        "no-password-key",
+        "other-server",
+        "wrong-password",
+        "no-secret-ref",
+    ],
+)
+def test_scope_error_follows_the_real_provider(
+    machine_: Obj, data: dict[str, str] | None, expected: str | None
+) -> None:
+    got = scope_error(machine_, data, **_VC)  # type: ignore[arg-type]
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None and expected in got
 
 
 def test_label_selector() -> None:
@@ -591,6 +668,72 @@ def test_missing_vsphere_object_fails_the_machine(
         )
         (ev,) = [e for e in events.values() if e["reason"] == "FailedCreate"]
         assert ev["type"] == "Warning" and expected in ev["message"]
+        assert name not in site.vms()
+    finally:
+        custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "machines", name)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            {"workspace": {"server": "vcenter.elsewhere.example"}},
+            'Post "https://vcenter.elsewhere.example/sdk"',
+        ),
+        (
+            {"credentialsSecret": {"name": "no-such-credentials"}},
+            "credentials secret openshift-machine-api/no-such-credentials not found",
+        ),
+        (
+            {"credentialsSecret": {"name": "worker-user-data"}},  # exists, without the keys
+            'does not have "127.0.0.1.username" field set',
+        ),
+    ],
+    ids=["server", "secret", "secret-keys"],
+)
+@pytest.mark.lab
+def test_wrong_server_or_credentials_never_create_a_vm(
+    custom: k8s.CustomObjectsApi, site: Site, infra: str, override: Obj, expected: str
+) -> None:
+    """As machine-api's vSphere actuator: the machine scope (credentials secret with
+    `<workspace.server>.username/.password`, a session to workspace.server) comes before any
+    vCenter call, and its failure leaves the Machine unprovisioned with condition
+    InstanceExists=Unknown (ErrorCheckingProvider), retried, not Failed. The old lab ignored
+    both fields and cloned the VM."""
+    name = "scope-" + uuid.uuid4().hex[:6]
+    spec = site.provider_spec()
+    for k, v in override.items():
+        spec[k] = {**spec.get(k, {}), **v} if isinstance(v, dict) else v
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Machine",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"machine.openshift.io/cluster-api-cluster": infra},
+        },
+        "spec": {"providerSpec": {"value": spec}},
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, NS, "machines", body)
+
+    def stuck(m: Obj) -> bool:
+        conds = (m.get("status") or {}).get("conditions") or []
+        return any(
+            c.get("type") == "InstanceExists"
+            and c.get("status") == "Unknown"
+            and c.get("reason") == "ErrorCheckingProvider"
+            for c in conds
+        )
+
+    try:
+        m = machine(custom, name, stuck, "condition InstanceExists=Unknown")
+        (cond,) = [c for c in m["status"]["conditions"] if c["type"] == "InstanceExists"]
+        assert cond["message"].startswith(
+            f"Failed to check if machine exists: {name}: failed to create scope for machine: "
+        )
+        assert expected in cond["message"]
+        assert m["status"].get("phase") in (None, "", "Provisioning")
+        assert not m["status"].get("errorMessage")
         assert name not in site.vms()
     finally:
         custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "machines", name)
