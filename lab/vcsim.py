@@ -19,6 +19,7 @@ Inventory (vcsim's standard names; exact paths also in GET /inventory and the pu
   /DC0/vm/<infra_id>                          the cluster's VM folder, holding:
     <infra_id>-rhcos                          RHCOS template (rhel8_64Guest, vmx-15, 4 CPU, 16 GiB)
     <infra_id>-worker-xxxxx (x3)              Linux workers, powered on, open-vm-tools reporting
+                                              (LAB_VSPHERE_WORKERS; lab.seed gives each a Machine)
   [LocalDS_0] iso/<file>                      every stand-in ISO of lab.media (Windows and Tools)
 
 Control endpoint (plain HTTP + JSON on 127.0.0.1:LAB_VCSIM_CONTROL_PORT, LAB_VCSIM_CONTROL_URL).
@@ -569,6 +570,11 @@ def _env(ctx: LabContext, inv: dict[str, Any], isos: dict[str, str]) -> dict[str
         "LAB_VSPHERE_RESOURCE_POOL": inv["resource_pool"],
         "LAB_VSPHERE_CHILD_RESOURCE_POOL": inv.get("child_resource_pool", ""),
         "LAB_VSPHERE_TEMPLATE": inv["template"].rsplit("/", 1)[-1],
+        # the Linux worker VMs (name=guest IP, comma-separated): lab.seed gives each a Machine
+        "LAB_VSPHERE_WORKERS": ",".join(
+            f"{w.rsplit('/', 1)[-1]}={(inv.get('worker_ips') or {}).get(w.rsplit('/', 1)[-1], '')}"
+            for w in inv.get("workers") or []
+        ),
         "LAB_WINDOWS_ISO_OCP49": isos[media.WINDOWS_MEDIA["ocp-4.9"].file_name],
         "LAB_WINDOWS_ISO_CURRENT": isos[media.WINDOWS_MEDIA["current"].file_name],
         "LAB_TOOLS_ISO": isos[media.TOOLS_MEDIA["current"].file_name],
