@@ -143,7 +143,7 @@ def machineset(
                     cluster.openshift_block, ms.linux_machineset
                 )
                 out.ok(
-                    f"from Linux machine set: network {resolved.network_name!r}, folder "
+                    f"from {resolved.source}: network {resolved.network_name!r}, folder "
                     f"{resolved.workspace.folder}, datastore {resolved.workspace.datastore}"
                 )
             else:

@@ -33,6 +33,7 @@ class Resolved:
     workspace: Workspace
     network_name: str
     credentials_secret: str
+    source: str = ""  # where C2 took them from, e.g. "machine lab-7xk2p-worker-abcde"
 
 
 def render_machineset(
@@ -144,14 +145,14 @@ def workspace_from_machineset(obj: dict[str, Any]) -> Resolved:
         obj.get("spec", {}).get("template", {}).get("spec", {}).get("providerSpec", {}).get("value")
         or {}
     )
-    return _resolved(value, f"machine set {obj.get('metadata', {}).get('name', '?')!r}")
+    return _resolved(value, f"machine set {obj.get('metadata', {}).get('name', '?')}")
 
 
 def workspace_from_machine(obj: dict[str, Any]) -> Resolved:
     """C2 as WMCO's hack/machineset.sh does it: the same values from a (Running, Linux worker)
     Machine's `spec.providerSpec.value`."""
     value = obj.get("spec", {}).get("providerSpec", {}).get("value") or {}
-    return _resolved(value, f"machine {obj.get('metadata', {}).get('name', '?')!r}")
+    return _resolved(value, f"machine {obj.get('metadata', {}).get('name', '?')}")
 
 
 def _resolved(value: dict[str, Any], what_obj: str) -> Resolved:
@@ -172,6 +173,7 @@ def _resolved(value: dict[str, Any], what_obj: str) -> Resolved:
         network_name=devices[0]["networkName"],
         credentials_secret=(value.get("credentialsSecret") or {}).get("name")
         or "vsphere-cloud-credentials",
+        source=what_obj,
     )
 
 

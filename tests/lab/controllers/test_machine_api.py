@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -848,3 +849,90 @@ def test_restarted_controller_adopts_existing_vms(
     assert mine == sorted(m["metadata"]["name"] for m in ms)  # one VM per Machine, no duplicates
     new_pid = lab_controllers.controller_pid(paths, "machine-api")
     assert new_pid is not None and new_pid != pid
+
+
+@pytest.mark.lab
+def test_seeded_linux_workers_are_adopted_not_recreated(
+    env: dict[str, str], custom: k8s.CustomObjectsApi, vs: VSphere
+) -> None:
+    """An installed IPI cluster has Linux worker Machines, Running, on the worker VMs of the
+    vCenter; WMCO's hack/machineset.sh reads them with `oc get machines -l
+    machine.openshift.io/cluster-api-machine-role=worker -o jsonpath={.items[0].spec...}`. The lab
+    seeds them; the machine-api adopts them into the worker MachineSet and finds their VMs by name
+    (providerID = the VM's BIOS UUID), creating and destroying no VM."""
+    workers = dict(
+        item.split("=", 1) for item in env.get("LAB_VSPHERE_WORKERS", "").split(",") if item
+    )
+    assert len(workers) == 3, env.get("LAB_VSPHERE_WORKERS")
+    infra = env["LAB_INFRASTRUCTURE_ID"]
+    set_name = f"{infra}-worker"
+    sel = "machine.openshift.io/cluster-api-machine-role=worker"
+
+    def adopted(items: dict[str, Obj]) -> bool:
+        linux = [m for n, m in items.items() if n in workers]
+        return len(linux) == 3 and all(
+            (m.get("spec") or {}).get("providerID", "").startswith("vsphere://")
+            and any(
+                r.get("kind") == "MachineSet" for r in m["metadata"].get("ownerReferences") or []
+            )
+            for m in linux
+        )
+
+    items = wait_for(
+        custom.list_namespaced_custom_object,
+        adopted,
+        "the seeded worker Machines adopted",
+        group=GROUP,
+        version=VERSION,
+        namespace=NS,
+        plural="machines",
+        label_selector=sel,
+    )
+    uuids = {
+        p["name"]: p["config.uuid"]
+        for _, p in vs.retrieve(vim.VirtualMachine, ["name", "config.uuid"])
+        if p["name"] in workers
+    }
+    for name, ip in workers.items():
+        m = items[name]
+        assert m["status"]["phase"] == "Running" and m["status"]["nodeRef"]["name"] == name
+        assert m["spec"]["providerID"] == f"vsphere://{uuids[name]}"
+        assert {"type": "InternalIP", "address": ip} in m["status"]["addresses"]
+        (ref,) = [r for r in m["metadata"]["ownerReferences"] if r.get("controller")]
+        assert ref["name"] == set_name
+    status = machineset_status(
+        custom, set_name, lambda st: st.get("readyReplicas") == 3, "worker set ready 3"
+    )["status"]
+    assert status["replicas"] == 3 and status["availableReplicas"] == 3
+    assert sorted(
+        n
+        for n in (p["name"] for _, p in vs.retrieve(vim.VirtualMachine, ["name"]))
+        if n.startswith(f"{infra}-worker-")
+    ) == sorted(workers)  # no VM made or lost
+
+    # What hack/machineset.sh reads, through kubectl (oc get machines ... -o jsonpath=...).
+    kubectl = env["LAB_KUBECTL"]
+    out = subprocess.run(
+        [
+            kubectl,
+            "get",
+            "machines",
+            "-n",
+            NS,
+            "-l",
+            sel,
+            "-o",
+            "jsonpath={.items[0].spec.providerSpec.value}",
+        ],
+        env=dict(os.environ, KUBECONFIG=env["KUBECONFIG"]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    value = json.loads(out)
+    assert value["credentialsSecret"]["name"] == "vsphere-cloud-credentials"
+    assert value["network"]["devices"][0]["networkName"] == env["LAB_VSPHERE_NETWORK"]
+    assert {"datacenter", "datastore", "folder", "resourcePool", "server"} <= set(
+        value["workspace"]
+    )

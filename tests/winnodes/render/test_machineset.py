@@ -125,8 +125,10 @@ def test_c2_from_a_machine_reads_its_provider_spec() -> None:
         "metadata": {"name": "lab-7xk2p-worker-abcde"},
         "spec": {"providerSpec": {"value": value}},
     }
-    assert workspace_from_machine(machine) == workspace_from_machineset(linux)
-    with pytest.raises(ConfigError, match=r"machine 'm'.*\(C2\)"):
+    from_machine = workspace_from_machine(machine)
+    assert from_machine.source == "machine lab-7xk2p-worker-abcde"
+    assert from_machine.workspace == workspace_from_machineset(linux).workspace
+    with pytest.raises(ConfigError, match=r"machine m .*\(C2\)"):
         workspace_from_machine({"metadata": {"name": "m"}, "spec": {}})
 
 
