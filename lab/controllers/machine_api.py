@@ -15,6 +15,13 @@ Oldest). Its status counts `replicas`, `fullyLabeledReplicas`, `readyReplicas` a
 `availableReplicas` (ready = phase Running with a nodeRef whose Node is Ready; available = ready for
 `minReadySeconds`), and `observedGeneration`.
 
+Machine scope first, as the real actuator's newMachineScope: the `credentialsSecret` must exist in
+the Machine's namespace with `<workspace.server>.username` and `.password`, and `workspace.server`
+must be the vCenter this simulator talks to, with that user and password; otherwise no vCenter call
+is made, the Machine keeps its phase (none yet) with condition InstanceExists=Unknown, reason
+ErrorCheckingProvider and the real provider's message, and is retried with backoff (the real
+controller loses the InvalidConfiguration type in a %v wrap, so such a Machine is never Failed).
+
 Machine: adds the finalizer `machine.machine.openshift.io`; phase `Provisioning`; resolves the
 datacenter, template, folder, datastore, resource pool and networks like govmomi's finder (a missing
 one gives phase `Failed`, `errorReason: InvalidConfiguration`, an `errorMessage` naming it, and a
@@ -27,7 +34,10 @@ only once VMware Tools report an IP, and `Running` once the Machine has a nodeRe
 watched with WaitForUpdatesEx, so an IP that appears or vanishes in vCenter is reflected on the
 Machine. A VM that already exists for a Machine is adopted (the controller can restart at any point).
 Deletion powers the VM off, destroys it (NotFound counts as done), deletes the Node in
-`status.nodeRef` and removes the finalizer.
+`status.nodeRef` and removes the finalizer. (Deletion does not check the scope: the real controller
+would keep such a Machine's finalizer forever; the lab is lenient there so tests can clean up.)
+Machines that exist without a VM of their UID, such as the Linux workers lab.seed creates for the
+worker VMs of an installed cluster, are matched to their VM by name and adopted, never re-cloned.
 
 Run as `python -m lab.controllers.machine_api` with KUBECONFIG and GOVC_* in the environment.
 """
