@@ -486,7 +486,6 @@ def test_govc_inventory_commands_answer_after_churn(
     the root folder. Upstream vcsim skipped every other child when destroying a folder, leaving VMs
     whose parent no longer existed: `govc find / -type m` then spun at 100 % CPU forever."""
     si = _connect(env)  # invalidated below, never logged out
-    dc = _find(si, f"/{env['LAB_VSPHERE_DATACENTER']}")
     folder = _find(si, env["LAB_VSPHERE_FOLDER"])
     pool = _find(si, env["LAB_VSPHERE_RESOURCE_POOL"])
     cluster = f"/{env['LAB_VSPHERE_DATACENTER']}/host/{env['LAB_VSPHERE_CLUSTER']}"
@@ -516,7 +515,8 @@ def test_govc_inventory_commands_answer_after_churn(
     vm.MarkAsVirtualMachine(pool=pool, host=host0)
     assert list(pool.vm).count(vm) == 1
     assert list(host0.vm).count(vm) == 1
-    others = [h for h in dc.hostFolder.childEntity[0].host if h != host0]
+    hosts = list(_find(si, cluster).host)
+    others = [h for h in hosts if h != host0]
     assert all(vm not in h.vm for h in others), "a VM is listed under a host it does not run on"
 
     # Sessions invalidated (the clients log in again), a clone of the converted VM, a destroy.
@@ -533,7 +533,7 @@ def test_govc_inventory_commands_answer_after_churn(
         _govc(env, "ls", "-l", f"/{env['LAB_VSPHERE_DATACENTER']}/vm/*")
         _govc(env, "ls", "-l", f"{env['LAB_VSPHERE_FOLDER']}/*")
 
-        listed = [v for h in dc.hostFolder.childEntity[0].host for v in h.vm]
+        listed = [v for h in hosts for v in h.vm]
         listed += [v for p in [pool, *pool.resourcePool] for v in p.vm]
         broken = {v._moId for v in listed if not _chain_reaches_root(si2, v)}
         assert not broken, f"VMs listed by a host or pool whose parent chain ends nowhere: {broken}"
