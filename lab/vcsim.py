@@ -92,9 +92,10 @@ a listener, each with a goroutine dump of the waiting lock holders on a hang).
   0003 datastore uploads. vcsim's /folder PUT created missing parent directories; a datastore answers
        404 (the client makes directories with FileManager.MakeDirectory). MakeDirectory of an
        existing name is FileAlreadyExists, also with createParentDirectories.
-  0004 inventory consistency. Destroy_Task on a folder skipped every other child (it ranged over the
-       slice each destroy shrinks): those VMs stayed in their host's and pool's `vm` with a `parent`
-       that no longer existed, and govc's find (mo.Ancestors) spun forever on them. MarkAsTemplate
+  0004 inventory consistency. Destroy_Task on a folder destroyed none of its children (it looked
+       for a DestroyTask without Context, which no entity has) and removed the folder: its VMs stayed
+       in their host's and pool's `vm` with a `parent` that no longer existed, and govc's find
+       (mo.Ancestors) spun forever on them. MarkAsTemplate
        left the template in its pool's `vm`; MarkAsVirtualMachine joined no pool or host list.
 These two are covered by tests/lab/test_vcsim.py (datastore section; "independent clients": govc's
 find/ls after clones, a folder destroy, a template turned back into a VM and session invalidation).

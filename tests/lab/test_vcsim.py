@@ -483,8 +483,8 @@ def test_govc_inventory_commands_answer_after_churn(
     """After what a day of use does to the lab's vCenter (clones, a folder destroyed with VMs in
     it, a template turned back into a VM on another host, sessions invalidated, destroys), govc's
     inventory commands still answer, and every VM a host or pool lists has a parent chain up to
-    the root folder. Upstream vcsim skipped every other child when destroying a folder, leaving VMs
-    whose parent no longer existed: `govc find / -type m` then spun at 100 % CPU forever."""
+    the root folder. Upstream vcsim destroyed a folder without its VMs, which stayed registered
+    with a parent that no longer existed: `govc find / -type m` then spun at 100 % CPU forever."""
     si = _connect(env)  # invalidated below, never logged out
     folder = _find(si, env["LAB_VSPHERE_FOLDER"])
     pool = _find(si, env["LAB_VSPHERE_RESOURCE_POOL"])
@@ -510,6 +510,7 @@ def test_govc_inventory_commands_answer_after_churn(
 
     # A VM turned into a template and back into a VM, on host H0.
     vm = _new_vm(si, env, power_on=False)
+    vm_path = f"{env['LAB_VSPHERE_FOLDER']}/{vm.name}"
     vm.MarkAsTemplate()
     assert vm not in pool.vm, "a template is listed in a resource pool"
     vm.MarkAsVirtualMachine(pool=pool, host=host0)
@@ -523,13 +524,22 @@ def test_govc_inventory_commands_answer_after_churn(
     control.invalidate_sessions()
     si2 = _connect(env)
     try:
-        clone = _new_vm(si2, env, power_on=False)
+        pool = _find(si2, env["LAB_VSPHERE_RESOURCE_POOL"])
+        hosts = list(_find(si2, f"{cluster}").host)
+        converted = vim.VirtualMachine(vm._moId, si2._stub)
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=pool), powerOn=False)
+        clone = _wait(
+            si2,
+            converted.CloneVM_Task(
+                folder=_find(si2, env["LAB_VSPHERE_FOLDER"]), name=f"churn-{tag}-c", spec=spec
+            ),
+        )
         _wait(si2, clone.Destroy_Task())
 
         out = _govc(env, "find", "/", "-type", "m")
-        assert f"{env['LAB_VSPHERE_FOLDER']}/{vm.name}" in out.splitlines()
+        assert vm_path in out.splitlines()
         out = _govc(env, "find", f"{cluster}/DC0_C0_H0")
-        assert f"{env['LAB_VSPHERE_FOLDER']}/{vm.name}" in out.splitlines()
+        assert vm_path in out.splitlines()
         _govc(env, "ls", "-l", f"/{env['LAB_VSPHERE_DATACENTER']}/vm/*")
         _govc(env, "ls", "-l", f"{env['LAB_VSPHERE_FOLDER']}/*")
 
