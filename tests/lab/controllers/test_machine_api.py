@@ -678,7 +678,11 @@ def test_missing_vsphere_object_fails_the_machine(
     ("override", "expected"),
     [
         (
-            {"workspace": {"server": "vcenter.elsewhere.example"}},
+            # with a secret that has that server's keys: the session is what fails
+            {
+                "workspace": {"server": "vcenter.elsewhere.example"},
+                "credentialsSecret": {"name": "scope-test-credentials"},
+            },
             'Post "https://vcenter.elsewhere.example/sdk"',
         ),
         (
@@ -694,7 +698,12 @@ def test_missing_vsphere_object_fails_the_machine(
 )
 @pytest.mark.lab
 def test_wrong_server_or_credentials_never_create_a_vm(
-    custom: k8s.CustomObjectsApi, site: Site, infra: str, override: Obj, expected: str
+    api: k8s.ApiClient,
+    custom: k8s.CustomObjectsApi,
+    site: Site,
+    infra: str,
+    override: Obj,
+    expected: str,
 ) -> None:
     """As machine-api's vSphere actuator: the machine scope (credentials secret with
     `<workspace.server>.username/.password`, a session to workspace.server) comes before any
@@ -702,6 +711,18 @@ def test_wrong_server_or_credentials_never_create_a_vm(
     InstanceExists=Unknown (ErrorCheckingProvider), retried, not Failed. The old lab ignored
     both fields and cloned the VM."""
     name = "scope-" + uuid.uuid4().hex[:6]
+    core = k8s.CoreV1Api(api)
+    with contextlib.suppress(ApiException):
+        core.create_namespaced_secret(
+            NS,
+            {
+                "metadata": {"name": "scope-test-credentials"},
+                "stringData": {
+                    "vcenter.elsewhere.example.username": "administrator@vsphere.local",
+                    "vcenter.elsewhere.example.password": "not-a-secret",
+                },
+            },
+        )
     spec = site.provider_spec()
     for k, v in override.items():
         spec[k] = {**spec.get(k, {}), **v} if isinstance(v, dict) else v
