@@ -715,13 +715,13 @@ def test_wrong_server_or_credentials_never_create_a_vm(
     with contextlib.suppress(ApiException):
         core.create_namespaced_secret(
             NS,
-            {
-                "metadata": {"name": "scope-test-credentials"},
-                "stringData": {
+            k8s.V1Secret(
+                metadata=k8s.V1ObjectMeta(name="scope-test-credentials"),
+                string_data={
                     "vcenter.elsewhere.example.username": "administrator@vsphere.local",
                     "vcenter.elsewhere.example.password": "not-a-secret",
                 },
-            },
+            ),
         )
     spec = site.provider_spec()
     for k, v in override.items():
