@@ -767,3 +767,26 @@ def test_list_view_changes_with_a_listener(own_lab: cli.LabContext) -> None:
     assert not listener.errors, listener.errors
     assert [vm.name for vm in view.view] == [workers[0].name]
     Disconnect(si)
+
+
+def test_govc_inventory_commands_answer_on_the_shared_lab(lab_env: dict[str, str]) -> None:
+    """The same on the session's lab, after whatever ran before in the session (in a full run: the
+    flows' golden image builds, clones, templates and MachineSets): govc's inventory commands
+    answer and every VM a host or pool lists reaches the root folder."""
+    if not lab_env.get("GOVC_URL"):
+        pytest.skip("needs the lab's vcsim component")
+    cluster = f"/{lab_env['LAB_VSPHERE_DATACENTER']}/host/{lab_env['LAB_VSPHERE_CLUSTER']}"
+    vms = _govc(lab_env, "find", "/", "-type", "m").splitlines()
+    assert f"{lab_env['LAB_VSPHERE_FOLDER']}/{lab_env['LAB_VSPHERE_TEMPLATE']}" in vms
+    _govc(lab_env, "ls", "-l", f"/{lab_env['LAB_VSPHERE_DATACENTER']}/vm/*")
+    si = _connect(lab_env)
+    try:
+        for host in _find(si, cluster).host:
+            _govc(lab_env, "find", f"{cluster}/{host.name}")
+        pool = _find(si, lab_env["LAB_VSPHERE_RESOURCE_POOL"])
+        listed = [v for h in _find(si, cluster).host for v in h.vm]
+        listed += [v for p in [pool, *pool.resourcePool] for v in p.vm]
+        broken = {v._moId for v in listed if not _chain_reaches_root(si, v)}
+        assert not broken, f"VMs listed by a host or pool whose parent chain ends nowhere: {broken}"
+    finally:
+        Disconnect(si)
