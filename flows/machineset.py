@@ -4,9 +4,10 @@ Composes `tasks.openshift` and `tasks.machineset`, decides, reports; calls no cl
 own or from the parent flow. Order, so that bad input never writes anything:
 validate the configuration (M2 name, sizes, replicas, workspace paths) and load the blocks -> M1
 infrastructure ID -> C2 (optional) values from a Linux compute MachineSet -> C1 render (artifact)
--> M6/M7/M9 every vCenter object exists and the template is a powered-off template, not the base
-VM -> PRE-3 the template's recorded SSH key fingerprint equals the WindowsAccess key's (a mismatch
-makes WMCO delete and re-create machines forever) -> C3 server-side dry run -> C3 apply (create or
+-> M6/M7/M9 every vCenter object exists in the vCenter `workspace.server` names, the template is a
+powered-off template, not the base VM, and (M5) the credentials secret holds that server's
+`<server>.username`/`.password` keys -> PRE-3 the template's recorded SSH key fingerprint equals
+the WindowsAccess key's (a mismatch makes WMCO delete and re-create machines forever) -> C3 server-side dry run -> C3 apply (create or
 converge; a re-run is 'unchanged') -> V1 wait with watches until Ready, or a diagnosis naming the
 prerequisite at fault.
 
@@ -142,7 +143,7 @@ def machineset(
                     cluster.openshift_block, ms.linux_machineset
                 )
                 out.ok(
-                    f"from Linux machine set: network {resolved.network_name!r}, folder "
+                    f"from {resolved.source}: network {resolved.network_name!r}, folder "
                     f"{resolved.workspace.folder}, datastore {resolved.workspace.datastore}"
                 )
             else:
@@ -173,9 +174,16 @@ def machineset(
             placement = mst.m7_check_vcenter(
                 vsphere_credentials_block, workspace, network, tpl, base_vm
             )
-            if placement.problems:
-                raise errors.ValidationError(placement.problems)
-            out.ok("; ".join(placement.evidence))
+            secret = value["credentialsSecret"]["name"]
+            secret_problems = ocp.m5_check_credentials_secret(
+                cluster.openshift_block, secret, workspace.server
+            )
+            if placement.problems or secret_problems:
+                raise errors.ValidationError([*placement.problems, *secret_problems])
+            out.ok(
+                "; ".join(placement.evidence)
+                + f"; secret {secret} has the keys of server {workspace.server}"
+            )
 
         with report.step(StepId.PRE3) as out:
             assert placement.template is not None

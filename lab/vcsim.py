@@ -19,6 +19,7 @@ Inventory (vcsim's standard names; exact paths also in GET /inventory and the pu
   /DC0/vm/<infra_id>                          the cluster's VM folder, holding:
     <infra_id>-rhcos                          RHCOS template (rhel8_64Guest, vmx-15, 4 CPU, 16 GiB)
     <infra_id>-worker-xxxxx (x3)              Linux workers, powered on, open-vm-tools reporting
+                                              (LAB_VSPHERE_WORKERS; lab.seed gives each a Machine)
   [LocalDS_0] iso/<file>                      every stand-in ISO of lab.media (Windows and Tools)
 
 Control endpoint (plain HTTP + JSON on 127.0.0.1:LAB_VCSIM_CONTROL_PORT, LAB_VCSIM_CONTROL_URL).
@@ -88,6 +89,16 @@ private go.mod (`-modfile`) that adds `replace github.com/vmware/govmomi => <pat
        are terminated keep their filters, views and collector registered (upstream leak, as before).
 Both are covered by tests/lab/test_vcsim.py (concurrency section: clones and ListView changes under
 a listener, each with a goroutine dump of the waiting lock holders on a hang).
+  0003 datastore uploads. vcsim's /folder PUT created missing parent directories; a datastore answers
+       404 (the client makes directories with FileManager.MakeDirectory). MakeDirectory of an
+       existing name is FileAlreadyExists, also with createParentDirectories.
+  0004 inventory consistency. Destroy_Task on a folder destroyed none of its children (it looked
+       for a DestroyTask without Context, which no entity has) and removed the folder: its VMs stayed
+       in their host's and pool's `vm` with a `parent` that no longer existed, and govc's find
+       (mo.Ancestors) spun forever on them. MarkAsTemplate
+       left the template in its pool's `vm`; MarkAsVirtualMachine joined no pool or host list.
+These two are covered by tests/lab/test_vcsim.py (datastore section; "independent clients": govc's
+find/ls after clones, a folder destroy, a template turned back into a VM and session invalidation).
 
 Component interface (lab/cli.py): `build(ctx)` compiles vcsim-lab (cache key: GOVMOMI_VERSION and a hash
 of the Go sources and patches) and installs govc GOVC_VERSION; `start(ctx)` returns GOVC_* and LAB_VSPHERE_* (see
@@ -560,6 +571,11 @@ def _env(ctx: LabContext, inv: dict[str, Any], isos: dict[str, str]) -> dict[str
         "LAB_VSPHERE_RESOURCE_POOL": inv["resource_pool"],
         "LAB_VSPHERE_CHILD_RESOURCE_POOL": inv.get("child_resource_pool", ""),
         "LAB_VSPHERE_TEMPLATE": inv["template"].rsplit("/", 1)[-1],
+        # the Linux worker VMs (name=guest IP, comma-separated): lab.seed gives each a Machine
+        "LAB_VSPHERE_WORKERS": ",".join(
+            f"{w.rsplit('/', 1)[-1]}={(inv.get('worker_ips') or {}).get(w.rsplit('/', 1)[-1], '')}"
+            for w in inv.get("workers") or []
+        ),
         "LAB_WINDOWS_ISO_OCP49": isos[media.WINDOWS_MEDIA["ocp-4.9"].file_name],
         "LAB_WINDOWS_ISO_CURRENT": isos[media.WINDOWS_MEDIA["current"].file_name],
         "LAB_TOOLS_ISO": isos[media.TOOLS_MEDIA["current"].file_name],

@@ -19,8 +19,9 @@ from tasks.policy import transient_retries
 from winnodes.cluster import machinesets, prereqs, wait
 from winnodes.cluster.machinesets import ApplyResult
 from winnodes.cluster.prereqs import KeySecretAction, PrerequisiteReport
+from winnodes.errors import Problem
 from winnodes.render.diagnosis import Readiness, readiness
-from winnodes.render.machineset import Resolved, workspace_from_machineset
+from winnodes.render.machineset import Resolved, workspace_from_machine, workspace_from_machineset
 
 
 def _creds(block: str) -> OpenShiftCredentials:
@@ -52,9 +53,23 @@ def m1_infrastructure_id(openshift_block: str) -> str:
 
 @task(name="C2 values from a Linux compute MachineSet", **transient_retries())
 def c2_from_linux_machineset(openshift_block: str, name: str | None) -> Resolved:
-    """Workspace, network and credentials secret of an existing Linux compute MachineSet."""
+    """Workspace, network and credentials secret of an existing Linux compute MachineSet, read as
+    WMCO's hack/machineset.sh reads them: from a Running Linux worker Machine of that set (what
+    machine-api really used), else from the set's template."""
     with _creds(openshift_block).get_client() as api:
-        return workspace_from_machineset(prereqs.linux_compute_machineset(api, name))
+        ms = prereqs.linux_compute_machineset(api, name)
+        running = prereqs.running_linux_worker_machine(api, ms["metadata"]["name"])
+        if running is not None:
+            return workspace_from_machine(running)
+        return workspace_from_machineset(ms)
+
+
+@task(name="M5 credentials secret of the MachineSet", **transient_retries())
+def m5_check_credentials_secret(openshift_block: str, secret: str, server: str) -> list[Problem]:
+    """The credentials secret exists in openshift-machine-api with `<server>.username` and
+    `<server>.password` (what machine-api's vSphere provider reads); every problem, nothing written."""
+    with _creds(openshift_block).get_client() as api:
+        return prereqs.credentials_secret_problems(api, secret, server)
 
 
 @task(name="C3 server-side dry run", **transient_retries())

@@ -173,7 +173,9 @@ def _check_base(ref: vms.VmRef) -> None:
 @task(name="G1 upload answer media", **transient_retries())
 def g1_upload_answer_media(gi: GoldenImageConfig) -> str:
     """Render autounattend.xml and the first-logon scripts, pack them as an ISO and upload it to
-    the datastore. Returns its datastore path. Overwrites (idempotent)."""
+    the datastore, into its directory (`winnodes/`, made with FileManager.MakeDirectory when
+    missing: a datastore does not create directories on upload). Returns its datastore path.
+    Overwrites (idempotent)."""
     access = WindowsAccess.load(gi.windows_access_block)
     files = answer_media_files(
         gi,

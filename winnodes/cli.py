@@ -89,8 +89,8 @@ def plan_text(
         ]
         if ms.take_from_existing_linux_machineset:
             lines.append(
-                "  workspace, network and credentials secret: taken from the cluster's Linux "
-                "MachineSet (C2) at run time"
+                "  workspace, network and credentials secret: taken at run time from a Running "
+                "Linux worker Machine of the cluster's Linux MachineSet (C2)"
             )
         else:
             manifest = render_machineset(ms, infrastructure_id=infra, template=tpl)

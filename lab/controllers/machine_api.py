@@ -15,6 +15,13 @@ Oldest). Its status counts `replicas`, `fullyLabeledReplicas`, `readyReplicas` a
 `availableReplicas` (ready = phase Running with a nodeRef whose Node is Ready; available = ready for
 `minReadySeconds`), and `observedGeneration`.
 
+Machine scope first, as the real actuator's newMachineScope: the `credentialsSecret` must exist in
+the Machine's namespace with `<workspace.server>.username` and `.password`, and `workspace.server`
+must be the vCenter this simulator talks to, with that user and password; otherwise no vCenter call
+is made, the Machine keeps its phase (none yet) with condition InstanceExists=Unknown, reason
+ErrorCheckingProvider and the real provider's message, and is retried with backoff (the real
+controller loses the InvalidConfiguration type in a %v wrap, so such a Machine is never Failed).
+
 Machine: adds the finalizer `machine.machine.openshift.io`; phase `Provisioning`; resolves the
 datacenter, template, folder, datastore, resource pool and networks like govmomi's finder (a missing
 one gives phase `Failed`, `errorReason: InvalidConfiguration`, an `errorMessage` naming it, and a
@@ -27,13 +34,17 @@ only once VMware Tools report an IP, and `Running` once the Machine has a nodeRe
 watched with WaitForUpdatesEx, so an IP that appears or vanishes in vCenter is reflected on the
 Machine. A VM that already exists for a Machine is adopted (the controller can restart at any point).
 Deletion powers the VM off, destroys it (NotFound counts as done), deletes the Node in
-`status.nodeRef` and removes the finalizer.
+`status.nodeRef` and removes the finalizer. (Deletion does not check the scope: the real controller
+would keep such a Machine's finalizer forever; the lab is lenient there so tests can clean up.)
+Machines that exist without a VM of their UID, such as the Linux workers lab.seed creates for the
+worker VMs of an installed cluster, are matched to their VM by name and adopted, never re-cloned.
 
 Run as `python -m lab.controllers.machine_api` with KUBECONFIG and GOVC_* in the environment.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import logging
@@ -96,6 +107,11 @@ VM_PROPS = [
 
 class InvalidConfiguration(Exception):
     """machine-api's InvalidMachineConfiguration: the Machine goes to phase Failed for good."""
+
+
+class ProviderScopeError(Exception):
+    """The real actuator's "failed to create scope for machine": retried with backoff, the Machine
+    is not Failed (the real controller loses the InvalidConfiguration type in a %v wrap)."""
 
 
 class NotFound(Exception):
@@ -205,6 +221,62 @@ def owner_set_name(machine: Obj) -> str | None:
         if ref.get("controller") and ref.get("kind") == "MachineSet":
             name: str = ref["name"]
             return name
+    return None
+
+
+def scope_error(
+    machine: Obj,
+    secret_data: Mapping[str, str] | None,
+    *,
+    vcenter_host: str,
+    vcenter_port: int,
+    username: str,
+    password: str,
+) -> str | None:
+    """Why the real provider cannot even build its machine scope (newMachineScope in
+    machine-api-operator pkg/controller/vsphere/machine_scope.go), in its words, or None.
+
+    Order as there: the credentials secret (`secret_data` is its decoded data, None when the Secret
+    does not exist) must hold `<workspace.server>.username` and `.password`; then the provider
+    logs in to `workspace.server`, which must be the vCenter this lab runs (a `:port` suffix must
+    name its port) with that user and password. The real actuator wraps the error with %v, so it
+    is not an InvalidMachineConfiguration: the Machine is not Failed but keeps being retried."""
+    name = machine.get("metadata", {}).get("name", "")
+    ns = machine.get("metadata", {}).get("namespace", "")
+    spec = provider_spec(machine)
+    ws = spec.get("workspace")
+    secret_name = (spec.get("credentialsSecret") or {}).get("name")
+    user = password_ = ""
+    if secret_name:
+        if secret_data is None:
+            return (
+                f"{name}: error getting credentials: credentials secret {ns}/{secret_name} not "
+                f'found: secrets "{secret_name}" not found'
+            )
+        if not ws:
+            return f"{name}: error getting credentials: no workspace"
+        for key in (f"{ws.get('server', '')}.username", f"{ws.get('server', '')}.password"):
+            if key not in secret_data:
+                return (
+                    f"{name}: error getting credentials: secret {ns}/{secret_name} does not "
+                    f'have "{key}" field set'
+                )
+        user = secret_data[f"{ws.get('server', '')}.username"]
+        password_ = secret_data[f"{ws.get('server', '')}.password"]
+    if not ws:
+        return f"{name}: no workspace provided"
+    server = str(ws.get("server") or "")
+    host, _, port = server.partition(":")
+    if host.lower() != vcenter_host.lower() or (port and port != str(vcenter_port)):
+        return (
+            "failed to create vSphere session: error setting up new vSphere SOAP client: "
+            f'Post "https://{server}/sdk": dial tcp: lookup {host}: no such host'
+        )
+    if user != username or password_ != password:
+        return (
+            "failed to create vSphere session: unable to login to vCenter: ServerFaultCode: "
+            "Cannot complete login due to an incorrect user name or password."
+        )
     return None
 
 
@@ -769,6 +841,14 @@ class MachineAPI:
         status = m.get("status") or {}
         if status.get("phase") == PHASE_FAILED:
             return None  # machine-api never reconciles a failed Machine again
+        problem = self._scope_error(m)
+        if problem is not None:
+            # The actuator's Exists fails before anything else: condition InstanceExists=Unknown,
+            # phase unchanged, retried with backoff (machine-api's controller.go).
+            message = f"Failed to check if machine exists: {name}: failed to create scope for machine: {problem}"
+            self._set_condition(m, "InstanceExists", "Unknown", "ErrorCheckingProvider", message)
+            raise ProviderScopeError(message)
+        self._clear_condition_if(m, "InstanceExists", "ErrorCheckingProvider")
 
         vm = self._find_vm(m)
         if vm is None:
@@ -789,6 +869,68 @@ class MachineAPI:
                 return None
             record_event(self.api, m, "Create", f"Created Machine {name}", "Normal", COMPONENT)
         return self._update_from_vm(m, vm)
+
+    def _scope_error(self, m: Obj) -> str | None:
+        spec = provider_spec(m)
+        secret_name = (spec.get("credentialsSecret") or {}).get("name")
+        data: dict[str, str] | None = None
+        if secret_name:
+            try:
+                secret = self.core.read_namespaced_secret(secret_name, m["metadata"]["namespace"])
+                data = {
+                    k: base64.b64decode(v).decode(errors="replace")
+                    for k, v in (secret.data or {}).items()
+                }
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        return scope_error(
+            m,
+            data,
+            vcenter_host=self.vs.host,
+            vcenter_port=self.vs.port,
+            username=self.vs.user,
+            password=self.vs.password,
+        )
+
+    def _set_condition(self, m: Obj, type_: str, status: str, reason: str, message: str) -> None:
+        conds = [
+            c for c in (m.get("status") or {}).get("conditions") or [] if c.get("type") != type_
+        ]
+        current = next(
+            (c for c in (m.get("status") or {}).get("conditions") or [] if c.get("type") == type_),
+            None,
+        )
+        if current and (current.get("status"), current.get("reason"), current.get("message")) == (
+            status,
+            reason,
+            message,
+        ):
+            return
+        conds.append(
+            {
+                "type": type_,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": now_rfc3339(),
+            }
+        )
+        self._patch_status(m, {"conditions": conds})
+
+    def _clear_condition_if(self, m: Obj, type_: str, reason: str) -> None:
+        conds = (m.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == type_ and c.get("reason") == reason for c in conds):
+            self._patch_status(
+                m,
+                {
+                    "conditions": [
+                        c
+                        for c in conds
+                        if not (c.get("type") == type_ and c.get("reason") == reason)
+                    ]
+                },
+            )
 
     def _find_vm(self, m: Obj) -> Any:
         """The Machine's VM: by instance UUID (= Machine UID), else by name (not a template);

@@ -62,6 +62,8 @@ class Site:
     resource_pool: str  # inventory path /<dc>/host/<cluster>/Resources
     ca_bundle_pem: str = ""
     template: str = ""  # the RHCOS template's name; `<infra_id>-rhcos` when empty
+    # The Linux worker VMs in the vCenter (name, guest IP): each gets a Running Machine and a Node
+    workers: tuple[tuple[str, str], ...] = ()
 
     @property
     def api_url(self) -> str:
@@ -112,7 +114,18 @@ class Site:
             resource_pool=env.get("LAB_VSPHERE_RESOURCE_POOL") or f"/{dc}/host/{cluster}/Resources",
             ca_bundle_pem=ca_bundle_pem,
             template=_leaf(env.get("LAB_VSPHERE_TEMPLATE", "")),
+            workers=_workers(env.get("LAB_VSPHERE_WORKERS", "")),
         )
+
+
+def _workers(value: str) -> tuple[tuple[str, str], ...]:
+    """`name=ip,name=ip` (lab.vcsim's LAB_VSPHERE_WORKERS) -> ((name, ip), ...)."""
+    out = []
+    for item in value.split(","):
+        name, _, ip = item.strip().partition("=")
+        if name:
+            out.append((name, ip))
+    return tuple(out)
 
 
 def _leaf(value: str) -> str:
@@ -421,12 +434,46 @@ def worker_user_data(site: Site) -> SeedObject:
     )
 
 
+def _worker_labels(site: Site) -> dict[str, str]:
+    return {
+        "machine.openshift.io/cluster-api-cluster": site.infra_id,
+        "machine.openshift.io/cluster-api-machine-role": "worker",
+        "machine.openshift.io/cluster-api-machine-type": "worker",
+        "machine.openshift.io/cluster-api-machineset": site.worker_machineset,
+    }
+
+
+def _worker_provider_spec(site: Site) -> Obj:
+    return {
+        "apiVersion": "machine.openshift.io/v1beta1",
+        "kind": "VSphereMachineProviderSpec",
+        "credentialsSecret": {"name": "vsphere-cloud-credentials"},
+        "diskGiB": 120,
+        "memoryMiB": 16384,
+        "metadata": {},
+        "network": {"devices": [{"networkName": site.network}]},
+        "numCPUs": 4,
+        "numCoresPerSocket": 4,
+        "snapshot": "",
+        "template": site.rhcos_template,
+        "userDataSecret": {"name": "worker-user-data"},
+        "workspace": {
+            "datacenter": site.datacenter,
+            "datastore": site.datastore,
+            "folder": site.folder,
+            "resourcePool": site.resource_pool,
+            "server": site.vcenter,
+        },
+    }
+
+
 def worker_machineset(site: Site) -> SeedObject:
-    """The Linux compute MachineSet an IPI installation creates. Zero replicas: the lab has no RHCOS
-    template to clone; its providerSpec is there to be read (procedure C2)."""
+    """The Linux compute MachineSet an IPI installation creates, with one replica per Linux worker
+    VM of the vCenter (their Machines are `worker_machines`; the lab's machine-api adopts them)."""
     name = site.worker_machineset
     cluster_label = {"machine.openshift.io/cluster-api-cluster": site.infra_id}
     set_label = {"machine.openshift.io/cluster-api-machineset": name}
+    n = len(site.workers)
     return _obj(
         "machine.openshift.io/v1beta1",
         "MachineSet",
@@ -439,48 +486,108 @@ def worker_machineset(site: Site) -> SeedObject:
             "machine.openshift.io/vCPU": "4",
         },
         spec={
-            "replicas": 0,
+            "replicas": n,
             "selector": {"matchLabels": {**cluster_label, **set_label}},
             "template": {
-                "metadata": {
-                    "labels": {
-                        **cluster_label,
-                        "machine.openshift.io/cluster-api-machine-role": "worker",
-                        "machine.openshift.io/cluster-api-machine-type": "worker",
-                        **set_label,
-                    }
-                },
+                "metadata": {"labels": _worker_labels(site)},
                 "spec": {
                     "lifecycleHooks": {},
                     "metadata": {},
-                    "providerSpec": {
-                        "value": {
-                            "apiVersion": "machine.openshift.io/v1beta1",
-                            "kind": "VSphereMachineProviderSpec",
-                            "credentialsSecret": {"name": "vsphere-cloud-credentials"},
-                            "diskGiB": 120,
-                            "memoryMiB": 16384,
-                            "metadata": {},
-                            "network": {"devices": [{"networkName": site.network}]},
-                            "numCPUs": 4,
-                            "numCoresPerSocket": 4,
-                            "snapshot": "",
-                            "template": site.rhcos_template,
-                            "userDataSecret": {"name": "worker-user-data"},
-                            "workspace": {
-                                "datacenter": site.datacenter,
-                                "datastore": site.datastore,
-                                "folder": site.folder,
-                                "resourcePool": site.resource_pool,
-                                "server": site.vcenter,
-                            },
-                        }
-                    },
+                    "providerSpec": {"value": _worker_provider_spec(site)},
                 },
             },
         },
-        status={"observedGeneration": 1, "replicas": 0},
+        status={
+            "observedGeneration": 1,
+            "replicas": n,
+            "fullyLabeledReplicas": n,
+            "readyReplicas": n,
+            "availableReplicas": n,
+        },
     )
+
+
+def worker_nodes(site: Site) -> list[SeedObject]:
+    """The Linux (RHCOS) worker Nodes of the worker Machines, Ready."""
+    out = []
+    for name, ip in site.workers:
+        addresses = [{"type": "Hostname", "address": name}]
+        if ip:
+            addresses.insert(0, {"type": "InternalIP", "address": ip})
+        out.append(
+            _obj(
+                "v1",
+                "Node",
+                "nodes",
+                name,
+                labels={
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "kubernetes.io/hostname": name,
+                    "beta.kubernetes.io/os": "linux",
+                    "beta.kubernetes.io/arch": "amd64",
+                    "node-role.kubernetes.io/worker": "",
+                    "node.openshift.io/os_id": "rhcos",
+                },
+                annotations={"machine.openshift.io/machine": f"{MACHINE_API_NAMESPACE}/{name}"},
+                status={
+                    "addresses": addresses,
+                    "conditions": [
+                        _condition(
+                            "Ready", "True", "KubeletReady", "kubelet is posting ready status"
+                        )
+                    ],
+                    "nodeInfo": {
+                        "architecture": "amd64",
+                        "bootID": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"boot.{name}")),
+                        "containerRuntimeVersion": "cri-o://1.31.10",
+                        "kernelVersion": "5.14.0-427.81.1.el9_4.x86_64",
+                        "kubeProxyVersion": "",
+                        "kubeletVersion": "v1.31.10",
+                        "machineID": uuid.uuid5(uuid.NAMESPACE_DNS, f"machine.{name}").hex,
+                        "operatingSystem": "linux",
+                        "osImage": "Red Hat Enterprise Linux CoreOS 418.94.202507221259-0",
+                        "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"system.{name}")),
+                    },
+                },
+            )
+        )
+    return out
+
+
+def worker_machines(site: Site) -> list[SeedObject]:
+    """The worker MachineSet's Machines, one per Linux worker VM, as an installed cluster has them
+    (WMCO's hack/machineset.sh reads `oc get machines -l ...cluster-api-machine-role=worker`):
+    named like their VMs, Running, with a nodeRef. No ownerReference (its UID is the API server's):
+    the lab's machine-api adopts them as the MachineSet's, finds each VM by name, and sets
+    providerID and addresses from vCenter."""
+    out = []
+    for name, ip in site.workers:
+        addresses = [{"type": "InternalDNS", "address": name}]
+        if ip:
+            addresses.insert(0, {"type": "InternalIP", "address": ip})
+        out.append(
+            _obj(
+                "machine.openshift.io/v1beta1",
+                "Machine",
+                "machines",
+                name,
+                MACHINE_API_NAMESPACE,
+                labels=_worker_labels(site),
+                spec={
+                    "lifecycleHooks": {},
+                    "metadata": {},
+                    "providerSpec": {"value": _worker_provider_spec(site)},
+                },
+                status={
+                    "phase": "Running",
+                    "nodeRef": {"kind": "Node", "name": name},
+                    "addresses": addresses,
+                    "lastUpdated": "2026-01-01T00:00:00Z",
+                },
+            )
+        )
+    return out
 
 
 def wmco() -> list[SeedObject]:
@@ -615,5 +722,7 @@ def seed_objects(site: Site) -> list[SeedObject]:
         vsphere_credentials(site),
         worker_user_data(site),
         worker_machineset(site),
+        *worker_nodes(site),
+        *worker_machines(site),
         *wmco(),
     ]

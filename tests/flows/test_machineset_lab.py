@@ -190,6 +190,75 @@ def test_vcenter_objects_checked_before_any_write(
     assert cluster.machineset(set_name) is None
 
 
+@pytest.mark.parametrize(
+    ("over", "fields", "words"),
+    [
+        (
+            {"credentials_secret": "no-such-credentials"},
+            {("M5", "machineset.credentials_secret", "exists")},
+            "openshift-machine-api/no-such-credentials does not exist",
+        ),
+        (
+            {"credentials_secret": "worker-user-data"},  # exists, keyed for no server
+            {("M5", "machineset.credentials_secret", "has-server-keys")},
+            "has no '127.0.0.1.username' and no '127.0.0.1.password'",
+        ),
+        (
+            {"server": "vcenter.elsewhere.invalid"},
+            {
+                ("M9", "machineset.workspace.server", "same-vcenter"),
+                ("M5", "machineset.credentials_secret", "has-server-keys"),
+            },
+            "'vcenter.elsewhere.invalid' is not the vCenter 127.0.0.1",
+        ),
+    ],
+    ids=["no-secret", "secret-without-server-keys", "other-vcenter"],
+)
+def test_server_and_credentials_secret_checked_before_any_write(
+    env: dict[str, str],
+    template: str,
+    set_name: str,
+    cluster: Cluster,
+    over: dict[str, str],
+    fields: set[tuple[str, str, str]],
+    words: str,
+) -> None:
+    """machine-api's vSphere provider logs in to workspace.server with `<server>.username` and
+    `<server>.password` from the credentials secret; the lab's machine-api now does too (its
+    Machines never get a VM otherwise), so the flow checks both before writing (M5, M9)."""
+    ms = machineset_config(env, set_name, template)
+    if "server" in over:
+        assert ms.workspace is not None
+        ms = ms.model_copy(update={"workspace": ms.workspace.model_copy(update=over)})
+    else:
+        ms = ms.model_copy(update=over)
+    with pytest.raises(errors.ValidationError) as exc:
+        run(env, ms)
+    assert {(p.step_id, p.field, p.rule) for p in exc.value.problems} == fields, exc.value
+    assert words in str(exc.value)
+    assert cluster.machineset(set_name) is None
+
+
+def test_c2_takes_the_values_of_a_running_linux_worker_machine(
+    env: dict[str, str], template: str, set_name: str, cluster: Cluster
+) -> None:
+    """C2 reads what WMCO's hack/machineset.sh reads: a Running Linux worker Machine's
+    providerSpec (the lab seeds them, as an installed cluster has them)."""
+    ms = machineset_config(
+        env, set_name, template, take_from_existing_linux_machineset=True, workspace=None
+    )
+    from tasks.openshift import c2_from_linux_machineset
+
+    resolved = c2_from_linux_machineset.fn(cluster_config(env).openshift_block, None)
+    workers = [w.split("=", 1)[0] for w in env["LAB_VSPHERE_WORKERS"].split(",")]
+    assert resolved.source == f"machine {min(workers)}"  # a Machine, not the set's template
+    result = run(env, ms, render_only=True)
+    assert result.action == "rendered"
+    assert "server: 127.0.0.1" in result.yaml
+    assert f"networkName: {env['LAB_VSPHERE_NETWORK']}" in result.yaml
+    assert cluster.machineset(set_name) is None
+
+
 def test_template_with_another_key_is_refused(
     env: dict[str, str], set_name: str, cluster: Cluster, template: str
 ) -> None:

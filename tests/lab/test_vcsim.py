@@ -9,6 +9,7 @@ observed through the vSphere API (WaitForUpdatesEx, tasks, events) rather than t
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import socket
 import ssl
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -220,6 +222,61 @@ def test_isos_are_in_the_datastore(si: Any, env: dict[str, str]) -> None:
     assert (Path(env["LAB_VSPHERE_DATASTORE_DIR"]) / "iso" / "vmware-tools-12.1.5.iso").is_file()
 
 
+# --------------------------------------------------------------------------------------- datastore
+def _put(si: Any, env: dict[str, str], rel: str, data: bytes) -> int:
+    """PUT a file over vCenter's /folder interface with the session cookie; the HTTP status."""
+    host, port = env["LAB_VSPHERE_SERVER"].rsplit(":", 1)
+    query = urllib.parse.urlencode(
+        {"dcPath": env["LAB_VSPHERE_DATACENTER"], "dsName": env["LAB_VSPHERE_DATASTORE"]}
+    )
+    conn = http.client.HTTPSConnection(
+        host, int(port), context=ssl.create_default_context(cafile=env["LAB_VSPHERE_CA_FILE"])
+    )
+    try:
+        conn.request(
+            "PUT",
+            f"/folder/{urllib.parse.quote(rel)}?{query}",
+            body=data,
+            headers={"Cookie": si._stub.cookie, "Content-Type": "application/octet-stream"},
+        )
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_upload_into_a_missing_directory_is_refused(si: Any, env: dict[str, str]) -> None:
+    """A datastore does not create directories on upload (upstream vcsim did): 404, nothing
+    written; after FileManager.MakeDirectory the same PUT works."""
+    d = f"up-{uuid.uuid4().hex[:8]}"
+    root = Path(env["LAB_VSPHERE_DATASTORE_DIR"])
+    assert _put(si, env, f"{d}/sub/file.bin", b"x") == 404
+    assert not (root / d).exists()
+    dc = _find(si, f"/{env['LAB_VSPHERE_DATACENTER']}")
+    si.content.fileManager.MakeDirectory(
+        name=f"[{env['LAB_VSPHERE_DATASTORE']}] {d}/sub",
+        datacenter=dc,
+        createParentDirectories=True,
+    )
+    assert _put(si, env, f"{d}/sub/file.bin", b"x") in (200, 201)
+    assert (root / d / "sub" / "file.bin").read_bytes() == b"x"
+
+
+def test_make_directory_of_an_existing_one_is_file_already_exists(
+    si: Any, env: dict[str, str]
+) -> None:
+    """FileManager.MakeDirectory faults FileAlreadyExists for an existing name, also with
+    createParentDirectories (upstream vcsim returned success)."""
+    dc = _find(si, f"/{env['LAB_VSPHERE_DATACENTER']}")
+    name = f"[{env['LAB_VSPHERE_DATASTORE']}] mk-{uuid.uuid4().hex[:8]}/a"
+    fm = si.content.fileManager
+    fm.MakeDirectory(name=name, datacenter=dc, createParentDirectories=True)
+    for parents in (True, False):
+        with pytest.raises(vim.fault.FileAlreadyExists):
+            fm.MakeDirectory(name=name, datacenter=dc, createParentDirectories=parents)
+
+
 # ---------------------------------------------------------------------------------- faults, delays
 def test_task_fault_fails_the_task_then_stops_after_its_count(
     si: Any, env: dict[str, str], control: vcsim.VcsimControl
@@ -375,6 +432,123 @@ def test_guest_shutdown_powers_off_without_a_task(
     with pytest.raises(vcsim.VcsimControlError) as again:
         control.guest_shutdown(vm._moId)
     assert again.value.status == 409
+
+
+# --------------------------------------------------------------------------- independent clients
+GOVC_DEADLINE = 60  # seconds: each govc command answers in well under a second on a sane inventory
+
+
+def _govc(env: dict[str, str], *args: str) -> str:
+    """Run the lab's govc with the lab's GOVC_* variables; fail (not hang) when it does not end."""
+    run_env = dict(os.environ) | {k: v for k, v in env.items() if k.startswith("GOVC_")}
+    try:
+        run = subprocess.run(
+            [env["LAB_GOVC"], *args],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=GOVC_DEADLINE,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"`govc {' '.join(args)}` did not answer within {GOVC_DEADLINE}s: the inventory holds "
+            "something a vCenter never returns (an entity whose parent chain ends nowhere?)"
+        )
+    assert run.returncode == 0, f"govc {' '.join(args)}: {run.stderr}"
+    return run.stdout
+
+
+def _wait(si: Any, task: Any) -> Any:
+    assert _task_states(si, task)[-1] == "success", task.info.error
+    return task.info.result
+
+
+def _chain_reaches_root(si: Any, obj: Any) -> bool:
+    root = si.content.rootFolder
+    for _ in range(32):
+        if obj == root:
+            return True
+        try:
+            obj = obj.parent
+        except vmodl.fault.ManagedObjectNotFound:
+            return False
+        if obj is None:
+            return False
+    return False
+
+
+def test_govc_inventory_commands_answer_after_churn(
+    env: dict[str, str], control: vcsim.VcsimControl
+) -> None:
+    """After what a day of use does to the lab's vCenter (clones, a folder destroyed with VMs in
+    it, a template turned back into a VM on another host, sessions invalidated, destroys), govc's
+    inventory commands still answer, and every VM a host or pool lists has a parent chain up to
+    the root folder. Upstream vcsim destroyed a folder without its VMs, which stayed registered
+    with a parent that no longer existed: `govc find / -type m` then spun at 100 % CPU forever."""
+    si = _connect(env)  # invalidated below, never logged out
+    folder = _find(si, env["LAB_VSPHERE_FOLDER"])
+    pool = _find(si, env["LAB_VSPHERE_RESOURCE_POOL"])
+    cluster = f"/{env['LAB_VSPHERE_DATACENTER']}/host/{env['LAB_VSPHERE_CLUSTER']}"
+    host0 = _find(si, f"{cluster}/DC0_C0_H0")
+    template = _template(si, env)
+    tag = uuid.uuid4().hex[:6]
+
+    # A folder with powered-off VMs in it, destroyed as a whole: all of them go.
+    sub = folder.CreateFolder(f"churn-{tag}")
+    names = [f"churn-{tag}-{i}" for i in range(4)]
+    for name in names:
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=pool), powerOn=False)
+        _wait(si, template.CloneVM_Task(folder=sub, name=name, spec=spec))
+    _wait(si, sub.Destroy_Task())
+    left = si.content.viewManager.CreateContainerView(
+        si.content.rootFolder, [vim.VirtualMachine], True
+    )
+    try:
+        assert not {v.name for v in left.view} & set(names), "a destroyed folder left VMs behind"
+    finally:
+        left.DestroyView()
+
+    # A VM turned into a template and back into a VM, on host H0.
+    vm = _new_vm(si, env, power_on=False)
+    vm_path = f"{env['LAB_VSPHERE_FOLDER']}/{vm.name}"
+    vm.MarkAsTemplate()
+    assert vm not in pool.vm, "a template is listed in a resource pool"
+    vm.MarkAsVirtualMachine(pool=pool, host=host0)
+    assert list(pool.vm).count(vm) == 1
+    assert list(host0.vm).count(vm) == 1
+    hosts = list(_find(si, cluster).host)
+    others = [h for h in hosts if h != host0]
+    assert all(vm not in h.vm for h in others), "a VM is listed under a host it does not run on"
+
+    # Sessions invalidated (the clients log in again), a clone of the converted VM, a destroy.
+    control.invalidate_sessions()
+    si2 = _connect(env)
+    try:
+        pool = _find(si2, env["LAB_VSPHERE_RESOURCE_POOL"])
+        hosts = list(_find(si2, f"{cluster}").host)
+        converted = vim.VirtualMachine(vm._moId, si2._stub)
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=pool), powerOn=False)
+        clone = _wait(
+            si2,
+            converted.CloneVM_Task(
+                folder=_find(si2, env["LAB_VSPHERE_FOLDER"]), name=f"churn-{tag}-c", spec=spec
+            ),
+        )
+        _wait(si2, clone.Destroy_Task())
+
+        out = _govc(env, "find", "/", "-type", "m")
+        assert vm_path in out.splitlines()
+        out = _govc(env, "find", f"{cluster}/DC0_C0_H0")
+        assert vm_path in out.splitlines()
+        _govc(env, "ls", "-l", f"/{env['LAB_VSPHERE_DATACENTER']}/vm/*")
+        _govc(env, "ls", "-l", f"{env['LAB_VSPHERE_FOLDER']}/*")
+
+        listed = [v for h in hosts for v in h.vm]
+        listed += [v for p in [pool, *pool.resourcePool] for v in p.vm]
+        broken = {v._moId for v in listed if not _chain_reaches_root(si2, v)}
+        assert not broken, f"VMs listed by a host or pool whose parent chain ends nowhere: {broken}"
+    finally:
+        Disconnect(si2)
 
 
 # ------------------------------------------------------------------------------------- component
@@ -593,3 +767,26 @@ def test_list_view_changes_with_a_listener(own_lab: cli.LabContext) -> None:
     assert not listener.errors, listener.errors
     assert [vm.name for vm in view.view] == [workers[0].name]
     Disconnect(si)
+
+
+def test_govc_inventory_commands_answer_on_the_shared_lab(lab_env: dict[str, str]) -> None:
+    """The same on the session's lab, after whatever ran before in the session (in a full run: the
+    flows' golden image builds, clones, templates and MachineSets): govc's inventory commands
+    answer and every VM a host or pool lists reaches the root folder."""
+    if not lab_env.get("GOVC_URL"):
+        pytest.skip("needs the lab's vcsim component")
+    cluster = f"/{lab_env['LAB_VSPHERE_DATACENTER']}/host/{lab_env['LAB_VSPHERE_CLUSTER']}"
+    vms = _govc(lab_env, "find", "/", "-type", "m").splitlines()
+    assert f"{lab_env['LAB_VSPHERE_FOLDER']}/{lab_env['LAB_VSPHERE_TEMPLATE']}" in vms
+    _govc(lab_env, "ls", "-l", f"/{lab_env['LAB_VSPHERE_DATACENTER']}/vm/*")
+    si = _connect(lab_env)
+    try:
+        for host in _find(si, cluster).host:
+            _govc(lab_env, "find", f"{cluster}/{host.name}")
+        pool = _find(si, lab_env["LAB_VSPHERE_RESOURCE_POOL"])
+        listed = [v for h in _find(si, cluster).host for v in h.vm]
+        listed += [v for p in [pool, *pool.resourcePool] for v in p.vm]
+        broken = {v._moId for v in listed if not _chain_reaches_root(si, v)}
+        assert not broken, f"VMs listed by a host or pool whose parent chain ends nowhere: {broken}"
+    finally:
+        Disconnect(si)

@@ -294,3 +294,69 @@ def linux_compute_machineset(api: k8s.ApiClient, name: str | None = None) -> Obj
             step_id="C2",
         )
     return sets[0]
+
+
+def running_linux_worker_machine(api: k8s.ApiClient, machineset: str | None = None) -> Obj | None:
+    """C2, as WMCO's hack/machineset.sh does (`oc get machines -l
+    machine.openshift.io/cluster-api-machine-role=worker`): a Running Linux worker Machine (of
+    `machineset` when given), whose providerSpec is what machine-api really used; None if none."""
+    selector = "machine.openshift.io/cluster-api-machine-role=worker"
+    if machineset:
+        selector += f",machine.openshift.io/cluster-api-machineset={machineset}"
+    with boundary("C2", "list worker machines"):
+        res: Any = k8s.CustomObjectsApi(api).list_namespaced_custom_object(
+            "machine.openshift.io",
+            "v1beta1",
+            MACHINE_API_NAMESPACE,
+            "machines",
+            label_selector=selector,
+        )
+    running = [
+        m
+        for m in res.get("items") or []
+        if (m.get("metadata", {}).get("labels") or {}).get("machine.openshift.io/os-id")
+        != "Windows"
+        and (m.get("status") or {}).get("phase") == "Running"
+        and not m.get("metadata", {}).get("deletionTimestamp")
+    ]
+    return min(running, key=lambda m: m["metadata"]["name"]) if running else None
+
+
+# ---- M5 ------------------------------------------------------------------------------------------
+def credentials_secret_problems(api: k8s.ApiClient, secret: str, server: str) -> list[Problem]:
+    """M5/M9: machine-api's vSphere provider reads `<workspace.server>.username` and
+    `<workspace.server>.password` from the credentials secret in openshift-machine-api; without the
+    secret or those keys the Machines never get a VM. Only key names are read into messages."""
+    fld = "machineset.credentials_secret"
+    where = f"{MACHINE_API_NAMESPACE}/{secret}"
+    with boundary("M5", f"read secret {where}"):
+        try:
+            obj = k8s.CoreV1Api(api).read_namespaced_secret(secret, MACHINE_API_NAMESPACE)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            obj = None
+    if obj is None:
+        return [
+            Problem(
+                "M5",
+                fld,
+                "exists",
+                f"{fld}: secret {where} does not exist; machine-api reads the vCenter user and "
+                "password from it (M5)",
+            )
+        ]
+    keys = set(obj.data or {}) | set(getattr(obj, "string_data", None) or {})
+    missing = [k for k in (f"{server}.username", f"{server}.password") if k not in keys]
+    if not missing:
+        return []
+    return [
+        Problem(
+            "M5",
+            fld,
+            "has-server-keys",
+            f"{fld}: secret {where} has no {' and no '.join(repr(k) for k in missing)}: "
+            f"machine-api looks the credentials up by workspace.server {server!r}, so both keys "
+            "must be named after it exactly (M5, M9)",
+        )
+    ]

@@ -28,7 +28,8 @@ Cause = Literal["template", "placement", "dns", "key", "firewall", "unknown"]
 
 CAUSE_TEXT: dict[str, str] = {
     "template": "the Windows template (M7; golden image steps G1-G10)",
-    "placement": "the vSphere placement: network, datastore, folder or resource pool (M6, M9)",
+    "placement": "the vSphere placement: network, datastore, folder, resource pool, or the "
+    "vCenter server and its credentials secret keys (M5, M6, M9)",
     "dns": "the api-int DNS record (DNS1)",
     "key": "the SSH key: the template's authorized key vs the cloud-private-key secret (PRE-3, G5)",
     "firewall": "the template's firewall rules (G7)",
@@ -147,8 +148,10 @@ def classify(reason: str, message: str) -> Cause:
         return "dns"
     if any(s.startswith("G") or s == "PRE-2" for s in steps) or "M7" in steps:
         return "template"
-    if steps & {"M6", "M9"}:
+    if steps & {"M5", "M6", "M9"}:
         return "placement"
+    if "error getting credentials" in text or "failed to create vsphere session" in text:
+        return "placement"  # workspace.server and its credentials secret keys (M5, M9)
     if "template" in text:
         return "template"
     if any(w in text for w in ("network", "datastore", "folder", "resource pool", "datacenter")):
@@ -237,6 +240,16 @@ def _event_time(e: Obj) -> str:
     ).zfill(20)
 
 
+def _provider_error(status: Obj) -> str:
+    """machine-api's vSphere actuator cannot even check a Machine (credentials secret without the
+    `<workspace.server>.*` keys, an unreachable workspace.server): no errorMessage, no phase, only
+    condition InstanceExists=Unknown with reason ErrorCheckingProvider and the error."""
+    for c in status.get("conditions") or []:
+        if c.get("reason") == "ErrorCheckingProvider" and c.get("status") != "True":
+            return str(c.get("message") or "")
+    return ""
+
+
 def diagnose(snap: SetSnapshot, *, max_events: int = 20) -> Diagnosis:
     """Each Machine's phase and error, the recent Warning/Normal Events on the set's Machines and the
     set itself, and the causes they point at (Machine errors first, then Warning Events)."""
@@ -248,7 +261,7 @@ def diagnose(snap: SetSnapshot, *, max_events: int = 20) -> Diagnosis:
     for m in live_machines(snap):
         st = m.get("status") or {}
         node_name = _node_of(m)
-        err = str(st.get("errorMessage") or "")
+        err = str(st.get("errorMessage") or "") or _provider_error(st)
         machines.append(
             MachineLine(
                 m["metadata"]["name"],

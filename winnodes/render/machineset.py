@@ -33,6 +33,7 @@ class Resolved:
     workspace: Workspace
     network_name: str
     credentials_secret: str
+    source: str = ""  # where C2 took them from, e.g. "machine lab-7xk2p-worker-abcde"
 
 
 def render_machineset(
@@ -144,13 +145,23 @@ def workspace_from_machineset(obj: dict[str, Any]) -> Resolved:
         obj.get("spec", {}).get("template", {}).get("spec", {}).get("providerSpec", {}).get("value")
         or {}
     )
+    return _resolved(value, f"machine set {obj.get('metadata', {}).get('name', '?')}")
+
+
+def workspace_from_machine(obj: dict[str, Any]) -> Resolved:
+    """C2 as WMCO's hack/machineset.sh does it: the same values from a (Running, Linux worker)
+    Machine's `spec.providerSpec.value`."""
+    value = obj.get("spec", {}).get("providerSpec", {}).get("value") or {}
+    return _resolved(value, f"machine {obj.get('metadata', {}).get('name', '?')}")
+
+
+def _resolved(value: dict[str, Any], what_obj: str) -> Resolved:
     ws = value.get("workspace") or {}
     devices = (value.get("network") or {}).get("devices") or []
-    name = obj.get("metadata", {}).get("name", "?")
     missing = [k for k in ("datacenter", "datastore", "folder", "server") if not ws.get(k)]
     if missing or not devices or not devices[0].get("networkName"):
         what = ", ".join([f"workspace.{m}" for m in missing] + ([] if devices else ["network"]))
-        raise ConfigError(f"machine set {name!r} has no vSphere {what} to take (C2)", step_id="C2")
+        raise ConfigError(f"{what_obj} has no vSphere {what} to take (C2)", step_id="C2")
     return Resolved(
         workspace=Workspace(
             datacenter=ws["datacenter"],
@@ -162,6 +173,7 @@ def workspace_from_machineset(obj: dict[str, Any]) -> Resolved:
         network_name=devices[0]["networkName"],
         credentials_secret=(value.get("credentialsSecret") or {}).get("name")
         or "vsphere-cloud-credentials",
+        source=what_obj,
     )
 
 

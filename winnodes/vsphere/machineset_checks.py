@@ -1,5 +1,5 @@
 """M6, M7, M9 against vCenter: does every object a Windows MachineSet names exist, as machine-api
-will look it up?
+will look it up, in the vCenter `workspace.server` names?
 
 machine-api resolves `template`, `workspace.folder`, `workspace.datastore` and
 `workspace.resourcePool` with govmomi's finder inside `workspace.datacenter`: an absolute inventory
@@ -15,6 +15,8 @@ PRE-3 comparison.
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,51 @@ from winnodes.errors import Problem
 from winnodes.model.config import Workspace
 from winnodes.vsphere import inventory, vms
 from winnodes.vsphere.session import VSphereSession
+
+
+def _addresses(host: str) -> set[str]:
+    try:
+        return {str(a[4][0]) for a in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return set()
+
+
+def server_problems(
+    server: str,
+    vcenter_host: str,
+    vcenter_port: int,
+    resolve: Callable[[str], set[str]] = _addresses,
+) -> list[Problem]:
+    """M9: `workspace.server` must name the vCenter these checks (and the golden image) talk to.
+    machine-api connects to exactly that name (port 443 unless the cloud config says otherwise)
+    and looks the credentials up under it, so a server naming another vCenter, or a typo, leaves
+    the Machines without VMs. Another name of the same vCenter (FQDN vs IP) is accepted when both
+    resolve to a common address; a `:port` suffix must be the vCenter's port."""
+    fld = "machineset.workspace.server"
+    host, _, port = server.strip().partition(":")
+    if not host:
+        return [Problem("M9", fld, "required", f"{fld}: the vCenter server is required (M9)")]
+    if port and port != str(vcenter_port):
+        return [
+            Problem(
+                "M9",
+                fld,
+                "same-vcenter",
+                f"{fld}: {server!r} names port {port}, but the vCenter is at "
+                f"{vcenter_host}:{vcenter_port} (M9)",
+            )
+        ]
+    if host.lower() == vcenter_host.lower() or resolve(host) & resolve(vcenter_host):
+        return []
+    return [
+        Problem(
+            "M9",
+            fld,
+            "same-vcenter",
+            f"{fld}: {server!r} is not the vCenter {vcenter_host} whose template, folder and "
+            "datastore were checked; machine-api would connect to it and find none of them (M9)",
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -77,6 +124,7 @@ def check_placement(
     def problem(step: str, field_: str, rule: str, text: str) -> None:
         problems.append(Problem(step, field_, rule, f"{field_}: {text} ({step})"))
 
+    problems += server_problems(workspace.server, session.host, session.port)
     try:
         dc = inventory.datacenter(session, workspace.datacenter)
     except (errors.NotFound, errors.Conflict) as exc:

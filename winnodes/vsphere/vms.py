@@ -319,6 +319,22 @@ def create_vm(
 
 
 # -- datastore upload ------------------------------------------------------------------------------
+def make_directory(
+    session: VSphereSession, datacenter: str, ds_dir: str, *, step_id: str | None = "G1"
+) -> bool:
+    """Create the datastore directory `[datastore] a/b` with FileManager.MakeDirectory
+    (createParentDirectories). Returns False when it already existed (FileAlreadyExists), so a
+    re-run converges. A datastore does not create directories on upload; this does."""
+    dc = inventory.datacenter(session, datacenter)
+    fm = session.content.fileManager
+    with boundary(step_id, action=f"make directory {ds_dir}"):
+        try:
+            fm.MakeDirectory(name=ds_dir, datacenter=dc, createParentDirectories=True)
+        except vim.fault.FileAlreadyExists:
+            return False
+    return True
+
+
 def upload_file(
     session: VSphereSession,
     datacenter: str,
@@ -330,8 +346,14 @@ def upload_file(
 ) -> str:
     """PUT `data` to `[datastore] dir/file` over vCenter's datastore HTTP interface, with the SOAP
     session cookie and the session's verified TLS context. Overwrites (idempotent). Returns the path.
-    """
+
+    A datastore answers 404 to a PUT into a directory that does not exist, so the file's directory
+    is made first (`make_directory`, a no-op when it exists)."""
     ds_name, rel = split_ds_path(ds_path)
+    if "/" in rel.strip("/"):
+        make_directory(
+            session, datacenter, f"[{ds_name}] {rel.strip('/').rsplit('/', 1)[0]}", step_id=step_id
+        )
     query = urllib.parse.urlencode({"dcPath": datacenter, "dsName": ds_name})
     url = f"/folder/{urllib.parse.quote(rel)}?{query}"
     with boundary(step_id, action=f"upload {ds_path}"):

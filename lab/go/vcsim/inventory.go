@@ -39,7 +39,8 @@ type inventory struct {
 	ChildResourcePool string            `json:"child_resource_pool,omitempty"`
 	Template          string            `json:"template"`
 	Workers           []string          `json:"workers"`
-	Morefs            map[string]string `json:"morefs"` // inventory path -> moref value
+	WorkerIPs         map[string]string `json:"worker_ips"` // worker VM name -> its guest IP
+	Morefs            map[string]string `json:"morefs"`     // inventory path -> moref value
 }
 
 type lab struct {
@@ -114,6 +115,7 @@ func (l *lab) buildInventory(ctx context.Context) error {
 	}
 	inv := &l.inv
 	inv.Morefs = map[string]string{}
+	inv.WorkerIPs = map[string]string{}
 	inv.Datacenter = dc.InventoryPath
 	inv.Cluster = cluster.InventoryPath
 	inv.Morefs[inv.Datacenter] = dc.Reference().Value
@@ -263,6 +265,7 @@ func (l *lab) buildInventory(ctx context.Context) error {
 		}
 		p := inv.Folder + "/" + name
 		inv.Workers = append(inv.Workers, p)
+		inv.WorkerIPs[name] = fields["ipAddress"]
 		inv.Morefs[p] = ref.Value
 	}
 	return nil

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ from lab.controllers.machine_api import (
     guest_ips,
     machines_to_delete,
     next_phase,
+    scope_error,
 )
 from lab.vcsim import VcsimControl
 
@@ -114,6 +116,82 @@ def test_guest_ips_follow_the_vms_own_nics() -> None:
     assert guest_ips(props) == ["10.0.0.5", "fe80::1"]
     assert guest_ips({"guest.ipAddress": "10.1.1.1"}) == ["10.1.1.1"]
     assert guest_ips({}) == []
+
+
+def _scoped(
+    server: str = "vc.example.com", secret: str | None = "vsphere-cloud-credentials"
+) -> Obj:
+    spec: Obj = {"workspace": {"server": server, "datacenter": "DC0"}}
+    if secret:
+        spec["credentialsSecret"] = {"name": secret}
+    return {
+        "metadata": {"name": "m1", "namespace": NS},
+        "spec": {"providerSpec": {"value": spec}},
+    }
+
+
+_VC = {"vcenter_host": "vc.example.com", "vcenter_port": 443, "username": "u", "password": "p"}
+_GOOD = {"vc.example.com.username": "u", "vc.example.com.password": "p"}
+
+
+@pytest.mark.parametrize(
+    ("machine_", "data", "expected"),
+    [
+        (_scoped(), _GOOD, None),
+        (
+            _scoped("VC.example.com:443"),
+            {**_GOOD, "VC.example.com:443.username": "u", "VC.example.com:443.password": "p"},
+            None,
+        ),
+        (
+            _scoped(),
+            None,
+            "m1: error getting credentials: credentials secret openshift-machine-api/"
+            'vsphere-cloud-credentials not found: secrets "vsphere-cloud-credentials" not found',
+        ),
+        (
+            _scoped(),
+            {"vc.example.com.password": "p"},
+            "m1: error getting credentials: secret openshift-machine-api/vsphere-cloud-credentials "
+            'does not have "vc.example.com.username" field set',
+        ),
+        (
+            _scoped(),
+            {"vc.example.com.username": "u"},
+            'does not have "vc.example.com.password" field set',
+        ),
+        (
+            _scoped("other-vc.example.com"),
+            {"other-vc.example.com.username": "u", "other-vc.example.com.password": "p"},
+            "failed to create vSphere session: error setting up new vSphere SOAP client: "
+            'Post "https://other-vc.example.com/sdk"',
+        ),
+        (
+            _scoped(),
+            {**_GOOD, "vc.example.com.password": "wrong"},
+            "Cannot complete login due to an incorrect user name or password.",
+        ),
+        (_scoped(secret=None), None, "incorrect user name or password"),
+    ],
+    ids=[
+        "ok",
+        "ok-port",
+        "no-secret",
+        "no-user-key",
+        "no-password-key",
+        "other-server",
+        "wrong-password",
+        "no-secret-ref",
+    ],
+)
+def test_scope_error_follows_the_real_provider(
+    machine_: Obj, data: dict[str, str] | None, expected: str | None
+) -> None:
+    got = scope_error(machine_, data, **_VC)  # type: ignore[arg-type]
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None and expected in got
 
 
 def test_label_selector() -> None:
@@ -596,6 +674,93 @@ def test_missing_vsphere_object_fails_the_machine(
         custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "machines", name)
 
 
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            # with a secret that has that server's keys: the session is what fails
+            {
+                "workspace": {"server": "vcenter.elsewhere.example"},
+                "credentialsSecret": {"name": "scope-test-credentials"},
+            },
+            'Post "https://vcenter.elsewhere.example/sdk"',
+        ),
+        (
+            {"credentialsSecret": {"name": "no-such-credentials"}},
+            "credentials secret openshift-machine-api/no-such-credentials not found",
+        ),
+        (
+            {"credentialsSecret": {"name": "worker-user-data"}},  # exists, without the keys
+            'does not have "127.0.0.1.username" field set',
+        ),
+    ],
+    ids=["server", "secret", "secret-keys"],
+)
+@pytest.mark.lab
+def test_wrong_server_or_credentials_never_create_a_vm(
+    api: k8s.ApiClient,
+    custom: k8s.CustomObjectsApi,
+    site: Site,
+    infra: str,
+    override: Obj,
+    expected: str,
+) -> None:
+    """As machine-api's vSphere actuator: the machine scope (credentials secret with
+    `<workspace.server>.username/.password`, a session to workspace.server) comes before any
+    vCenter call, and its failure leaves the Machine unprovisioned with condition
+    InstanceExists=Unknown (ErrorCheckingProvider), retried, not Failed. The old lab ignored
+    both fields and cloned the VM."""
+    name = "scope-" + uuid.uuid4().hex[:6]
+    core = k8s.CoreV1Api(api)
+    with contextlib.suppress(ApiException):
+        core.create_namespaced_secret(
+            NS,
+            k8s.V1Secret(
+                metadata=k8s.V1ObjectMeta(name="scope-test-credentials"),
+                string_data={
+                    "vcenter.elsewhere.example.username": "administrator@vsphere.local",
+                    "vcenter.elsewhere.example.password": "not-a-secret",
+                },
+            ),
+        )
+    spec = site.provider_spec()
+    for k, v in override.items():
+        spec[k] = {**spec.get(k, {}), **v} if isinstance(v, dict) else v
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Machine",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"machine.openshift.io/cluster-api-cluster": infra},
+        },
+        "spec": {"providerSpec": {"value": spec}},
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, NS, "machines", body)
+
+    def stuck(m: Obj) -> bool:
+        conds = (m.get("status") or {}).get("conditions") or []
+        return any(
+            c.get("type") == "InstanceExists"
+            and c.get("status") == "Unknown"
+            and c.get("reason") == "ErrorCheckingProvider"
+            for c in conds
+        )
+
+    try:
+        m = machine(custom, name, stuck, "condition InstanceExists=Unknown")
+        (cond,) = [c for c in m["status"]["conditions"] if c["type"] == "InstanceExists"]
+        assert cond["message"].startswith(
+            f"Failed to check if machine exists: {name}: failed to create scope for machine: "
+        )
+        assert expected in cond["message"]
+        assert m["status"].get("phase") in (None, "", "Provisioning")
+        assert not m["status"].get("errorMessage")
+        assert name not in site.vms()
+    finally:
+        custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "machines", name)
+
+
 @pytest.mark.lab
 def test_guest_ip_provisions_the_machine_and_status_follows(
     env: dict[str, str],
@@ -705,3 +870,90 @@ def test_restarted_controller_adopts_existing_vms(
     assert mine == sorted(m["metadata"]["name"] for m in ms)  # one VM per Machine, no duplicates
     new_pid = lab_controllers.controller_pid(paths, "machine-api")
     assert new_pid is not None and new_pid != pid
+
+
+@pytest.mark.lab
+def test_seeded_linux_workers_are_adopted_not_recreated(
+    env: dict[str, str], custom: k8s.CustomObjectsApi, vs: VSphere
+) -> None:
+    """An installed IPI cluster has Linux worker Machines, Running, on the worker VMs of the
+    vCenter; WMCO's hack/machineset.sh reads them with `oc get machines -l
+    machine.openshift.io/cluster-api-machine-role=worker -o jsonpath={.items[0].spec...}`. The lab
+    seeds them; the machine-api adopts them into the worker MachineSet and finds their VMs by name
+    (providerID = the VM's BIOS UUID), creating and destroying no VM."""
+    workers = dict(
+        item.split("=", 1) for item in env.get("LAB_VSPHERE_WORKERS", "").split(",") if item
+    )
+    assert len(workers) == 3, env.get("LAB_VSPHERE_WORKERS")
+    infra = env["LAB_INFRASTRUCTURE_ID"]
+    set_name = f"{infra}-worker"
+    sel = "machine.openshift.io/cluster-api-machine-role=worker"
+
+    def adopted(items: dict[str, Obj]) -> bool:
+        linux = [m for n, m in items.items() if n in workers]
+        return len(linux) == 3 and all(
+            (m.get("spec") or {}).get("providerID", "").startswith("vsphere://")
+            and any(
+                r.get("kind") == "MachineSet" for r in m["metadata"].get("ownerReferences") or []
+            )
+            for m in linux
+        )
+
+    items = wait_for(
+        custom.list_namespaced_custom_object,
+        adopted,
+        "the seeded worker Machines adopted",
+        group=GROUP,
+        version=VERSION,
+        namespace=NS,
+        plural="machines",
+        label_selector=sel,
+    )
+    uuids = {
+        p["name"]: p["config.uuid"]
+        for _, p in vs.retrieve(vim.VirtualMachine, ["name", "config.uuid"])
+        if p["name"] in workers
+    }
+    for name, ip in workers.items():
+        m = items[name]
+        assert m["status"]["phase"] == "Running" and m["status"]["nodeRef"]["name"] == name
+        assert m["spec"]["providerID"] == f"vsphere://{uuids[name]}"
+        assert {"type": "InternalIP", "address": ip} in m["status"]["addresses"]
+        (ref,) = [r for r in m["metadata"]["ownerReferences"] if r.get("controller")]
+        assert ref["name"] == set_name
+    status = machineset_status(
+        custom, set_name, lambda st: st.get("readyReplicas") == 3, "worker set ready 3"
+    )["status"]
+    assert status["replicas"] == 3 and status["availableReplicas"] == 3
+    assert sorted(
+        n
+        for n in (p["name"] for _, p in vs.retrieve(vim.VirtualMachine, ["name"]))
+        if n.startswith(f"{infra}-worker-")
+    ) == sorted(workers)  # no VM made or lost
+
+    # What hack/machineset.sh reads, through kubectl (oc get machines ... -o jsonpath=...).
+    kubectl = env["LAB_KUBECTL"]
+    out = subprocess.run(
+        [
+            kubectl,
+            "get",
+            "machines",
+            "-n",
+            NS,
+            "-l",
+            sel,
+            "-o",
+            "jsonpath={.items[0].spec.providerSpec.value}",
+        ],
+        env=dict(os.environ, KUBECONFIG=env["KUBECONFIG"]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    value = json.loads(out)
+    assert value["credentialsSecret"]["name"] == "vsphere-cloud-credentials"
+    assert value["network"]["devices"][0]["networkName"] == env["LAB_VSPHERE_NETWORK"]
+    assert {"datacenter", "datastore", "folder", "resourcePool", "server"} <= set(
+        value["workspace"]
+    )

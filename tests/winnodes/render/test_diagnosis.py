@@ -183,3 +183,20 @@ def test_relevant_events() -> None:
     assert relevant_event(_event("win", "r", "m", kind="MachineSet"), "win", [])
     assert not relevant_event(_event("other-1", "r", "m"), "win", [])
     assert not relevant_event(_event("winner", "r", "m", kind="MachineSet"), "win", [])
+
+
+def test_a_machine_the_provider_cannot_check_is_diagnosed_from_its_condition() -> None:
+    """machine-api's vSphere actuator sets no phase and no errorMessage when it cannot build its
+    scope (credentials secret keys, workspace.server), only InstanceExists=Unknown."""
+    cond = {
+        "type": "InstanceExists",
+        "status": "Unknown",
+        "reason": "ErrorCheckingProvider",
+        "message": "Failed to check if machine exists: win-a: failed to create scope for machine: "
+        'win-a: error getting credentials: secret openshift-machine-api/c does not have "v.username" '
+        "field set",
+    }
+    m = {"metadata": {"name": "win-a"}, "status": {"conditions": [cond]}}
+    d = diagnose(SetSnapshot("win", _ms(1, 1, 0, 0), {"win-a": m}, {}, []))
+    assert d.causes == ["placement"]
+    assert 'does not have "v.username" field set' in d.text()

@@ -15,6 +15,7 @@ from winnodes.render.machineset import (
     is_linux_compute_machineset,
     machineset_yaml,
     render_machineset,
+    workspace_from_machine,
     workspace_from_machineset,
 )
 
@@ -114,6 +115,21 @@ def test_missing_values_name_their_steps() -> None:
 def test_c2_refuses_a_machineset_without_vsphere_values() -> None:
     with pytest.raises(ConfigError, match=r"C2"):
         workspace_from_machineset({"metadata": {"name": "aws"}, "spec": {}})
+
+
+def test_c2_from_a_machine_reads_its_provider_spec() -> None:
+    """As WMCO's hack/machineset.sh: `.spec.providerSpec.value` of a Linux worker Machine."""
+    linux = render_machineset(_config(), infrastructure_id="lab-7xk2p")
+    value = linux["spec"]["template"]["spec"]["providerSpec"]["value"]
+    machine = {
+        "metadata": {"name": "lab-7xk2p-worker-abcde"},
+        "spec": {"providerSpec": {"value": value}},
+    }
+    from_machine = workspace_from_machine(machine)
+    assert from_machine.source == "machine lab-7xk2p-worker-abcde"
+    assert from_machine.workspace == workspace_from_machineset(linux).workspace
+    with pytest.raises(ConfigError, match=r"machine m .*\(C2\)"):
+        workspace_from_machine({"metadata": {"name": "m"}, "spec": {}})
 
 
 def test_resolved_is_plain_data() -> None:

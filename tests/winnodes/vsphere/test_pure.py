@@ -256,3 +256,31 @@ def test_session_repr_has_no_password() -> None:
     s = VSphereSession("vc", "admin", "S3cret-Passw0rd!")
     assert "S3cret" not in repr(s) and "S3cret" not in str(s)
     assert "S3cret" not in repr(vars(s))  # name-mangled attribute, but still: check the dict
+
+
+# -- M9 workspace.server names the vCenter -----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("server", "ok"),
+    [
+        ("vc.example.com", True),
+        ("VC.Example.com", True),
+        ("vc.example.com:443", True),
+        ("vc-alias.example.com", True),  # another name of the same vCenter
+        ("vc.example.com:8443", False),
+        ("other-vc.example.com", False),
+        ("", False),
+    ],
+)
+def test_workspace_server_must_be_the_checked_vcenter(server: str, ok: bool) -> None:
+    from winnodes.vsphere.machineset_checks import server_problems
+
+    addresses = {
+        "vc.example.com": {"10.0.0.5"},
+        "vc-alias.example.com": {"10.0.0.5"},
+        "other-vc.example.com": {"10.0.0.9"},
+    }
+    problems = server_problems(server, "vc.example.com", 443, lambda h: addresses.get(h, set()))
+    assert (problems == []) is ok
+    for p in problems:
+        assert p.step_id == "M9" and p.field == "machineset.workspace.server"
+        assert "(M9)" in p.message

@@ -182,6 +182,18 @@ def test_two_vms_with_one_name_are_ambiguous(
             waits.wait_for_task(session, f.Destroy_Task())
 
 
+def test_upload_makes_its_directory_once(session: VSphereSession, env: dict[str, str]) -> None:
+    """The lab's datastore, like a real one, answers 404 to a PUT into a missing directory:
+    upload_file makes the directory first (MakeDirectory), and a second run finds it there."""
+    d = f"h-tests/{_name('dir')}/answers"
+    path = f"[{env['LAB_VSPHERE_DATASTORE']}] {d}/a.iso"
+    assert vms.upload_file(session, env["LAB_VSPHERE_DATACENTER"], path, b"x") == path
+    assert inventory.datastore_file_exists(session, path)
+    ds_dir = f"[{env['LAB_VSPHERE_DATASTORE']}] {d}"
+    assert vms.make_directory(session, env["LAB_VSPHERE_DATACENTER"], ds_dir) is False  # exists
+    assert vms.upload_file(session, env["LAB_VSPHERE_DATACENTER"], path, b"y") == path  # again
+
+
 def test_upload_and_datastore_file_exists(session: VSphereSession, env: dict[str, str]) -> None:
     path = f"[{env['LAB_VSPHERE_DATASTORE']}] h-tests/{_name('up')}.txt"
     assert not inventory.datastore_file_exists(session, path)
