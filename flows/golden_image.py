@@ -43,6 +43,7 @@ from flows import redaction
 from flows.reporting import RunReport
 from tasks import guest as gt
 from tasks import vsphere as vt
+from tasks.policy import deadline_after
 from winnodes import errors
 from winnodes.model.config import GoldenImageConfig
 from winnodes.model.naming import template_name
@@ -175,7 +176,7 @@ def golden_image(
                 tools_repair = gt.g3c_recover_vmtools(gi, state["ip"], state["host_key"])
 
         with report.step(StepId.G2) as out:
-            facts = vt.g2_wait_for_tools(gi, base.moid, float(gi.timeouts.install_seconds))
+            facts = vt.g2_wait_for_tools(gi, base.moid, deadline_after(gi.timeouts.install_seconds))
             installed = True
             removal = vt.g1_remove_answer_media(gi, base.moid) if gi.source.mode == "iso" else ""
             out.ok(facts.evidence + (f"; {removal}" if removal else ""))
@@ -202,7 +203,9 @@ def golden_image(
             runtime = gt.g6_runtime(gi, ip, hk.key)
             evidence_g6 = [runtime.evidence]
             if runtime.restart_needed:
-                facts = vt.g6_wait_for_restart(gi, base.moid)
+                facts = vt.g6_wait_for_restart(
+                    gi, base.moid, deadline_after(gi.timeouts.install_seconds)
+                )
                 ip = facts.ip
                 runtime = gt.g6_runtime(gi, ip, hk.key)
                 evidence_g6.append(runtime.evidence)
@@ -222,10 +225,13 @@ def golden_image(
                 done = "sysprep was already started by an earlier run"
             else:
                 clone_facts = vt.g2_wait_for_tools(
-                    gi, clone.moid, float(gi.timeouts.install_seconds)
+                    gi, clone.moid, deadline_after(gi.timeouts.install_seconds)
                 )
                 done = gt.g9_sysprep(gi, clone.moid, clone_facts.ip, hk.key).evidence
-            out.ok(f"{done}; {vt.g9_wait_for_power_off(gi, clone.moid)}")
+            off = vt.g9_wait_for_power_off(
+                gi, clone.moid, deadline_after(gi.timeouts.sysprep_seconds)
+            )
+            out.ok(f"{done}; {off}")
         result = _finish(gi, report, build_id, clone, fingerprint, created=True, tools=facts)
     except BaseException:
         if not gi.keep_failed_build:

@@ -15,7 +15,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from blocks.openshift import OpenShiftCredentials
 from blocks.windows import WindowsAccess
-from tasks.policy import transient_retries
+from tasks.policy import LIVE_STATE, transient_retries
 from winnodes.cluster import machinesets, prereqs, wait
 from winnodes.cluster.machinesets import ApplyResult
 from winnodes.cluster.prereqs import KeySecretAction, PrerequisiteReport
@@ -72,7 +72,7 @@ def c3_apply(openshift_block: str, manifest: dict[str, Any]) -> ApplyResult:
         return machinesets.apply_machineset(api, manifest)
 
 
-@task(name="V1 wait until the MachineSet is ready")
+@task(name="V1 wait until the MachineSet is ready", **LIVE_STATE)
 def v1_wait_ready(
     openshift_block: str, name: str, timeout_seconds: float, since: datetime | None = None
 ) -> Readiness:

@@ -120,7 +120,7 @@ def test_error_mapping(exc: Exception, expected: type) -> None:
 )
 def test_ssh_failures_are_mapped_by_cause(exc: Exception, expected: type) -> None:
     mapped = map_exception(exc, step_id="G4")
-    assert type(mapped) is expected
+    assert mapped is not None and type(mapped) is expected
     assert mapped.transient is (expected is errors.SSHDropped)
     assert mapped.step_id == "G4"
 
