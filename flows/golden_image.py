@@ -184,8 +184,9 @@ def golden_image(
 
         with report.step(StepId.G4) as out:
             hk = gt.g4_trust_host_key(gi, base.moid, ip)
+            os_build = gt.pre2_os_build(gi, ip, hk.key)  # refuses an image WMCO cannot use
             check = gt.g4_openssh(gi, ip, hk.key)
-            _record(out, check, hk.evidence)
+            _record(out, check, f"{hk.evidence}; {os_build.evidence}")
         with report.step(StepId.G5) as out:
             _record(out, gt.g5_admin_key(gi, ip, hk.key))
         with report.step(StepId.G3a) as out:
@@ -232,7 +233,9 @@ def golden_image(
                 gi, clone.moid, deadline_after(gi.timeouts.sysprep_seconds)
             )
             out.ok(f"{done}; {off}")
-        result = _finish(gi, report, build_id, clone, fingerprint, created=True, tools=facts)
+        result = _finish(
+            gi, report, build_id, clone, fingerprint, created=True, tools=facts, os_build=os_build
+        )
     except BaseException:
         if not gi.keep_failed_build:
             doomed = base.moid if base is not None and base_created and not installed else None
@@ -263,6 +266,7 @@ def _finish(
     *,
     created: bool,
     tools: vt.GuestFacts | None = None,
+    os_build: gt.OsBuild | None = None,
 ) -> GoldenImageResult:
     """G10: template, verification, provenance, retention."""
     source = (
@@ -277,6 +281,8 @@ def _finish(
     if tools is not None:  # an existing template keeps what its own build recorded
         provenance[vt.ATTR_TOOLS] = tools.tools_version
         provenance[vt.ATTR_FLOW_RUN] = str(flow_run.get_id() or "")
+    if os_build is not None:  # PRE-2's reading, for the cluster side to check against WMCO
+        provenance[vt.ATTR_OS_BUILD] = os_build.version
     with report.step(StepId.G10) as out:
         template = vt.g10_make_template(gi, vm.moid, build_id, provenance)
         deleted = vt.g10_retention(gi, build_id)

@@ -34,6 +34,13 @@ def pre_prerequisites(openshift_block: str) -> PrerequisiteReport:
         return prereqs.check_prerequisites(api)
 
 
+@task(name="PRE-1 installed WMCO version", **transient_retries())
+def pre1_wmco_version(openshift_block: str) -> str | None:
+    """The version of the WMCO that OLM installed (its Succeeded CSV), for PRE-2's cluster side."""
+    with _creds(openshift_block).get_client() as api:
+        return prereqs.wmco_version(api)
+
+
 @task(name="PRE-3 key secret cloud-private-key", **transient_retries())
 def pre3_key_secret(openshift_block: str, windows_access_block: str) -> KeySecretAction:
     """Ensure Secret cloud-private-key/private-key.pem holds the WindowsAccess block's key (the

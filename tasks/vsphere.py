@@ -44,6 +44,7 @@ ATTR_PROFILE = "winnodes.profile"
 ATTR_SOURCE = "winnodes.source"
 ATTR_TOOLS = "winnodes.tools.version"
 ATTR_FLOW_RUN = "winnodes.flow.run"
+ATTR_OS_BUILD = "winnodes.os.build"  # "20348.681": PRE-2's build.UBR, read back by the M checks
 #: Where G1 puts the answer media, relative to the placement datastore.
 ANSWER_DIR = "winnodes"
 
