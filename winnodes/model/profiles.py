@@ -122,7 +122,7 @@ WINDOWS_RELEASES: dict[int, WindowsRelease] = {
 def os_build_problem(build: int, ubr: int, profile: RequirementProfile) -> str | None:
     """PRE-2: why the installed Windows (build.UBR) does not meet the profile, or None.
 
-    The message names PRE-2, the build found and the builds the profile accepts."""
+    The message names the build found, the builds the profile accepts and PRE-2."""
     found = f"build {build}.{ubr}"
     release = WINDOWS_RELEASES.get(build)
     if release is not None:
@@ -139,13 +139,13 @@ def os_build_problem(build: int, ubr: int, profile: RequirementProfile) -> str |
             if build == 17763
             else f"not an image of profile {profile.name}"
         )
-        return f"PRE-2: {found} is refused: {why}; profile {profile.name} needs {wanted}"
+        return f"{found} is refused: {why}; profile {profile.name} needs {wanted} (PRE-2)"
     need = profile.min_ubr.get(build, 0)
     if ubr < need:
         kb = release.hotfix if release is not None else "the required update"
         return (
-            f"PRE-2: {found} lacks {kb}: profile {profile.name} needs {build}.{need} or later "
-            "(install the cumulative update on the base VM, or build from a newer ISO)"
+            f"{found} lacks {kb}: profile {profile.name} needs {build}.{need} or later; install "
+            "the cumulative update on the base VM, or build from a newer ISO (PRE-2)"
         )
     return None
 
@@ -161,9 +161,9 @@ def wmco_supports(build: int, wmco: tuple[int, int] | None) -> str | None:
     have = f"WMCO {wmco[0]}.{wmco[1]}" if wmco else "a WMCO of unknown version"
     need = f"{release.min_wmco[0]}.{release.min_wmco[1]}"
     return (
-        f"PRE-2: the template is {release.name} (build {build}), which WMCO supports from "
-        f"{need}; the cluster runs {have} (PRE-1): upgrade WMCO or use a Windows Server 2022 "
-        "template"
+        f"the template is {release.name} (build {build}), which WMCO supports from {need}; "
+        f"the cluster runs {have} (PRE-1): upgrade WMCO or use a Windows Server 2022 template "
+        "(PRE-2)"
     )
 
 
