@@ -8,7 +8,8 @@ Order: validate everything (configuration, and the secrets in the blocks) before
 effect -> plan the build ID -> if this build's template already exists, verify it and stop -> G1
 preflight (every vCenter object and ISO exists) -> G1 base VM (from ISO with answer media, or reused)
 -> G2 Tools and IPv4 -> G1 answer media removed (it holds the Administrator password) -> G4 host key
-(trust on first use, recorded on the VM; see `tasks.guest`) -> G4 sshd, G5 key, G3a/b/c, G6, G7 on
+(trust on first use, recorded on the VM; see `tasks.guest`) -> PRE-2 the installed build.UBR meets
+the profile (recorded at G10 for the MachineSet side to check against WMCO) -> G4 sshd, G5 key, G3a/b/c, G6, G7 on
 the base VM, each checked and repaired -> G8 clone -> G9 sysprep on the clone, power-off awaited ->
 G10 template, verification, provenance, retention.
 
@@ -21,7 +22,8 @@ Resuming. A re-run resumes where the last one stopped and never makes a second V
   remembered in a Prefect variable and waited on;
 - G9's progress is marked on the clone (`winnodes.sysprep`), so a re-run never powers on a
   generalized clone and never re-uses a clone whose host keys are gone.
-Transient errors are retried by the tasks (backoff + jitter); permanent ones fail at once. On failure
+Transient errors are retried by the tasks (backoff + jitter); permanent ones fail at once. Each wait
+gets one deadline from its step's configured time (`tasks.policy.deadline_after`), shared by retries. On failure
 the build's clone (and a base VM this run created that never finished installing) is deleted unless
 `keep_failed_build`; the base VM is kept once Windows is installed, so the next run continues.
 """
