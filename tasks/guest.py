@@ -130,7 +130,9 @@ def pre2_os_build(gi: GoldenImageConfig, ip: str, host_key: str) -> OsBuild:
         ) from exc
     problem = os_build_problem(found.build, found.ubr, profile)
     if problem is not None:
-        raise errors.GuestCheckFailed("PRE-2", f"{problem} (found: {found})", evidence=out)
+        raise errors.GuestCheckFailed(
+            "PRE-2", f"{problem}; the registry says {found}", evidence=out
+        )
     return OsBuild(
         status="ok",
         evidence=f"PRE-2: {found} meets profile {gi.profile}",
