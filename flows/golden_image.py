@@ -8,7 +8,8 @@ Order: validate everything (configuration, and the secrets in the blocks) before
 effect -> plan the build ID -> if this build's template already exists, verify it and stop -> G1
 preflight (every vCenter object and ISO exists) -> G1 base VM (from ISO with answer media, or reused)
 -> G2 Tools and IPv4 -> G1 answer media removed (it holds the Administrator password) -> G4 host key
-(trust on first use, recorded on the VM; see `tasks.guest`) -> G4 sshd, G5 key, G3a/b/c, G6, G7 on
+(trust on first use, recorded on the VM; see `tasks.guest`) -> PRE-2 the installed build.UBR meets
+the profile (recorded at G10 for the MachineSet side to check against WMCO) -> G4 sshd, G5 key, G3a/b/c, G6, G7 on
 the base VM, each checked and repaired -> G8 clone -> G9 sysprep on the clone, power-off awaited ->
 G10 template, verification, provenance, retention.
 
@@ -21,7 +22,8 @@ Resuming. A re-run resumes where the last one stopped and never makes a second V
   remembered in a Prefect variable and waited on;
 - G9's progress is marked on the clone (`winnodes.sysprep`), so a re-run never powers on a
   generalized clone and never re-uses a clone whose host keys are gone.
-Transient errors are retried by the tasks (backoff + jitter); permanent ones fail at once. On failure
+Transient errors are retried by the tasks (backoff + jitter); permanent ones fail at once. Each wait
+gets one deadline from its step's configured time (`tasks.policy.deadline_after`), shared by retries. On failure
 the build's clone (and a base VM this run created that never finished installing) is deleted unless
 `keep_failed_build`; the base VM is kept once Windows is installed, so the next run continues.
 """
@@ -43,6 +45,7 @@ from flows import redaction
 from flows.reporting import RunReport
 from tasks import guest as gt
 from tasks import vsphere as vt
+from tasks.policy import deadline_after
 from winnodes import errors
 from winnodes.model.config import GoldenImageConfig
 from winnodes.model.naming import template_name
@@ -175,7 +178,7 @@ def golden_image(
                 tools_repair = gt.g3c_recover_vmtools(gi, state["ip"], state["host_key"])
 
         with report.step(StepId.G2) as out:
-            facts = vt.g2_wait_for_tools(gi, base.moid, float(gi.timeouts.install_seconds))
+            facts = vt.g2_wait_for_tools(gi, base.moid, deadline_after(gi.timeouts.install_seconds))
             installed = True
             removal = vt.g1_remove_answer_media(gi, base.moid) if gi.source.mode == "iso" else ""
             out.ok(facts.evidence + (f"; {removal}" if removal else ""))
@@ -183,8 +186,9 @@ def golden_image(
 
         with report.step(StepId.G4) as out:
             hk = gt.g4_trust_host_key(gi, base.moid, ip)
+            os_build = gt.pre2_os_build(gi, ip, hk.key)  # refuses an image WMCO cannot use
             check = gt.g4_openssh(gi, ip, hk.key)
-            _record(out, check, hk.evidence)
+            _record(out, check, f"{hk.evidence}; {os_build.evidence}")
         with report.step(StepId.G5) as out:
             _record(out, gt.g5_admin_key(gi, ip, hk.key))
         with report.step(StepId.G3a) as out:
@@ -202,7 +206,9 @@ def golden_image(
             runtime = gt.g6_runtime(gi, ip, hk.key)
             evidence_g6 = [runtime.evidence]
             if runtime.restart_needed:
-                facts = vt.g6_wait_for_restart(gi, base.moid)
+                facts = vt.g6_wait_for_restart(
+                    gi, base.moid, deadline_after(gi.timeouts.install_seconds)
+                )
                 ip = facts.ip
                 runtime = gt.g6_runtime(gi, ip, hk.key)
                 evidence_g6.append(runtime.evidence)
@@ -222,11 +228,16 @@ def golden_image(
                 done = "sysprep was already started by an earlier run"
             else:
                 clone_facts = vt.g2_wait_for_tools(
-                    gi, clone.moid, float(gi.timeouts.install_seconds)
+                    gi, clone.moid, deadline_after(gi.timeouts.install_seconds)
                 )
                 done = gt.g9_sysprep(gi, clone.moid, clone_facts.ip, hk.key).evidence
-            out.ok(f"{done}; {vt.g9_wait_for_power_off(gi, clone.moid)}")
-        result = _finish(gi, report, build_id, clone, fingerprint, created=True, tools=facts)
+            off = vt.g9_wait_for_power_off(
+                gi, clone.moid, deadline_after(gi.timeouts.sysprep_seconds)
+            )
+            out.ok(f"{done}; {off}")
+        result = _finish(
+            gi, report, build_id, clone, fingerprint, created=True, tools=facts, os_build=os_build
+        )
     except BaseException:
         if not gi.keep_failed_build:
             doomed = base.moid if base is not None and base_created and not installed else None
@@ -257,6 +268,7 @@ def _finish(
     *,
     created: bool,
     tools: vt.GuestFacts | None = None,
+    os_build: gt.OsBuild | None = None,
 ) -> GoldenImageResult:
     """G10: template, verification, provenance, retention."""
     source = (
@@ -271,6 +283,8 @@ def _finish(
     if tools is not None:  # an existing template keeps what its own build recorded
         provenance[vt.ATTR_TOOLS] = tools.tools_version
         provenance[vt.ATTR_FLOW_RUN] = str(flow_run.get_id() or "")
+    if os_build is not None:  # PRE-2's reading, for the cluster side to check against WMCO
+        provenance[vt.ATTR_OS_BUILD] = os_build.version
     with report.step(StepId.G10) as out:
         template = vt.g10_make_template(gi, vm.moid, build_id, provenance)
         deleted = vt.g10_retention(gi, build_id)

@@ -31,10 +31,11 @@ from flows.cluster_prep import load_blocks
 from flows.reporting import RunReport
 from tasks import machineset as mst
 from tasks import openshift as ocp
-from tasks.vsphere import ATTR_FINGERPRINT
+from tasks.vsphere import ATTR_FINGERPRINT, ATTR_OS_BUILD
 from winnodes import errors
 from winnodes.cluster.wait import MachineSetFailed, MachineSetNotReady
 from winnodes.model.config import ClusterConfig, MachineSetConfig, Names, Waits
+from winnodes.model.profiles import parse_os_build, parse_wmco_version, wmco_supports
 from winnodes.model.steps import StepId
 from winnodes.render.machineset import machineset_yaml, render_machineset
 from winnodes.validate import machineset_problems
@@ -48,6 +49,23 @@ STEPS: tuple[StepId, ...] = (
     StepId.C3,
     StepId.V1,
 )
+
+
+def _template_os_supported(tpl: str, attributes: dict[str, str], wmco: str | None) -> str:
+    """PRE-1/PRE-2 on the cluster side: the template's Windows build (recorded at G10) must be one
+    the installed WMCO configures (WS2025 from WMCO 10.22); a WMCO that cannot would leave every
+    Machine without a Node."""
+    recorded = attributes.get(ATTR_OS_BUILD)
+    build = parse_os_build(recorded)
+    if build is None:
+        return (
+            f"template {tpl} has no recorded Windows build ({ATTR_OS_BUILD}); not built by the "
+            f"golden image flow, so PRE-2 cannot be checked against WMCO {wmco or '(unknown)'}"
+        )
+    why = wmco_supports(build[0], parse_wmco_version(wmco))
+    if why is not None:
+        raise errors.Conflict(f"template {tpl}: {why}", step_id="PRE-2")
+    return f"template Windows build {recorded} supported by WMCO {wmco or '(unknown)'}"
 
 
 class MachineSetResult(BaseModel):
@@ -180,9 +198,17 @@ def machineset(
             )
             if placement.problems or secret_problems:
                 raise errors.ValidationError([*placement.problems, *secret_problems])
+            assert placement.template is not None
+            wmco = ocp.pre1_wmco_version(cluster.openshift_block)
+            os_note = _template_os_supported(tpl, placement.template.attributes, wmco)
             out.ok(
-                "; ".join(placement.evidence)
-                + f"; secret {secret} has the keys of server {workspace.server}"
+                "; ".join(
+                    [
+                        *placement.evidence,
+                        f"secret {secret} has the keys of server {workspace.server}",
+                        os_note,
+                    ]
+                )
             )
 
         with report.step(StepId.PRE3) as out:

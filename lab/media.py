@@ -80,6 +80,38 @@ WINDOWS_MEDIA: dict[str, WindowsMedia] = {
         hotfixes=("KB5012637",),
         volume_id="SSS_X64FRE_EN-US_DV9",
     ),
+    # ISOs no profile builds from by default, for PRE-2's refusals and WMCO's version rule: the
+    # build.UBR their registry reports after setup is what the real release media install.
+    "ws2022-rtm": WindowsMedia(  # the August 2021 release media, before KB5012637 (20348.681)
+        file_name="windows-server-2022-rtm.iso",
+        product_name="Windows Server 2022 Datacenter",
+        edition_id="ServerDatacenter",
+        display_version="21H2",
+        build=20348,
+        ubr=169,
+        hotfixes=(),
+        volume_id="SSS_X64FRE_EN-US_DV9",
+    ),
+    "ws2025": WindowsMedia(  # the November 2024 release media
+        file_name="windows-server-2025.iso",
+        product_name="Windows Server 2025 Datacenter",
+        edition_id="ServerDatacenter",
+        display_version="24H2",
+        build=26100,
+        ubr=1742,
+        hotfixes=(),
+        volume_id="SSS_X64FRE_EN-US_DV9",
+    ),
+    "ws2019": WindowsMedia(  # 1809 LTSC, the September 2019 refresh of the media
+        file_name="windows-server-2019-1809.iso",
+        product_name="Windows Server 2019 Datacenter",
+        edition_id="ServerDatacenter",
+        display_version="",
+        build=17763,
+        ubr=737,
+        hotfixes=(),
+        volume_id="SSS_X64FRE_EN-US_DV9",
+    ),
 }
 
 TOOLS_MEDIA: dict[str, ToolsMedia] = {

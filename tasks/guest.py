@@ -39,7 +39,7 @@ from tasks.vsphere import ATTR_GUEST_IP, ATTR_HOST_KEY, ATTR_SYSPREP, vcenter
 from winnodes import errors
 from winnodes.guest import GuestSession, Result, fetch_host_key, host_key_fingerprint
 from winnodes.model.config import GoldenImageConfig
-from winnodes.model.profiles import get_profile
+from winnodes.model.profiles import get_profile, os_build_problem
 from winnodes.render import powershell as ps
 from winnodes.render.unattend import render_unattend
 from winnodes.vsphere import vms
@@ -98,6 +98,47 @@ def g4_trust_host_key(gi: GoldenImageConfig, vm_moid: str, ip: str) -> HostKey:
     fp = host_key_fingerprint(key)
     how = "verified against the key recorded on the VM" if recorded else "learned at first contact"
     return HostKey(key=key, fingerprint=fp, learned=not recorded, evidence=f"host key {fp} {how}")
+
+
+# -- PRE-2 -----------------------------------------------------------------------------------------
+class OsBuild(Check):
+    build: int
+    ubr: int
+
+    @property
+    def version(self) -> str:
+        return f"{self.build}.{self.ubr}"
+
+
+@task(name="PRE-2 Windows build and patch level", **transient_retries())
+def pre2_os_build(gi: GoldenImageConfig, ip: str, host_key: str) -> OsBuild:
+    """Read the installed Windows' build and UBR from the registry and refuse an image the profile
+    (and so WMCO) does not accept: current needs WS2022 20348.681+ (KB5012637) or WS2025; WS2019
+    is refused on vSphere; ocp-4.9 needs SAC 20H2 with KB4565351. Nothing to repair: the ISO (or
+    the base VM's updates) must change.
+
+    Raises:
+        GuestCheckFailed (PRE-2): the build found and the builds required."""
+    profile = get_profile(gi.profile)
+    with guest(gi, ip, host_key, "PRE-2") as s:
+        out = _ps(s, ps.os_version_command(), "PRE-2", gi.timeouts.command_seconds).stdout
+    try:
+        found = ps.parse_os_version(out)
+    except ValueError as exc:
+        raise errors.GuestCheckFailed(
+            "PRE-2", "the guest's registry gave no Windows build number", evidence=out
+        ) from exc
+    problem = os_build_problem(found.build, found.ubr, profile)
+    if problem is not None:
+        raise errors.GuestCheckFailed(
+            "PRE-2", f"{problem}; the registry says {found}", evidence=out
+        )
+    return OsBuild(
+        status="ok",
+        evidence=f"PRE-2: {found} meets profile {gi.profile}",
+        build=found.build,
+        ubr=found.ubr,
+    )
 
 
 # -- G3 --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from prefect import task
@@ -23,7 +24,7 @@ from pydantic import BaseModel
 
 from blocks.vsphere import VSphereCredentials
 from blocks.windows import WindowsAccess
-from tasks.policy import transient_retries
+from tasks.policy import seconds_left, transient_retries
 from winnodes import errors
 from winnodes.model.config import GoldenImageConfig
 from winnodes.model.naming import template_name
@@ -43,6 +44,7 @@ ATTR_PROFILE = "winnodes.profile"
 ATTR_SOURCE = "winnodes.source"
 ATTR_TOOLS = "winnodes.tools.version"
 ATTR_FLOW_RUN = "winnodes.flow.run"
+ATTR_OS_BUILD = "winnodes.os.build"  # "20348.681": PRE-2's build.UBR, read back by the M checks
 #: Where G1 puts the answer media, relative to the placement datastore.
 ANSWER_DIR = "winnodes"
 
@@ -261,19 +263,19 @@ def g1_remove_answer_media(gi: GoldenImageConfig, vm_moid: str | None) -> str:
 
 # -- G2 ----------------------------------------------------------------------------------------------
 @task(name="G2 wait for VMware Tools and IPv4", **transient_retries())
-def g2_wait_for_tools(gi: GoldenImageConfig, vm_moid: str, timeout: float) -> GuestFacts:
-    """Wait (WaitForUpdatesEx, deadline) until Tools run and report a usable IPv4 (not APIPA, not
-    link-local), then check the Tools version against the profile (>= 11.0.6).
+def g2_wait_for_tools(gi: GoldenImageConfig, vm_moid: str, deadline: datetime) -> GuestFacts:
+    """Wait (WaitForUpdatesEx) until Tools run and report a usable IPv4 (not APIPA, not
+    link-local), then check the Tools version against the profile (>= 11.0.6). `deadline` bounds
+    the wait across retries (`tasks.policy.deadline_after(install_seconds)`, computed by the flow).
 
     Raises:
-        WaitTimeout (G2): not reached before `timeout` (transient: a re-run resumes the wait).
+        WaitTimeout (G2): not reached before `deadline` (permanent; a new flow run resumes).
         GuestCheckFailed (G2): Tools are older than the profile's minimum or report no version.
     """
     profile = get_profile(gi.profile)
+    left = seconds_left(deadline, step_id="G2", what="VMware Tools and IPv4")
     with vcenter(gi) as session:
-        info = waits.wait_for_guest_ip(
-            session, _vm(session, vm_moid), timeout=timeout, step_id="G2"
-        )
+        info = waits.wait_for_guest_ip(session, _vm(session, vm_moid), timeout=left, step_id="G2")
     minimum = ToolsVersion(*profile.min_tools_version)
     if info.tools_version is None:
         raise errors.GuestCheckFailed(
@@ -313,9 +315,11 @@ def g2_tools_state(gi: GoldenImageConfig, vm_moid: str) -> dict[str, str | None]
 
 
 @task(name="G6 wait for the guest to restart", **transient_retries())
-def g6_wait_for_restart(gi: GoldenImageConfig, vm_moid: str) -> GuestFacts:
+def g6_wait_for_restart(gi: GoldenImageConfig, vm_moid: str, deadline: datetime) -> GuestFacts:
     """After a restart the guest first goes down (Tools stop), then reports Tools and an IPv4
-    again: wait for both, event-driven, so the old IP is not mistaken for the new boot."""
+    again: wait for both, event-driven, so the old IP is not mistaken for the new boot. Both
+    waits, and every retry, share the budget that ends at `deadline`."""
+    what = "the guest's restart"
     with vcenter(gi) as session:
         vm = _vm(session, vm_moid)
         waits.wait_for(
@@ -323,13 +327,12 @@ def g6_wait_for_restart(gi: GoldenImageConfig, vm_moid: str) -> GuestFacts:
             vm,
             ["guest.toolsRunningStatus"],
             lambda v: v["guest.toolsRunningStatus"] != "guestToolsRunning",
-            timeout=gi.timeouts.install_seconds,
+            timeout=seconds_left(deadline, step_id="G6", what=what),
             step_id="G6",
             what="the guest going down for its restart",
         )
-        info = waits.wait_for_guest_ip(
-            session, vm, timeout=gi.timeouts.install_seconds, step_id="G6"
-        )
+        left = seconds_left(deadline, step_id="G6", what=what)
+        info = waits.wait_for_guest_ip(session, vm, timeout=left, step_id="G6")
     return GuestFacts(
         ip=info.ip,
         tools_version=str(info.tools_version),
@@ -410,12 +413,11 @@ def g8_clone(gi: GoldenImageConfig, base_moid: str, build_id: str) -> VmInfo:
 
 # -- G9 ----------------------------------------------------------------------------------------------
 @task(name="G9 wait for power-off after sysprep", **transient_retries())
-def g9_wait_for_power_off(gi: GoldenImageConfig, vm_moid: str) -> str:
-    """Sysprep shuts the clone down: wait for `poweredOff` (WaitForUpdatesEx, deadline)."""
+def g9_wait_for_power_off(gi: GoldenImageConfig, vm_moid: str, deadline: datetime) -> str:
+    """Sysprep shuts the clone down: wait for `poweredOff` (WaitForUpdatesEx), until `deadline`."""
+    left = seconds_left(deadline, step_id="G9", what="power-off after sysprep")
     with vcenter(gi) as session:
-        waits.wait_for_power_off(
-            session, _vm(session, vm_moid), timeout=gi.timeouts.sysprep_seconds, step_id="G9"
-        )
+        waits.wait_for_power_off(session, _vm(session, vm_moid), timeout=left, step_id="G9")
     return f"{vm_moid} powered off by sysprep /shutdown"
 
 

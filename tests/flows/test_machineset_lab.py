@@ -282,6 +282,28 @@ def test_template_with_another_key_is_refused(
             vms.set_custom_attributes(session, tpl, {"winnodes.ssh.fingerprint": fp})
 
 
+def test_template_wmco_does_not_support_is_refused(
+    env: dict[str, str], set_name: str, cluster: Cluster, template: str
+) -> None:
+    """PRE-1/PRE-2: the lab's WMCO is 10.18.1 (its CSV); a Windows Server 2025 template (build
+    recorded at G10) needs 10.22+: refused before anything is written, naming PRE-2."""
+    from tests.flows.cluster_lab import vcenter
+    from winnodes.vsphere import inventory, vms
+
+    with vcenter(env) as session:
+        tpl = inventory.vm(session, template).obj
+        vms.set_custom_attributes(session, tpl, {"winnodes.os.build": "26100.1742"})
+    try:
+        with pytest.raises(errors.Conflict, match=r"WMCO 10\.18") as exc:
+            run(env, machineset_config(env, set_name, template))
+        assert exc.value.step_id == "PRE-2" and "10.22" in str(exc.value)
+        assert cluster.machineset(set_name) is None
+    finally:
+        with vcenter(env) as session:
+            tpl = inventory.vm(session, template).obj
+            vms.set_custom_attributes(session, tpl, {"winnodes.os.build": "20348.681"})
+
+
 def test_secret_with_another_key_is_diagnosed(
     env: dict[str, str], set_name: str, cluster: Cluster, template: str
 ) -> None:

@@ -146,6 +146,13 @@ def map_exception(
         )
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
         return errors.SSHDropped(f"{action}: cannot connect ({exc})", step_id=step_id)
+    if isinstance(exc, paramiko.SSHException) and _incompatible(exc):
+        return errors.IncompatiblePeer(
+            f"{action}: the guest's SSH server and this client cannot agree on the protocol "
+            f"({type(exc).__name__}: {truncate(str(exc), 200)}); retrying cannot help: enable a "
+            "common algorithm on one side or check that the port is the guest's sshd",
+            step_id=step_id,
+        )
     if isinstance(exc, (paramiko.SSHException, EOFError, ConnectionError, TimeoutError)):
         return errors.SSHDropped(f"{action}: {type(exc).__name__}: {exc}", step_id=step_id)
     if isinstance(exc, FileNotFoundError) or (
@@ -160,6 +167,26 @@ def map_exception(
         # Other socket-level errors (unreachable, refused, reset...): the guest may be rebooting.
         return errors.SSHDropped(f"{action}: {exc}", step_id=step_id)
     return None
+
+
+#: paramiko raises plain `SSHException` for these, with no subclass: the peer is not an SSH-2 server
+#: at all (another service on the port), or proves a host key it does not hold. "Error reading SSH
+#: protocol banner" is *not* here: paramiko raises it when the connection closes or times out before
+#: the banner (sshd starting, MaxStartups), which passes.
+_INCOMPATIBLE_MESSAGES = (
+    "Indecipherable protocol version",
+    "Invalid SSH banner",
+    "Unknown host key type",
+    "Signature verification",
+)
+
+
+def _incompatible(exc: paramiko.SSHException) -> bool:
+    """True when the failure is a property of the peer, not of the moment (see the table above)."""
+    if isinstance(exc, paramiko.ssh_exception.IncompatiblePeer):
+        return True  # no common kex/host key/cipher/MAC algorithm, or SSH-1 only
+    text = str(exc.args[0]) if exc.args else ""
+    return text.startswith(_INCOMPATIBLE_MESSAGES)
 
 
 @contextlib.contextmanager

@@ -87,6 +87,52 @@ def _json_of(select: str) -> str:
     return f"Select-Object -Property {select} | ConvertTo-Json -Compress"
 
 
+# ---- PRE-2: the installed Windows build --------------------------------------------------------
+OS_VERSION_KEY = r"HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion"
+
+
+@dataclass(frozen=True)
+class OsVersion:
+    """What the registry says Windows is: build and UBR (the patch level) decide; the names are for
+    humans (ProductName is unreliable: Windows keeps old names across releases)."""
+
+    build: int
+    ubr: int
+    product_name: str
+    display_version: str
+
+    def __str__(self) -> str:
+        shown = " ".join(p for p in (self.product_name, self.display_version) if p)
+        return f"{shown or 'Windows'} {self.build}.{self.ubr}"
+
+
+def os_version_command() -> str:
+    """PRE-2: build, UBR and names from the registry (the values `winver` shows)."""
+    return f"Get-ItemProperty -Path {ps_quote(OS_VERSION_KEY)} | " + _json_of(
+        "CurrentBuildNumber, UBR, ProductName, DisplayVersion"
+    )
+
+
+def parse_os_version(output: str) -> OsVersion:
+    """The object of `os_version_command()`; ValueError when there is no build number."""
+    for item in _json_items(output):
+        try:
+            build = int(str(item.get("CurrentBuildNumber") or "").strip())
+        except ValueError:
+            continue
+        try:
+            ubr = int(item.get("UBR") or 0)
+        except (TypeError, ValueError):
+            ubr = 0
+        return OsVersion(
+            build=build,
+            ubr=ubr,
+            product_name=str(item.get("ProductName") or ""),
+            display_version=str(item.get("DisplayVersion") or ""),
+        )
+    raise ValueError(f"no CurrentBuildNumber in {output.strip()[:200]!r}")
+
+
 # ---- G2/G3: VMware Tools -------------------------------------------------------------------------
 def tools_version_command() -> str:
     """G2: the installed Tools version, e.g. '12.1.5.20735 (build-20735119)'."""

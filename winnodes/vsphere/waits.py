@@ -5,8 +5,9 @@ only the properties the condition needs, then `WaitForUpdatesEx` with a bounded 
 resumed from the returned version until the condition holds or the deadline passes; the collector is
 destroyed in `finally`. No sleep loops: the server answers as soon as something changes.
 
-A deadline that passes raises `WaitTimeout` (transient: a re-run resumes the wait) with the last
-values seen, so a report can say what the object looked like when we gave up.
+A deadline that passes raises `WaitTimeout` (permanent: the caller's timeout is what is left of the
+step's budget, see `tasks.policy`; a new flow run resumes the wait) with the last values seen, so a
+report can say what the object looked like when we gave up.
 """
 
 from __future__ import annotations

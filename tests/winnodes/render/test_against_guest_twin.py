@@ -10,7 +10,7 @@ import pytest
 
 from tests.winnodes.conftest import GOOD_PASSWORD, config_data
 from winnodes.model import parse_config
-from winnodes.model.profiles import PROFILES
+from winnodes.model.profiles import PROFILES, os_build_problem
 from winnodes.render import answer_media as am
 from winnodes.render import powershell as ps
 from winnodes.render.unattend import render_unattend
@@ -103,3 +103,30 @@ def test_g7_is_idempotent_and_g9_sysprep_accepts_the_unattend(installed: tuple[A
     result = emulator.run_command(disk, ps.powershell_command_line(ps.sysprep_command()), host)
     assert result.exit_code == 0, result.stderr
     assert "sysprep" in host.events
+
+
+@pytest.mark.parametrize(
+    ("iso", "profile", "refused"),
+    [
+        ("current", "current", None),
+        ("ws2025", "current", None),
+        ("ws2022-rtm", "current", "lacks KB5012637"),
+        ("ws2019", "current", "Windows Server 2019"),
+        ("ocp-4.9", "ocp-4.9", None),
+        ("ocp-4.9", "current", "not an image of profile current"),
+    ],
+)
+def test_pre2_reads_the_build_each_iso_installs(
+    tmp_path: Any, iso: str, profile: str, refused: str | None
+) -> None:
+    """The registry of a guest installed from each stand-in ISO reports that release's build.UBR,
+    and PRE-2 accepts or refuses it per profile."""
+    spec = media.WINDOWS_MEDIA[iso]
+    disk = state.GuestDisk(tmp_path / "guest")
+    disk.create()
+    windows = pytest.importorskip("lab.guest.windows")
+    windows.fresh_install(disk, spec.info(), "winworker")
+    found = ps.parse_os_version(_run(disk, ps.os_version_command()).stdout)
+    assert (found.build, found.ubr) == (spec.build, spec.ubr)
+    problem = os_build_problem(found.build, found.ubr, PROFILES[profile])
+    assert (problem is None) if refused is None else (problem and refused in problem)
