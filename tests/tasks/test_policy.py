@@ -133,10 +133,9 @@ def test_retries_share_the_budget_and_a_timeout_is_not_retried() -> None:
     def run() -> None:
         wait(deadline_after(budget))
 
-    started = time.monotonic()
     with pytest.raises(WaitTimeout):
         run()
-    elapsed = time.monotonic() - started
-    assert len(seen) == 2, seen  # one retry after the drop, none after the timeout
-    assert seen[1] < budget - 0.7
-    assert elapsed < budget + 1.5, elapsed  # not budget x attempts
+    # One retry after the drop, none after the timeout; the retry got only what was left (not a
+    # fresh budget). Counted, not timed: wall time on a shared machine proves nothing.
+    assert len(seen) == 2, seen
+    assert seen[1] < budget - 0.7, seen
