@@ -261,6 +261,9 @@ func (l *lab) handler(ctx *simulator.Context, method *simulator.Method) (mo.Refe
 		}
 		return nil, nil
 	}
+	if h := l.keyboardHandler(ctx, method); h != nil {
+		return h, nil
+	}
 	if strings.HasSuffix(method.Name, "_Task") {
 		if r := l.matchTaskFault(method); r != nil {
 			l.mu.Lock()

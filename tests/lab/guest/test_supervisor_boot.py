@@ -14,6 +14,7 @@ from lab.guest.state import AUTOMATIC, MANUAL, RUNNING, STOPPED, GuestDisk, Runt
 
 ANSWER = """<?xml version="1.0" encoding="utf-8"?>
 <unattend xmlns="urn:schemas-microsoft-com:unattend" xmlns:wcm="http://schemas.microsoft.com/WMIConfig/2002/State">
+  <settings pass="windowsPE">{windows_pe}</settings>
   <settings pass="specialize">
     <component name="Microsoft-Windows-Shell-Setup"><ComputerName>{name}</ComputerName></component>
   </settings>
@@ -30,6 +31,28 @@ ANSWER = """<?xml version="1.0" encoding="utf-8"?>
   </settings>
 </unattend>
 """
+IMAGE = (
+    '<component name="Microsoft-Windows-Setup"><ImageInstall><OSImage><InstallFrom><MetaData '
+    'wcm:action="add"><Key>/IMAGE/NAME</Key><Value>{image}</Value></MetaData></InstallFrom>'
+    "</OSImage></ImageInstall></component>"
+)
+DRIVERS = (
+    '<component name="Microsoft-Windows-PnpCustomizationsWinPE"><DriverPaths><PathAndCredentials '
+    'wcm:action="add" wcm:keyValue="1"><Path>{path}</Path></PathAndCredentials></DriverPaths>'
+    "</component>"
+)
+WS2022 = "Windows Server 2022 SERVERDATACENTERCORE"
+PVSCSI = r"Program Files\VMware\VMware Tools\Drivers\pvscsi\Win8\amd64"
+
+
+def answer(name: str = "web1", accounts: str | None = None, windows_pe: str | None = None) -> str:
+    return ANSWER.format(
+        name=name,
+        accounts=ACCOUNTS if accounts is None else accounts,
+        windows_pe=IMAGE.format(image=WS2022) if windows_pe is None else windows_pe,
+    )
+
+
 ACCOUNTS = "<UserAccounts><AdministratorPassword><Value>Passw0rd!</Value><PlainText>true</PlainText></AdministratorPassword></UserAccounts>"
 
 
@@ -46,12 +69,10 @@ def isos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     media.build_tools_iso(out["tools"], media.TOOLS_MEDIA["current"])
     media.build_iso(
         out["answer"],
-        {"/autounattend.xml": ANSWER.format(name="web1", accounts=ACCOUNTS).encode()},
+        {"/autounattend.xml": answer().encode()},
         "A",
     )
-    media.build_iso(
-        out["nopw"], {"/autounattend.xml": ANSWER.format(name="web1", accounts="").encode()}, "A"
-    )
+    media.build_iso(out["nopw"], {"/autounattend.xml": answer(accounts="").encode()}, "A")
     return out
 
 
@@ -103,9 +124,7 @@ def test_setup_without_password_stops_at_oobe(tmp_path: Path, isos: dict[str, Pa
 def test_oobe_applies_the_pending_unattend(tmp_path: Path) -> None:
     disk, lines = guest(tmp_path, {})
     disk.host_path("C:\\Windows").mkdir(parents=True)
-    disk.host_path("C:\\Windows\\unattend.xml").write_text(
-        ANSWER.format(name="node-a", accounts=ACCOUNTS)
-    )
+    disk.host_path("C:\\Windows\\unattend.xml").write_text(answer(name="node-a"))
     with disk.edit() as st:
         st.installed, st.generalized, st.machine_sid = True, True, ""
         st.pending_unattend = "C:\\Windows\\unattend.xml"
