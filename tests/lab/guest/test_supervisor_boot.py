@@ -154,6 +154,10 @@ def test_control_socket_path_too_long(tmp_path: Path) -> None:
 
 
 # -- G1 fidelity (docs/lab-fidelity.md "G1 boot and disk (h2)") ----------------------------------------
+def _ignore(_line: str) -> None:
+    """A boot log that is not looked at."""
+
+
 def g1_guest(
     tmp_path: Path, isos: dict[str, Path], xml: str, *, controller: str, firmware: str = "bios"
 ) -> GuestDisk:
@@ -184,7 +188,7 @@ def test_pvscsi_disk_without_a_reachable_driver_fails_setup(
 ) -> None:
     pe = IMAGE.format(image=WS2022) + (DRIVERS.format(path=path) if path else "")
     disk = g1_guest(tmp_path, isos, answer(windows_pe=pe), controller="pvscsi")
-    out = boot.boot(disk, [].append)
+    out = boot.boot(disk, _ignore)
     assert (out.running, out.kind) == (False, "setup-failed")
     assert boot.DISK_CONFIGURATION_ERROR in out.reason and why in out.reason
     assert not disk.load().installed
@@ -195,12 +199,12 @@ def test_pvscsi_disk_with_driver_paths_on_the_tools_cd_installs(
 ) -> None:
     pe = IMAGE.format(image=WS2022) + DRIVERS.format(path="E:\\" + PVSCSI)
     disk = g1_guest(tmp_path, isos, answer(windows_pe=pe), controller="pvscsi")
-    assert boot.boot(disk, [].append).kind == "setup"
+    assert boot.boot(disk, _ignore).kind == "setup"
 
 
 def test_lsi_logic_sas_disk_needs_no_driver(tmp_path: Path, isos: dict[str, Path]) -> None:
     disk = g1_guest(tmp_path, isos, answer(), controller="lsilogic-sas")
-    assert boot.boot(disk, [].append).kind == "setup"
+    assert boot.boot(disk, _ignore).kind == "setup"
 
 
 @pytest.mark.parametrize(
@@ -219,7 +223,7 @@ def test_image_selection_must_name_an_image_of_the_iso(
     tmp_path: Path, isos: dict[str, Path], pe: str, kind: str, text: str
 ) -> None:
     disk = g1_guest(tmp_path, isos, answer(windows_pe=pe), controller="lsilogic-sas")
-    out = boot.boot(disk, [].append)
+    out = boot.boot(disk, _ignore)
     assert (out.running, out.kind) == (False, kind)
     assert text in out.reason and not disk.load().installed
 
