@@ -261,9 +261,6 @@ func (l *lab) handler(ctx *simulator.Context, method *simulator.Method) (mo.Refe
 		}
 		return nil, nil
 	}
-	if h := l.keyboardHandler(ctx, method); h != nil {
-		return h, nil
-	}
 	if strings.HasSuffix(method.Name, "_Task") {
 		if r := l.matchTaskFault(method); r != nil {
 			l.mu.Lock()
@@ -354,6 +351,7 @@ func (h *taskHook) UpdateObject(ctx *simulator.Context, obj mo.Reference, change
 
 func (l *lab) installHooks() {
 	l.m.Map().Handler = l.handler
+	simulator.PutUsbScanCodesHook = l.putUsbScanCodes
 }
 
 // Delays: SOAP method names (e.g. RetrievePropertiesEx, CloneVM_Task) delay the response; task

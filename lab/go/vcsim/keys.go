@@ -7,7 +7,6 @@ import (
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -27,15 +26,10 @@ type keyEvent struct {
 
 const maxKeysPerVM = 200
 
-// keyboardVM dispatches PutUsbScanCodes for a VirtualMachine (see lab.handler).
-type keyboardVM struct {
-	*simulator.VirtualMachine
-	l *lab
-}
-
-func (k *keyboardVM) PutUsbScanCodes(ctx *simulator.Context, req *types.PutUsbScanCodes) soap.HasFault {
+// putUsbScanCodes answers VirtualMachine.PutUsbScanCodes (simulator.PutUsbScanCodesHook, added by
+// patches/0003; the VM's lock is held by the simulator).
+func (l *lab) putUsbScanCodes(ctx *simulator.Context, vm *simulator.VirtualMachine, req *types.PutUsbScanCodes) soap.HasFault {
 	body := &methods.PutUsbScanCodesBody{}
-	vm := k.VirtualMachine
 	if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
 		// vCenter refuses keyboard input to a VM that is not running.
 		body.Fault_ = simulator.Fault(fmt.Sprintf("%s is %s", vm.Name, vm.Runtime.PowerState),
@@ -47,31 +41,19 @@ func (k *keyboardVM) PutUsbScanCodes(ctx *simulator.Context, req *types.PutUsbSc
 	for _, e := range req.Spec.KeyEvents {
 		got = append(got, keyEvent{At: now, UsbHidCode: e.UsbHidCode, HidUsage: e.UsbHidCode >> 16})
 	}
-	k.l.mu.Lock()
-	if k.l.keys == nil {
-		k.l.keys = map[string][]keyEvent{}
+	l.mu.Lock()
+	if l.keys == nil {
+		l.keys = map[string][]keyEvent{}
 	}
-	all := append(k.l.keys[vm.Self.Value], got...)
+	all := append(l.keys[vm.Self.Value], got...)
 	if len(all) > maxKeysPerVM {
 		all = all[len(all)-maxKeysPerVM:]
 	}
-	k.l.keys[vm.Self.Value] = all
-	k.l.mu.Unlock()
+	l.keys[vm.Self.Value] = all
+	l.mu.Unlock()
 	log.Printf("keys: %s (%s) %d key event(s)", vm.Self.Value, vm.Name, len(got))
 	body.Res = &types.PutUsbScanCodesResponse{Returnval: int32(len(got))}
 	return body
-}
-
-// keyboardHandler returns the object that answers PutUsbScanCodes for a VM, or nil.
-func (l *lab) keyboardHandler(ctx *simulator.Context, method *simulator.Method) mo.Reference {
-	if method.Name != "PutUsbScanCodes" || method.This.Type != "VirtualMachine" {
-		return nil
-	}
-	vm, ok := ctx.Map.Get(method.This).(*simulator.VirtualMachine)
-	if !ok {
-		return nil
-	}
-	return &keyboardVM{VirtualMachine: vm, l: l}
 }
 
 // keysOf lists the key events a VM received (oldest first).

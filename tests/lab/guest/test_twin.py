@@ -568,14 +568,15 @@ def test_put_usb_scan_codes_needs_a_running_vm_and_is_recorded(lab: dict[str, st
 
 
 def efi_install(lab: dict[str, str], vc: VC, tmp_media: Path, prefix: str) -> Any:
-    """An EFI VM with a PVSCSI disk, the Windows ISO (D:), the Tools ISO (E:) and answer media
-    whose DriverPaths reach the PVSCSI driver on E: - everything but the boot key."""
+    """An EFI VM with a PVSCSI disk, the Tools ISO (D:, where `first_logon` runs setup64.exe),
+    the Windows ISO (E:) and answer media whose DriverPaths reach the PVSCSI driver on D: -
+    everything but the boot key."""
     pub = Path(lab["LAB_SSH_PUBLIC_KEY"]).read_text()
-    xml = autounattend(prefix, first_logon(pub), driver_path=f"E:\\{PVSCSI_PATH}")
+    xml = autounattend(prefix, first_logon(pub), driver_path=f"D:\\{PVSCSI_PATH}")
     iso = answer_iso(vc, tmp_media, xml)
     return vc.create_vm(
         unique(prefix),
-        [lab["LAB_WINDOWS_ISO_CURRENT"], lab["LAB_TOOLS_ISO"], iso],
+        [lab["LAB_TOOLS_ISO"], lab["LAB_WINDOWS_ISO_CURRENT"], iso],
         firmware="efi",
         disk_controller="pvscsi",
     )
