@@ -57,6 +57,7 @@ class VmInfo(BaseModel):
     power_state: str | None = None
     template: bool = False
     evidence: str = ""
+    windows_never_ran: bool = False  # vCenter has never seen its Tools (setup never finished)
 
 
 class GuestFacts(BaseModel):
@@ -154,7 +155,13 @@ def g1_find_base_vm(gi: GoldenImageConfig) -> VmInfo | None:
         if ref is None:
             return None
         _check_base(ref)
-        return _info(ref, f"base VM {ref.name} ({ref.moid}, {ref.hardware_version}) reused")
+        info = _info(ref, f"base VM {ref.name} ({ref.moid}, {ref.hardware_version}) reused")
+        return info.model_copy(update={"windows_never_ran": _windows_never_ran(session, ref.obj)})
+
+
+def _windows_never_ran(session: VSphereSession, vm: Any) -> bool:
+    seen = inventory.properties(session, vm, ["guest.toolsVersion"])["guest.toolsVersion"]
+    return str(seen or "0") == "0"  # vCenter shows "0" until Tools first report
 
 
 def _check_base(ref: vms.VmRef) -> None:
@@ -259,8 +266,7 @@ def g1_power_on(gi: GoldenImageConfig, vm_moid: str) -> bool:
     this call then presses. A running VM is left alone (setup may be in progress)."""
     with vcenter(gi) as session:
         vm = _vm(session, vm_moid)
-        seen = inventory.properties(session, vm, ["guest.toolsVersion"])["guest.toolsVersion"]
-        fresh = str(seen or "0") == "0"  # vCenter shows "0" until Tools first report
+        fresh = _windows_never_ran(session, vm)
         powered = vms.power_on(session, vm, timeout=gi.timeouts.vcenter_task_seconds, step_id="G1")
         if powered and fresh and gi.source.mode == "iso":
             _boot_keys(gi, session, vm)

@@ -178,6 +178,31 @@ def test_windows_server_2025_from_its_iso(env: dict[str, str], blocks: None, ses
     assert_valid_template(session, env, gi, result)
 
 
+def test_efi_install_resumes_with_boot_keys_after_a_failed_g1(
+    env: dict[str, str], blocks: None, session: Any
+) -> None:
+    """The vCenter user lacks VirtualMachine.Interact.PutUsbScanCodes: G1 fails (permanent, G1),
+    the VM sits at the EFI prompt's fall-through, no Tools. Once the privilege is granted, a re-run
+    powers the powered-off base VM on again and presses the key, and the build completes."""
+    from lab.vcsim import VcsimControl
+
+    control = VcsimControl(env["LAB_VCSIM_CONTROL_URL"])
+    gi = make_config(env, "current")
+    control.add_fault("PutUsbScanCodes", "NoPermission", message="missing privilege")
+    try:
+        with pytest.raises(errors.WinNodesError) as err:
+            golden_image(gi)
+        assert err.value.step_id == "G1"
+    finally:
+        control.clear_faults()
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    base = vms.find_vm(session, folder, gi.names.base_vm)
+    assert base is not None  # created; Windows never started
+    vms.power_off(session, base.obj)  # e.g. an operator stopped it
+    result = golden_image(gi)
+    assert_valid_template(session, env, gi, result)
+
+
 def test_wrong_image_name_fails_at_g1_before_any_vm(
     env: dict[str, str], blocks: None, session: Any
 ) -> None:
