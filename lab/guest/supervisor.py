@@ -9,7 +9,10 @@ turns each VM into a Windows guest twin (`lab.guest.state.GuestDisk` in `<lab>/g
   against the lab CA, and re-logs in after any failure without losing events (keys already handled are
   skipped when the new collector replays the history);
 - clone → copies the source's disk; power-on → after a boot delay, setup / OOBE / normal boot
-  (`lab.guest.boot`); then reports Tools state, version, host name and IP through the vcsim control
+  (`lab.guest.boot`); an EFI VM with an empty disk and the Windows ISO first shows "Press any key to
+  boot from CD or DVD" for LAB_EFI_KEY_WINDOW seconds and boots the CD only if vCenter delivered a key
+  (PutUsbScanCodes, read from the vcsim control endpoint) while it showed; the VM's firmware and its
+  boot disk's controller go into runtime.json for Windows PE's driver rule; then reports Tools state, version, host name and IP through the vcsim control
   endpoint while the guest's `VMTools` service runs (first a short-lived APIPA address, as DHCP is slow
   on a real boot); and runs a real `sshd` (`lab.guest.sshd`) while the guest's sshd service runs and
   the firewall allows TCP 22;
