@@ -167,6 +167,10 @@ def golden_image(
                 if base.created:
                     report.created("VirtualMachine", base.name, "created", "base VM from ISO")
             else:
+                if base.windows_never_ran and gi.source.mode == "iso":
+                    # setup never finished (and a failed run deleted the answer media): setup
+                    # reads it again at this boot; G2 removes it as after a first install
+                    vt.g1_upload_answer_media(gi)
                 vt.g1_power_on(gi, base.moid)
             evidence.append(base.evidence)
             out.ok("; ".join(evidence))

@@ -219,11 +219,29 @@ def first_logon_script(
     return "\r\n".join(lines) + "\r\n"
 
 
-def autounattend(computer_name: str, admin_password: str, script_drive: str = "F:") -> str:
-    """An autounattend.xml that installs unattended and runs the first-logon script once."""
+#: The image each stand-in Windows ISO installs by default (lab.media lists every image).
+IMAGE_NAMES = {
+    "ocp-4.9": "Windows Server SERVERDATACENTERACORE",
+    "current": "Windows Server 2022 SERVERDATACENTERCORE",
+}
+
+
+def autounattend(
+    computer_name: str,
+    admin_password: str,
+    script_drive: str = "F:",
+    image_name: str = IMAGE_NAMES["current"],
+) -> str:
+    """An autounattend.xml that installs `image_name` unattended and runs the first-logon script
+    once. No DriverPaths: the lab's hand-made VMs use LSI Logic SAS, whose driver Windows has."""
     pw = escape(admin_password)
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <unattend xmlns="urn:schemas-microsoft-com:unattend" xmlns:wcm="http://schemas.microsoft.com/WMIConfig/2002/State">
+  <settings pass="windowsPE">
+    <component name="Microsoft-Windows-Setup" processorArchitecture="amd64" publicKeyToken="31bf3856ad364e35" language="neutral" versionScope="nonSxS">
+      <ImageInstall><OSImage><InstallFrom><MetaData wcm:action="add"><Key>/IMAGE/NAME</Key><Value>{escape(image_name)}</Value></MetaData></InstallFrom></OSImage></ImageInstall>
+    </component>
+  </settings>
   <settings pass="specialize">
     <component name="Microsoft-Windows-Shell-Setup" processorArchitecture="amd64" publicKeyToken="31bf3856ad364e35" language="neutral" versionScope="nonSxS">
       <ComputerName>{escape(computer_name)}</ComputerName>
@@ -341,14 +359,15 @@ def create_windows_vm(
     memory_mb: int = 4096,
     disk_gb: int = 40,
 ) -> vim.VirtualMachine:
-    """A VM with hardware version 19, a disk, a NIC on the network and one CD-ROM per ISO
-    (D:, E:, F: in that order), powered off."""
+    """A BIOS VM with hardware version 19, a disk on LSI Logic SAS (as WMCO's CI template; Windows
+    has its driver), a NIC on the network and one CD-ROM per ISO (D:, E:, F: in that order),
+    powered off."""
     folder = find(si, site.folder)
     pool = find(si, site.resource_pool)
     devices: list[vim.vm.device.VirtualDeviceSpec] = [
         vim.vm.device.VirtualDeviceSpec(
             operation="add",
-            device=vim.vm.device.ParaVirtualSCSIController(
+            device=vim.vm.device.VirtualLsiLogicSASController(
                 key=1000, busNumber=0, sharedBus="noSharing"
             ),
         ),
@@ -517,7 +536,10 @@ def install_windows(
         tools_conf=tools_conf,
     )
     answers = answer_iso(
-        site, f"{name}-answers", autounattend(name.lower()[:15], admin_password), script
+        site,
+        f"{name}-answers",
+        autounattend(name.lower()[:15], admin_password, image_name=IMAGE_NAMES[profile]),
+        script,
     )
     vm = create_windows_vm(si, site, name, [site.windows_iso[profile], site.tools_iso, answers])
     power_on(si, vm)

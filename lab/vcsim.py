@@ -64,6 +64,10 @@ Errors answer {"error": "..."} with 400 (bad request), 404 (no such VM) or 409 (
   POST   /vms/<moref>/guest-shutdown power off as the guest's own shutdown does: runtime.powerState
                                     poweredOff with no client task, Tools not running, IP cleared,
                                     VmPoweredOffEvent posted; 409 if the VM is not powered on
+  GET    /vms/<moref>/keys          {"keys": [{"at": unix seconds, "usb_hid_code": n, "hid_usage": n}]}:
+                                    the key events VirtualMachine.PutUsbScanCodes delivered (vcsim
+                                    lacks that method; vcsim-lab implements it: InvalidPowerState
+                                    unless the VM is powered on, returns the number of events)
 
 Without a session the simulator lets property reads through; vcsim-lab answers NotAuthenticated like
 vCenter does (only RetrieveServiceContent, Login* and reads of the ServiceInstance itself are anonymous).
@@ -502,6 +506,11 @@ class VcsimControl:
         result: dict[str, Any] = self._call("POST", f"/vms/{moref}/guest", body)
         return result
 
+    def keys(self, moref: str) -> list[dict[str, Any]]:
+        """Key events delivered to the VM by PutUsbScanCodes, oldest first ("at": Unix seconds)."""
+        result: list[dict[str, Any]] = self._call("GET", f"/vms/{moref}/keys")["keys"] or []
+        return result
+
     def guest_shutdown(self, moref: str) -> dict[str, Any]:
         """Power the VM off as its guest OS's own shutdown does (no task; VmPoweredOffEvent)."""
         result: dict[str, Any] = self._call("POST", f"/vms/{moref}/guest-shutdown")
@@ -529,13 +538,13 @@ def _upload_media(ctx: LabContext, datastore_dir: Path) -> dict[str, str]:
     items += [(m.file_name, m) for m in media.TOOLS_MEDIA.values()]
     for file_name, m in items:
         built = ctx.paths.media / file_name
-        if not built.exists():
-            if isinstance(m, media.WindowsMedia):
-                media.build_windows_iso(built, m)
-            else:
-                media.build_tools_iso(built, m)
+        # Rebuilt every start (tiny), so a lab directory never keeps stand-ins of an older layout.
+        if isinstance(m, media.WindowsMedia):
+            media.build_windows_iso(built, m)
+        else:
+            media.build_tools_iso(built, m)
         dest = iso_dir / file_name
-        if not dest.exists():
+        if not dest.exists() or dest.read_bytes() != built.read_bytes():
             shutil.copyfile(built, dest)
         out[file_name] = f"[{_datastore_name()}] {ISO_FOLDER}/{file_name}"
     return out
@@ -578,6 +587,7 @@ def _env(ctx: LabContext, inv: dict[str, Any], isos: dict[str, str]) -> dict[str
         ),
         "LAB_WINDOWS_ISO_OCP49": isos[media.WINDOWS_MEDIA["ocp-4.9"].file_name],
         "LAB_WINDOWS_ISO_CURRENT": isos[media.WINDOWS_MEDIA["current"].file_name],
+        "LAB_WINDOWS_ISO_2025": isos[media.WINDOWS_MEDIA["current-2025"].file_name],
         "LAB_TOOLS_ISO": isos[media.TOOLS_MEDIA["current"].file_name],
         "LAB_TOOLS_ISO_OLD": isos[media.TOOLS_MEDIA["old"].file_name],
     }

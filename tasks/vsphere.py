@@ -30,7 +30,7 @@ from winnodes.model.config import GoldenImageConfig
 from winnodes.model.naming import template_name
 from winnodes.model.profiles import MIN_HARDWARE_VERSION, get_profile
 from winnodes.model.steps import StepId
-from winnodes.render.answer_media import answer_media_files, render_answer_iso
+from winnodes.render.answer_media import INSTALL_CDS, answer_media_files, render_answer_iso
 from winnodes.vsphere import VSphereSession, inventory, media, vms, waits
 from winnodes.vsphere.tools import ToolsVersion
 
@@ -59,6 +59,7 @@ class VmInfo(BaseModel):
     power_state: str | None = None
     template: bool = False
     evidence: str = ""
+    windows_never_ran: bool = False  # vCenter has never seen its Tools (setup never finished)
 
 
 class GuestFacts(BaseModel):
@@ -156,7 +157,13 @@ def g1_find_base_vm(gi: GoldenImageConfig) -> VmInfo | None:
         if ref is None:
             return None
         _check_base(ref)
-        return _info(ref, f"base VM {ref.name} ({ref.moid}, {ref.hardware_version}) reused")
+        info = _info(ref, f"base VM {ref.name} ({ref.moid}, {ref.hardware_version}) reused")
+        return info.model_copy(update={"windows_never_ran": _windows_never_ran(session, ref.obj)})
+
+
+def _windows_never_ran(session: VSphereSession, vm: Any) -> bool:
+    seen = inventory.properties(session, vm, ["guest.toolsVersion"])["guest.toolsVersion"]
+    return str(seen or "0") == "0"  # vCenter shows "0" until Tools first report
 
 
 def _check_base(ref: vms.VmRef) -> None:
@@ -191,13 +198,34 @@ def g1_upload_answer_media(gi: GoldenImageConfig) -> str:
     return path
 
 
+def _boot_keys(gi: GoldenImageConfig, session: VSphereSession, vm: Any) -> str:
+    """EFI only: answer "Press any key to boot from CD or DVD" right after this run's power-on."""
+    hw = gi.hardware
+    if hw.firmware != "efi":
+        return "BIOS boots the CD without a key"
+    n = vms.press_boot_key(
+        session,
+        vm,
+        presses=hw.boot_key_presses,
+        interval=hw.boot_key_interval_seconds,
+        timeout=gi.timeouts.vcenter_task_seconds,
+    )
+    return (
+        f"EFI boot prompt answered: {n} spacebar presses, "
+        f"{hw.boot_key_interval_seconds:g}s apart, from power-on"
+    )
+
+
 @task(name="G1 create base VM from ISO", **transient_retries())
 def g1_create_base_vm(gi: GoldenImageConfig, build_id: str, answer_iso: str) -> VmInfo:
-    """Create the base VM (hardware version, disk, NIC, CD-ROMs: Windows ISO, answer media, Tools
-    ISO) and power it on; Windows setup then runs unattended. An existing base VM is reused."""
+    """Create the base VM (hardware version, system disk on the configured controller, NIC,
+    CD-ROMs in `INSTALL_CDS` order: Windows ISO D:, Tools ISO E:, answer media F:) and power it
+    on; on EFI, press the boot key while the ISO's boot loader asks for one. Windows setup then
+    runs unattended. An existing base VM is reused (and never gets keys: it may be installing)."""
     profile = get_profile(gi.profile)
     hw = gi.hardware
     assert gi.source.windows_iso and gi.source.tools_iso  # validated (mode 'iso')
+    by_role = {"windows": gi.source.windows_iso, "tools": gi.source.tools_iso, "answer": answer_iso}
     spec = vms.VmSpec(
         name=gi.names.base_vm,
         guest_id=hw.guest_id or profile.guest_id,
@@ -207,7 +235,8 @@ def g1_create_base_vm(gi: GoldenImageConfig, build_id: str, answer_iso: str) -> 
         num_cores_per_socket=hw.num_cores_per_socket,
         memory_mib=hw.memory_mib,
         disk_gib=hw.disk_gib,
-        isos=(gi.source.windows_iso, answer_iso, gi.source.tools_iso),
+        isos=tuple(by_role[role] for role in INSTALL_CDS),
+        disk_controller=hw.disk_controller,
         annotation=f"winnodes golden image base VM ({gi.profile}); never sysprep, never a template",
     )
     with vcenter(gi) as session:
@@ -221,22 +250,31 @@ def g1_create_base_vm(gi: GoldenImageConfig, build_id: str, answer_iso: str) -> 
         )
         _check_base(ref)
         powered = vms.power_on(session, ref.obj, timeout=gi.timeouts.vcenter_task_seconds)
+        keys = _boot_keys(gi, session, ref.obj) if powered and ref.created else ""
         what = "created" if ref.created else "reused"
         return _info(
             ref,
             f"{ref.name} ({ref.moid}) {what}: {hw.hardware_version}, {hw.firmware}, "
-            f"{hw.num_cpus} vCPU, {hw.memory_mib} MiB, {hw.disk_gib} GiB, NIC on "
-            f"{gi.placement.network}; {'powered on' if powered else 'already on'}",
+            f"{hw.disk_controller} disk, {hw.num_cpus} vCPU, {hw.memory_mib} MiB, "
+            f"{hw.disk_gib} GiB, NIC on {gi.placement.network}; "
+            f"{'powered on' if powered else 'already on'}" + (f"; {keys}" if keys else ""),
         )
 
 
 @task(name="G1 power on base VM", **transient_retries())
 def g1_power_on(gi: GoldenImageConfig, vm_moid: str) -> bool:
-    """A reused base VM must run for the checks (G2-G7). True when this call powered it on."""
+    """A reused base VM must run for the checks (G2-G7). True when this call powered it on.
+
+    A base VM whose Windows never ran (vCenter has never seen its Tools: an earlier run stopped
+    between power-on and the end of setup) boots the ISO again: on EFI it needs the boot key, which
+    this call then presses. A running VM is left alone (setup may be in progress)."""
     with vcenter(gi) as session:
-        return vms.power_on(
-            session, _vm(session, vm_moid), timeout=gi.timeouts.vcenter_task_seconds, step_id="G1"
-        )
+        vm = _vm(session, vm_moid)
+        fresh = _windows_never_ran(session, vm)
+        powered = vms.power_on(session, vm, timeout=gi.timeouts.vcenter_task_seconds, step_id="G1")
+        if powered and fresh and gi.source.mode == "iso":
+            _boot_keys(gi, session, vm)
+        return powered
 
 
 @task(name="G1 remove answer media", **transient_retries())

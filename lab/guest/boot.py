@@ -105,6 +105,10 @@ def _setup(disk: GuestDisk, log: Log) -> BootOutcome:
         return BootOutcome(False, "setup-waits", reason)
     ans_letter, text = media.answer_file
     answer = unattend.parse(text)
+    refused = windows_pe_refuses(info, answer, disk.runtime().boot_disk_controller, disk)
+    if refused is not None:
+        kind, reason = refused
+        return BootOutcome(False, kind, f"Windows Setup from {letter}: {reason}")
     name = (answer.computer_name or "").strip()
     if not name or name == "*":
         name = random_computer_name()
@@ -149,6 +153,107 @@ def _setup(disk: GuestDisk, log: Log) -> BootOutcome:
         with disk.edit() as state:
             state.log.append(f"{line}" + (f"; stderr: {err[:500]}" if err else ""))
     return BootOutcome(True, "setup", f"Windows installed as {name}", host.events)
+
+
+#: Boot-disk controllers Windows PE (Windows Server 2016-2025 media) has no inbox driver for: the
+#: disk is invisible to setup unless DriverPaths give one. VMware KB 1010398 (PVSCSI needs the driver
+#: from the Tools ISO during installation); BusLogic has had no Windows driver since Server 2008.
+NEEDS_DRIVER = {"pvscsi": "pvscsi.inf", "buslogic": "buslogic.inf"}
+
+LICENSE_TERMS_ERROR = (
+    "Windows cannot find the Microsoft Software License Terms. Make sure the installation sources "
+    "are valid and restart the installation."
+)
+DISK_CONFIGURATION_ERROR = (
+    "Windows could not apply the unattend answer file's <DiskConfiguration> setting."
+)
+
+
+def windows_pe_refuses(
+    info: dict[str, Any], answer: Any, controller: str, disk: GuestDisk
+) -> tuple[str, str] | None:
+    """What Windows PE stops at before anything is written to the disk, as (kind, reason), or None.
+
+    - image selection: without ImageInstall/OSImage/InstallFrom/MetaData and more than one image in
+      install.wim, setup waits on "Select the operating system you want to install"; a /IMAGE/NAME
+      (or /IMAGE/INDEX) that names no image of this ISO fails with the License Terms error;
+    - the boot disk: on a controller without an inbox driver (PVSCSI), the disk is visible only if a
+      DriverPaths entry points at a folder holding the driver on an attached CD, by the letter
+      Windows PE really gave that CD (D:, E:, ... in controller/unit order); otherwise DiskID 0 does
+      not exist and setup fails with the DiskConfiguration error."""
+    images = [str(i) for i in info.get("images") or []]
+    meta = {k.strip().upper(): v for k, v in getattr(answer, "image_metadata", [])}
+    if images:
+        if "/IMAGE/NAME" in meta:
+            if meta["/IMAGE/NAME"] not in images:
+                return "setup-failed", (
+                    f"{LICENSE_TERMS_ERROR} (the answer file's /IMAGE/NAME "
+                    f"{meta['/IMAGE/NAME']!r} is not an image of install.wim, which holds: "
+                    f"{', '.join(images)})"
+                )
+        elif "/IMAGE/INDEX" in meta:
+            idx = meta["/IMAGE/INDEX"].strip()
+            if not idx.isdigit() or not 1 <= int(idx) <= len(images):
+                return "setup-failed", (
+                    f"{LICENSE_TERMS_ERROR} (the answer file's /IMAGE/INDEX {idx!r} is not an "
+                    f"index of install.wim, which holds {len(images)} images)"
+                )
+        elif len(images) > 1:
+            return "setup-waits", (
+                "is waiting on 'Select the operating system you want to install': the answer "
+                "file's windowsPE pass selects no image (ImageInstall/OSImage/InstallFrom/MetaData) "
+                f"and install.wim holds {len(images)}: {', '.join(images)}"
+            )
+    driver = NEEDS_DRIVER.get(controller)
+    if driver is None:
+        return None
+    cdroms = disk.runtime().cdroms
+    seen: list[str] = []
+    for path in getattr(answer, "driver_paths", []):
+        letter = path[:1].upper()
+        if len(path) < 2 or path[1] != ":" or letter not in cdroms:
+            seen.append(f"{path} (no drive {letter}: in Windows PE)")
+            continue
+        folder = path[2:].replace("\\", "/").rstrip("/") or "/"
+        try:
+            with Iso(cdroms[letter]) as iso:
+                if iso.exists(f"{folder}/{driver}"):
+                    return None
+        except Exception as exc:  # not an ISO
+            seen.append(f"{path} ({letter}: unreadable: {exc})")
+            continue
+        seen.append(f"{path} (no {driver} there on {letter}: {Path(cdroms[letter]).name})")
+    return "setup-failed", (
+        f"{DISK_CONFIGURATION_ERROR} (setuperr.log: Failed to query disk [0] status. Error code "
+        f"is [0x80042405]: the boot disk is on a {controller} controller, Windows PE has no driver "
+        "for it, and "
+        + (
+            f"no DriverPaths entry reaches {driver}: {'; '.join(seen)}"
+            if seen
+            else "the answer file has no Microsoft-Windows-PnpCustomizationsWinPE DriverPaths"
+        )
+        + f"; CD-ROMs: {', '.join(f'{k}:={Path(v).name}' for k, v in sorted(cdroms.items())) or 'none'})"
+    )
+
+
+def needs_boot_key(disk: GuestDisk) -> bool:
+    """An EFI VM with no OS on its disk starts the Windows ISO's boot loader, which shows "Press any
+    key to boot from CD or DVD" and falls through when nobody presses one (BIOS boots the CD at
+    once; an installed disk boots Windows when the prompt times out, which is its purpose)."""
+    rt = disk.runtime()
+    if rt.firmware != "efi" or disk.load().installed:
+        return False
+    return scan_media(rt.cdroms).installer is not None
+
+
+def key_in_window(keys: list[dict[str, Any]], prompt_at: float, window: float) -> float | None:
+    """Seconds after the prompt of the first key event that arrived while it showed, else None.
+    Keys sent before the prompt (during firmware start-up) are not seen by the boot loader."""
+    for k in keys:
+        at = float(k.get("at", 0))
+        if prompt_at <= at <= prompt_at + window:
+            return at - prompt_at
+    return None
 
 
 def _apply_settings(state: GuestState, answer: Any, when: str) -> None:

@@ -152,6 +152,11 @@ class Runtime:
     supervisor_socket: str = ""
     # Connected CD-ROMs by drive letter ("D", "E", ...) -> host path of the ISO file.
     cdroms: dict[str, str] = field(default_factory=dict)
+    # Virtual hardware as vCenter shows it: config.firmware ("bios" | "efi") and the controller of
+    # the first disk ("pvscsi", "lsilogic-sas", "lsilogic", "buslogic", "sata", "nvme", "ide");
+    # "" = not known (boot tests that run without vCenter).
+    firmware: str = ""
+    boot_disk_controller: str = ""
 
 
 class GuestDisk:

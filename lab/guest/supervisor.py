@@ -9,7 +9,10 @@ turns each VM into a Windows guest twin (`lab.guest.state.GuestDisk` in `<lab>/g
   against the lab CA, and re-logs in after any failure without losing events (keys already handled are
   skipped when the new collector replays the history);
 - clone → copies the source's disk; power-on → after a boot delay, setup / OOBE / normal boot
-  (`lab.guest.boot`); then reports Tools state, version, host name and IP through the vcsim control
+  (`lab.guest.boot`); an EFI VM with an empty disk and the Windows ISO first shows "Press any key to
+  boot from CD or DVD" for LAB_EFI_KEY_WINDOW seconds and boots the CD only if vCenter delivered a key
+  (PutUsbScanCodes, read from the vcsim control endpoint) while it showed; the VM's firmware and its
+  boot disk's controller go into runtime.json for Windows PE's driver rule; then reports Tools state, version, host name and IP through the vcsim control
   endpoint while the guest's `VMTools` service runs (first a short-lived APIPA address, as DHCP is slow
   on a real boot); and runs a real `sshd` (`lab.guest.sshd`) while the guest's sshd service runs and
   the firewall allows TCP 22;
@@ -96,6 +99,7 @@ class Settings:
     shutdown_delay: (
         float  # Restart-Computer / Stop-Computer / sysprep /shutdown -> the guest goes down
     )
+    efi_key_window: float = 2.0  # how long "Press any key to boot from CD or DVD" shows (scaled)
 
     @classmethod
     def from_env(cls, paths: LabPaths | None = None) -> Settings:
@@ -125,6 +129,7 @@ class Settings:
             boot_delay=_float_env("LAB_BOOT_DELAY", 0.5),
             apipa_seconds=_float_env("LAB_APIPA_SECONDS", 0.3),
             shutdown_delay=_float_env("LAB_GUEST_SHUTDOWN_DELAY", 0.5),
+            efi_key_window=_float_env("LAB_EFI_KEY_WINDOW", 2.0),
         )
 
 
@@ -282,6 +287,7 @@ def _retrieve_vm(si: Any, moref: str) -> dict[str, Any] | None:
                     "runtime.powerState",
                     "config.template",
                     "config.guestId",
+                    "config.firmware",
                     "config.hardware.device",
                 ],
             )
@@ -299,8 +305,33 @@ def _retrieve_vm(si: Any, moref: str) -> dict[str, Any] | None:
         "power": str(props.get("runtime.powerState", "")),
         "template": bool(props.get("config.template", False)),
         "guest_id": str(props.get("config.guestId") or ""),
+        "firmware": str(props.get("config.firmware") or "bios"),
         "devices": list(props.get("config.hardware.device", []) or []),
     }
+
+
+def boot_disk_controller(devices: list[Any]) -> str:
+    """The kind of controller the VM's first disk (lowest controller/unit) hangs on."""
+    from pyVmomi import vim
+
+    kinds = [
+        (vim.vm.device.ParaVirtualSCSIController, "pvscsi"),
+        (vim.vm.device.VirtualLsiLogicSASController, "lsilogic-sas"),
+        (vim.vm.device.VirtualLsiLogicController, "lsilogic"),
+        (vim.vm.device.VirtualBusLogicController, "buslogic"),
+        (vim.vm.device.VirtualNVMEController, "nvme"),
+        (vim.vm.device.VirtualSATAController, "sata"),
+        (vim.vm.device.VirtualIDEController, "ide"),
+    ]
+    by_key = {d.key: d for d in devices}
+    disks = sorted(
+        (d for d in devices if isinstance(d, vim.vm.device.VirtualDisk)),
+        key=lambda d: (d.controllerKey or 0, d.unitNumber or 0),
+    )
+    if not disks:
+        return ""
+    ctrl = by_key.get(disks[0].controllerKey)
+    return next((name for cls, name in kinds if isinstance(ctrl, cls)), "")
 
 
 def _retrieve_all_vms(si: Any) -> dict[str, dict[str, Any]]:
@@ -590,7 +621,7 @@ class Supervisor:
         elif item.kind == "reconcile-all":
             self._reconcile_all(item.data.get("why", ""))
         elif item.kind == "boot" and t is not None:
-            self._boot(t, item.data.get("why", "power-on"))
+            self._boot(t, item.data.get("why", "power-on"), item.data.get("prompt_at"))
         elif item.kind == "dhcp" and t is not None:
             t.ip_ready = True
             self._reconcile(t, "DHCP lease obtained")
@@ -631,8 +662,11 @@ class Supervisor:
                 return ip
         raise AssertionError("unreachable")
 
-    def _save_runtime(self, t: Twin, cdroms: dict[str, str] | None = None) -> None:
+    def _save_runtime(
+        self, t: Twin, cdroms: dict[str, str] | None = None, hardware: tuple[str, str] | None = None
+    ) -> None:
         rt = t.disk.runtime()
+        firmware, controller = hardware or (rt.firmware, rt.boot_disk_controller)
         t.disk.save_runtime(
             Runtime(
                 vm=t.vm,
@@ -641,6 +675,8 @@ class Supervisor:
                 powered_on=t.powered_on,
                 supervisor_socket=str(self.paths.supervisor_socket),
                 cdroms=rt.cdroms if cdroms is None else cdroms,
+                firmware=firmware,
+                boot_disk_controller=controller,
             )
         )
 
@@ -729,7 +765,7 @@ class Supervisor:
         cdroms, notes = cdrom_letters(info["devices"], self.s.datastore, self.s.datastore_dir)
         if t.name != info["name"]:
             t.name = info["name"]
-        self._save_runtime(t, cdroms)
+        self._save_runtime(t, cdroms, (info["firmware"], boot_disk_controller(info["devices"])))
         for note in notes:
             self.guest_log(t, f"CD-ROM {note}")
         return info
@@ -760,7 +796,7 @@ class Supervisor:
             f"{why}: {len(vms)} VMs, {sum(t.powered_on for t in self.twins.values())} powered on",
         )
 
-    def _boot(self, t: Twin, why: str) -> None:
+    def _boot(self, t: Twin, why: str, prompt_at: float | None = None) -> None:
         info = self._refresh_cdroms(t)
         if info is None or info["power"] != "poweredOn":
             self.decide(t.vm, "boot skipped", f"VM is {info['power'] if info else 'gone'}")
@@ -775,6 +811,8 @@ class Supervisor:
                 "not a Windows guest",
                 f"guestId {info['guest_id']} and no Windows on the disk: left as vCenter shows it",
             )
+            return
+        if guest_boot.needs_boot_key(t.disk) and not self._boot_key(t, why, prompt_at):
             return
         cds = t.disk.runtime().cdroms
         self.decide(
@@ -791,6 +829,41 @@ class Supervisor:
         for event, data in outcome.events:
             if event != "changed":
                 self.put("notify", t.vm, {"event": event, **data})
+
+    def _boot_key(self, t: Twin, why: str, prompt_at: float | None) -> bool:
+        """EFI + Windows ISO + empty disk: the boot loader's "Press any key to boot from CD or DVD"
+        shows for `efi_key_window` seconds. True when a key (PutUsbScanCodes) came in time."""
+        window = self.s.efi_key_window
+        if prompt_at is None:
+            self.decide(
+                t.vm,
+                "press any key",
+                f"{why}; EFI firmware started the CD's boot loader: 'Press any key to boot from CD "
+                f"or DVD...' for {window:.2f}s",
+            )
+            self.put("boot", t.vm, {"why": why, "prompt_at": time.time()}, delay=window, gen=t.gen)
+            return False
+        try:
+            keys = self.control.keys(t.vm)
+        except Exception as exc:
+            self.decide(t.vm, "keys unreadable", f"{exc}; treated as no key")
+            keys = []
+        after = guest_boot.key_in_window(keys, prompt_at, window)
+        if after is not None:
+            self.decide(t.vm, "key pressed", f"{after:.2f}s into the prompt: booting from CD")
+            return True
+        early = sum(1 for k in keys if float(k.get("at", 0)) < prompt_at)
+        reason = (
+            f"no key within {window:.2f}s of 'Press any key to boot from CD or DVD' "
+            f"({len(keys)} key events on this VM, {early} before the prompt showed): the firmware "
+            "fell through to network boot and found no operating system; Windows Setup never "
+            "starts, VMware Tools never report"
+        )
+        self.decide(t.vm, "boot result", f"no-os: {reason}")
+        with t.disk.edit() as st:
+            st.log.append(f"firmware: {reason}")
+        self._reconcile(t, "EFI boot prompt timed out")
+        return False
 
     def _on_guest(self, t: Twin, data: dict[str, Any]) -> None:
         event = data.get("event", "")
@@ -947,6 +1020,7 @@ def start(ctx: Any) -> dict[str, str]:
         "WINNODES_LAB_DIR": str(paths.root),
         "LAB_GUEST_NET": ctx.cfg.guest_net,
         "LAB_BOOT_DELAY": str(ctx.cfg.boot_delay),
+        "LAB_EFI_KEY_WINDOW": str(ctx.cfg.efi_key_window),
     }
     client = SupervisorClient(paths.supervisor_socket, timeout=1.0)
     start_daemon(

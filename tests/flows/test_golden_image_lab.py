@@ -71,7 +71,14 @@ def make_config(env: dict[str, str], profile: str = "current", **over: Any) -> G
             ],
             "tools_iso": env["LAB_TOOLS_ISO"],
         },
-        "hardware": {"num_cpus": 2, "memory_mib": 4096, "disk_gib": 40},
+        # EFI + PVSCSI by default; boot keys paced for the lab's scaled EFI prompt (2 s).
+        "hardware": {
+            "num_cpus": 2,
+            "memory_mib": 4096,
+            "disk_gib": 40,
+            "boot_key_presses": 16,
+            "boot_key_interval_seconds": 0.25,
+        },
         "unattend": {"computer_name": "winworker"},
         "names": {"base_vm": f"gi-base-{tag}", "template_series": f"gi-{tag}"},
         "keep_templates": 2,
@@ -132,16 +139,84 @@ def assert_valid_template(
     )
 
 
-@pytest.mark.parametrize("profile", ["current", "ocp-4.9"])
+@pytest.mark.parametrize(
+    ("profile", "firmware", "controller"),
+    [
+        ("current", "efi", "pvscsi"),
+        ("ocp-4.9", "efi", "pvscsi"),
+        ("current", "bios", "lsilogic-sas"),
+        ("ocp-4.9", "bios", "lsilogic-sas"),
+    ],
+)
 def test_full_build_per_profile(
-    env: dict[str, str], blocks: None, session: Any, profile: str
+    env: dict[str, str], blocks: None, session: Any, profile: str, firmware: str, controller: str
 ) -> None:
-    gi = make_config(env, profile)
+    gi = make_config(env, profile, hardware={"firmware": firmware, "disk_controller": controller})
     t0 = time.monotonic()
     result = golden_image(gi)
-    print(f"\nbuild {profile}: {time.monotonic() - t0:.1f}s wall")
+    print(f"\nbuild {profile} {firmware}+{controller}: {time.monotonic() - t0:.1f}s wall")
     assert result.created
     assert_valid_template(session, env, gi, result)
+    base = vms.find_vm(
+        session, inventory.folder(session, env["LAB_VSPHERE_FOLDER"]), gi.names.base_vm
+    )
+    assert base is not None
+    props = inventory.properties(session, base.obj, ["config.firmware", "config.hardware.device"])
+    assert props["config.firmware"] == firmware
+    kinds = {type(d).__name__.rsplit(".", 1)[-1] for d in props["config.hardware.device"]}
+    assert {"pvscsi": "ParaVirtualSCSIController", "lsilogic-sas": "VirtualLsiLogicSASController"}[
+        controller
+    ] in kinds
+
+
+def test_windows_server_2025_from_its_iso(env: dict[str, str], blocks: None, session: Any) -> None:
+    gi = make_config(
+        env,
+        "current",
+        source={
+            "windows_iso": env["LAB_WINDOWS_ISO_2025"],
+            "image_name": "Windows Server 2025 SERVERDATACENTERCORE",
+        },
+    )
+    result = golden_image(gi)
+    assert_valid_template(session, env, gi, result)
+
+
+def test_efi_install_resumes_with_boot_keys_after_a_failed_g1(
+    env: dict[str, str], blocks: None, session: Any
+) -> None:
+    """The vCenter user lacks VirtualMachine.Interact.PutUsbScanCodes: G1 fails (permanent, G1),
+    the VM sits at the EFI prompt's fall-through, no Tools. Once the privilege is granted, a re-run
+    powers the powered-off base VM on again and presses the key, and the build completes."""
+    from lab.vcsim import VcsimControl
+
+    control = VcsimControl(env["LAB_VCSIM_CONTROL_URL"])
+    gi = make_config(env, "current")
+    control.add_fault("PutUsbScanCodes", "NoPermission", message="missing privilege")
+    try:
+        with pytest.raises(errors.WinNodesError) as err:
+            golden_image(gi)
+        assert err.value.step_id == "G1"
+    finally:
+        control.clear_faults()
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    base = vms.find_vm(session, folder, gi.names.base_vm)
+    assert base is not None  # created; Windows never started
+    vms.power_off(session, base.obj)  # e.g. an operator stopped it
+    result = golden_image(gi)
+    assert_valid_template(session, env, gi, result)
+
+
+def test_wrong_image_name_fails_at_g1_before_any_vm(
+    env: dict[str, str], blocks: None, session: Any
+) -> None:
+    gi = make_config(env, source={"image_name": "Windows Server 2022 Datacenter"})
+    with pytest.raises(errors.ValidationError) as err:
+        golden_image(gi)
+    text = str(err.value)
+    assert "golden_image.source.image_name" in text and "(G1)" in text
+    assert "Windows Server 2022 SERVERDATACENTERCORE" in text  # what the profile's ISOs carry
+    assert vm_names(session, env, gi.names.base_vm) == []
 
 
 # -- one base VM shared by the re-run, resume and repair tests ----------------------------------------

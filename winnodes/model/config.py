@@ -76,7 +76,9 @@ class Source(_Model):
     )
     image_name: str | None = Field(
         default=None,
-        description="/IMAGE/NAME of the edition to install from install.wim; default per profile.",
+        description="/IMAGE/NAME of the edition to install from install.wim, e.g. 'Windows Server "
+        "2022 SERVERDATACENTERCORE' or 'Windows Server 2025 SERVERSTANDARDCORE'; must be one the "
+        "profile's Windows ISOs carry. Default per profile (Datacenter, Server Core).",
     )
     product_key: str | None = Field(
         default=None,
@@ -99,7 +101,28 @@ class Hardware(_Model):
         description="System disk in GiB. MachineSets can grow it (diskGiB) but never shrink it.",
     )
     firmware: Literal["bios", "efi"] = Field(
-        default="efi", description="Firmware: 'bios' or 'efi'."
+        default="efi",
+        description="Firmware: 'bios' or 'efi'. EFI shows 'Press any key to boot from CD or DVD': "
+        "G1 answers it with key presses through vCenter (PutUsbScanCodes).",
+    )
+    disk_controller: Literal["pvscsi", "lsilogic-sas"] = Field(
+        default="pvscsi",
+        description="Controller of the system disk: 'pvscsi' (VMware Paravirtual; Windows setup "
+        "loads its driver from the Tools ISO, see DriverPaths) or 'lsilogic-sas' (inbox driver).",
+    )
+    boot_key_presses: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="EFI: how many spacebar presses G1 sends after power-on to start the installer "
+        "from the ISO (Packer's boot_command does the same).",
+    )
+    boot_key_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="EFI: seconds between the boot key presses; presses x interval must cover the "
+        "boot loader's prompt (a few seconds, shown shortly after power-on).",
     )
     hardware_version: str = Field(
         default="vmx-15",

@@ -41,6 +41,7 @@ class RequirementProfile:
     min_tools_version: tuple[int, int, int]
     guest_id: str  # vSphere guest OS identifier for the VM (G1)
     image_name: str  # /IMAGE/NAME in install.wim selected by autounattend.xml (G1)
+    images: tuple[str, ...] = ()  # every /IMAGE/NAME the profile's ISOs carry (G1 validation)
 
     @property
     def firewall_ports(self) -> tuple[int, ...]:
@@ -49,6 +50,21 @@ class RequirementProfile:
 
 CONTAINER_LOGS = FirewallPort(10250, "ContainerLogsPort", "kubelet: container logs (G7)")
 WINDOWS_EXPORTER = FirewallPort(9182, "WindowsExporterMetricsPort", "windows_exporter metrics")
+
+
+def ltsc_images(release: str) -> tuple[str, ...]:
+    """install.wim of a Windows Server LTSC ISO (2022, 2025): Standard and Datacenter, each as
+    Server Core and with the Desktop Experience, in index order 1-4."""
+    return tuple(
+        f"Windows Server {release} {edition}"
+        for edition in (
+            "SERVERSTANDARDCORE",
+            "SERVERSTANDARD",
+            "SERVERDATACENTERCORE",
+            "SERVERDATACENTER",
+        )
+    )
+
 
 PROFILES: dict[str, RequirementProfile] = {
     "ocp-4.9": RequirementProfile(
@@ -64,6 +80,8 @@ PROFILES: dict[str, RequirementProfile] = {
         min_tools_version=MIN_TOOLS_VERSION,
         guest_id="windows2019srv_64Guest",
         image_name="Windows Server SERVERDATACENTERACORE",
+        # Semi-Annual Channel media carry Server Core only.
+        images=("Windows Server SERVERSTANDARDACORE", "Windows Server SERVERDATACENTERACORE"),
     ),
     "current": RequirementProfile(
         name="current",
@@ -78,6 +96,7 @@ PROFILES: dict[str, RequirementProfile] = {
         min_tools_version=MIN_TOOLS_VERSION,
         guest_id="windows2019srvNext_64Guest",
         image_name="Windows Server 2022 SERVERDATACENTERCORE",
+        images=ltsc_images("2022") + ltsc_images("2025"),
     ),
 }
 

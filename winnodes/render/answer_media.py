@@ -1,8 +1,10 @@
 """The answer media of G1: autounattend.xml plus the first-logon scripts, packed as an ISO in memory.
 
 Windows setup looks for `autounattend.xml` at the root of every attached drive, so the build attaches
-this ISO as a second CD next to the Windows ISO (and the Tools ISO as a third). The first-logon
-commands do not know which letter each CD gets, so they find files instead of assuming letters:
+this ISO as a third CD after the Windows ISO and the Tools ISO (`INSTALL_CDS`, the order of the public
+vSphere Packer templates: `iso_paths = [windows, tools]`, then the answer CD). Windows PE gives CD-ROMs
+letters from D: in controller/unit order, so the Tools CD is E: and the windowsPE pass's DriverPaths
+can name it (`cd_letter`); the first-logon commands still find files instead of assuming letters:
 the scripts by their path on this media, `setup64.exe` on the Tools CD.
 
 The scripts are real PowerShell for Windows Server, kept within the small subset described in
@@ -32,6 +34,16 @@ from winnodes.render.unattend import FirstLogonCommand, render_autounattend
 
 #: Drive letters a CD can get on a fresh VM with up to a handful of drives.
 CD_LETTERS = tuple("DEFGHIJ")
+#: The CD-ROMs of an installation from ISO, in controller/unit order (G1 attaches them so).
+INSTALL_CDS = ("windows", "tools", "answer")
+
+
+def cd_letter(role: str) -> str:
+    """The drive letter Windows PE gives the CD `role` of `INSTALL_CDS` (D: for the first). The VM
+    has no other CD-ROM and its empty system disk has no volume yet, so the letters start at D:."""
+    return CD_LETTERS[INSTALL_CDS.index(role)]
+
+
 SCRIPT_DIR = "winnodes"
 VOLUME_ID = "WINNODES_ANSWER"
 
@@ -117,7 +129,8 @@ def answer_media_files(
     """Every file of the answer media, by path: /autounattend.xml and /winnodes/*.ps1.
 
     Raises ConfigError (G9 rules) for an invalid ComputerName or password."""
-    xml = render_autounattend(gi, admin_password, first_logon_commands())
+    tools_drive = cd_letter("tools") if gi.hardware.disk_controller == "pvscsi" else None
+    xml = render_autounattend(gi, admin_password, first_logon_commands(), tools_drive=tools_drive)
     # Windows PowerShell 5.1 reads a BOM-less .ps1 as ANSI; the scripts are ASCII, so plain bytes.
     return {
         "/autounattend.xml": xml.encode("utf-8"),

@@ -61,6 +61,8 @@ def golden_image_problems(gi: GoldenImageConfig, prefix: str = "golden_image") -
     if gi.source.mode == "iso":
         out += r.check_datastore_path(gi.source.windows_iso, f"{p}.source.windows_iso")
         out += r.check_datastore_path(gi.source.tools_iso, f"{p}.source.tools_iso", "G2")
+        if gi.source.image_name is not None:
+            out += r.check_image_name(gi.source.image_name, gi.profile, f"{p}.source.image_name")
     hw = gi.hardware
     out += r.check_hardware_version(hw.hardware_version, f"{p}.hardware.hardware_version")
     out += r.check_sizes(

@@ -12,7 +12,7 @@ import ipaddress
 import re
 
 from winnodes.errors import Problem
-from winnodes.model.profiles import MIN_HARDWARE_VERSION
+from winnodes.model.profiles import MIN_HARDWARE_VERSION, get_profile
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 #: vSphere machine names are the set name + "-" + 5 random characters; the computer name derived
@@ -289,6 +289,29 @@ def check_datastore_path(path: str | None, field: str, step: str = "G1") -> list
             )
         ]
     return []
+
+
+def check_image_name(
+    image_name: str, profile: str, field: str = "golden_image.source.image_name"
+) -> list[Problem]:
+    """G1: /IMAGE/NAME must name an image of the profile's Windows ISOs, exactly as install.wim
+    spells it; Windows Setup fails with "Windows cannot find the Microsoft Software License Terms"
+    for a name the ISO does not carry."""
+    images = get_profile(profile).images
+    if not images or image_name in images:
+        return []
+    near = [i for i in images if i.lower() == image_name.strip().lower()]
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return [
+        _p(
+            "G1",
+            field,
+            "image-of-profile",
+            f"/IMAGE/NAME {image_name!r} is not an image of the {profile} profile's Windows "
+            f"ISOs ({', '.join(images)}){hint}; Windows Setup would stop with 'Windows cannot "
+            "find the Microsoft Software License Terms'",
+        )
+    ]
 
 
 def check_dns_label(value: str, field: str, step: str = "DNS1") -> list[Problem]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from winnodes.vsphere import inventory
 from winnodes.vsphere.faults import boundary
 from winnodes.vsphere.inventory import Network, split_ds_path
 from winnodes.vsphere.session import VSphereSession
-from winnodes.vsphere.waits import task_state, wait_for_task
+from winnodes.vsphere.waits import task_state, wait_for_power_state, wait_for_task
 
 BUILD_KEY = "winnodes.build"
 VM_PROPS = (
@@ -196,6 +197,19 @@ class VmSpec:
     isos: tuple[str, ...] = ()
     annotation: str = ""
     extra_config: Mapping[str, str] = field(default_factory=dict)
+    disk_controller: Literal["pvscsi", "lsilogic-sas"] = "pvscsi"
+
+
+def disk_controller_device(kind: str, key: int) -> Any:
+    """The SCSI controller of the system disk: VMware Paravirtual (needs its driver in Windows PE)
+    or LSI Logic SAS (inbox in Windows)."""
+    if kind == "lsilogic-sas":
+        return vim.vm.device.VirtualLsiLogicSASController(
+            key=key, busNumber=0, sharedBus="noSharing"
+        )
+    if kind == "pvscsi":
+        return vim.vm.device.ParaVirtualSCSIController(key=key, busNumber=0, sharedBus="noSharing")
+    raise errors.ConfigError(f"unknown disk controller {kind!r}", step_id="G1")
 
 
 def nic_backing(network: Network) -> Any:
@@ -213,17 +227,15 @@ def nic_backing(network: Network) -> Any:
 
 def config_spec(spec: VmSpec, placement: Placement, build_id: str) -> Any:
     """The CreateVM ConfigSpec (pure apart from pyVmomi data objects). Device keys are negative,
-    as the API asks for new devices; controllers: PVSCSI for the disk, SATA (AHCI) for CD-ROMs."""
+    as the API asks for new devices; controllers: `spec.disk_controller` (PVSCSI or LSI Logic SAS)
+    for the disk, SATA (AHCI) for the CD-ROMs, one unit each in `spec.isos` order (D:, E:, ...)."""
     if placement.network is None:
         raise errors.ConfigError("placement.network is required to create a VM", step_id="G1")
     connect = vim.vm.device.VirtualDevice.ConnectInfo
     scsi, sata = -100, -200
     devices = [
         vim.vm.device.VirtualDeviceSpec(
-            operation="add",
-            device=vim.vm.device.ParaVirtualSCSIController(
-                key=scsi, busNumber=0, sharedBus="noSharing"
-            ),
+            operation="add", device=disk_controller_device(spec.disk_controller, scsi)
         ),
         vim.vm.device.VirtualDeviceSpec(
             operation="add",
@@ -407,6 +419,55 @@ def power_off(
     task = _start(vm.PowerOffVM_Task, None, f"power off {vm._moId}", step_id)
     wait_for_task(session, task, timeout=timeout, step_id=step_id)
     return True
+
+
+# -- G1: the EFI boot prompt ---------------------------------------------------------------------
+#: USB HID usage IDs (HID Usage Tables, Keyboard/Keypad page 0x07).
+HID_SPACEBAR = 0x2C
+HID_ENTER = 0x28
+
+
+def usb_scan_code(hid_usage: int) -> int:
+    """`UsbScanCodeSpecKeyEvent.usbHidCode` for a key: (usage << 16) | 7, as govc vm.keystrokes
+    and Packer's vsphere builder encode it."""
+    return (hid_usage << 16) | 7
+
+
+def key_spec(hid_usage: int = HID_SPACEBAR) -> Any:
+    return vim.vm.UsbScanCodeSpec(
+        keyEvents=[vim.vm.UsbScanCodeSpec.KeyEvent(usbHidCode=usb_scan_code(hid_usage))]
+    )
+
+
+def press_boot_key(
+    session: VSphereSession,
+    vm: Any,
+    *,
+    presses: int,
+    interval: float,
+    timeout: float = 600,
+    step_id: str | None = "G1",
+) -> int:
+    """Answer an EFI boot loader's "Press any key to boot from CD or DVD": wait (WaitForUpdatesEx)
+    until the VM runs, then press the spacebar `presses` times, `interval` seconds apart, through
+    vCenter (`PutUsbScanCodes`), as Packer users' `boot_command = ["<spacebar>", ...]` does. The
+    prompt shows only a few seconds after power-on and keys sent before it are lost, so the presses
+    are spread over the window instead of sent once. Returns the key events vCenter delivered."""
+    wait_for_power_state(session, vm, "poweredOn", timeout=timeout, step_id=step_id)
+    delivered = 0
+    missed: errors.TransientError | None = None
+    pause = threading.Event()
+    for n in range(presses):
+        if n:
+            pause.wait(interval)  # the pacing of the presses, not a wait for state
+        try:
+            with boundary(step_id, action=f"press the boot key on {vm._moId}"):
+                delivered += int(vm.PutUsbScanCodes(key_spec()) or 0)
+        except errors.TransientError as exc:  # one lost press is covered by the others
+            missed = exc
+    if not delivered and missed is not None:
+        raise missed
+    return delivered
 
 
 # -- G8: clone -------------------------------------------------------------------------------------

@@ -100,6 +100,14 @@ func (l *lab) controlHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+	mux.HandleFunc("GET /vms/{moref}/keys", func(w http.ResponseWriter, r *http.Request) {
+		keys, err := l.keysOf(r.PathValue("moref"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
+	})
 	mux.HandleFunc("POST /vms/{moref}/guest-shutdown", func(w http.ResponseWriter, r *http.Request) {
 		out, err := l.guestShutdown(r.PathValue("moref"))
 		if err != nil {

@@ -351,6 +351,7 @@ func (h *taskHook) UpdateObject(ctx *simulator.Context, obj mo.Reference, change
 
 func (l *lab) installHooks() {
 	l.m.Map().Handler = l.handler
+	simulator.PutUsbScanCodesHook = l.putUsbScanCodes
 }
 
 // Delays: SOAP method names (e.g. RetrievePropertiesEx, CloneVM_Task) delay the response; task

@@ -55,6 +55,7 @@ type lab struct {
 	pending map[*simulator.Context]*faultRule // task-mode faults armed for a request
 	delays  map[string]int
 	timeout string
+	keys    map[string][]keyEvent // PutUsbScanCodes received, by VM moref
 }
 
 func newLab(m *simulator.Model, o options) *lab {

@@ -47,10 +47,21 @@ def installed(
     answer.write_bytes(am.render_answer_iso(am.answer_media_files(gi, GOOD_PASSWORD, PUBKEY)))
     disk = state.GuestDisk(tmp_path / "guest")
     disk.create()
-    # The answer media is deliberately not on D: (the letters are found, not assumed).
-    cdroms = {"D": str(win), "E": str(tools), "F": str(answer)}
+    # The CDs in the order G1 attaches them (Windows D:, Tools E:, answers F:); the system disk on
+    # the configured controller (PVSCSI by default: the DriverPaths must reach the Tools CD).
+    by_role = {"windows": str(win), "tools": str(tools), "answer": str(answer)}
+    cdroms = {am.cd_letter(role): by_role[role] for role in am.INSTALL_CDS}
+    assert gi.hardware.disk_controller == "pvscsi"
     disk.save_runtime(
-        state.Runtime(vm="vm-1", name="base", ip="127.9.0.2", powered_on=True, cdroms=cdroms)
+        state.Runtime(
+            vm="vm-1",
+            name="base",
+            ip="127.9.0.2",
+            powered_on=True,
+            cdroms=cdroms,
+            firmware=gi.hardware.firmware,
+            boot_disk_controller=gi.hardware.disk_controller,
+        )
     )
     log: list[str] = []
     outcome = boot.boot(disk, log.append)

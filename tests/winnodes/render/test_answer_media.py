@@ -119,3 +119,26 @@ def test_password_is_only_in_autounattend(config: PipelineConfig) -> None:
     files = am.answer_media_files(config.golden_image, GOOD_PASSWORD, PUBKEY)
     holding = [p for p, data in files.items() if GOOD_PASSWORD.encode() in data]
     assert holding == ["/autounattend.xml"]
+
+
+def test_install_cds_put_the_tools_cd_on_e() -> None:
+    assert am.INSTALL_CDS == ("windows", "tools", "answer")
+    assert [am.cd_letter(r) for r in am.INSTALL_CDS] == ["D", "E", "F"]
+
+
+@pytest.mark.parametrize(("controller", "driver_paths"), [("pvscsi", 1), ("lsilogic-sas", 0)])
+def test_driver_paths_only_for_pvscsi(
+    config: PipelineConfig, controller: str, driver_paths: int
+) -> None:
+    gi = config.golden_image.model_copy(
+        update={
+            "hardware": config.golden_image.hardware.model_copy(
+                update={"disk_controller": controller}
+            )
+        }
+    )
+    xml = am.answer_media_files(gi, GOOD_PASSWORD, PUBKEY)["/autounattend.xml"].decode()
+    paths = ET.fromstring(xml).findall(".//u:DriverPaths/u:PathAndCredentials/u:Path", NS)
+    assert len(paths) == driver_paths
+    if paths:
+        assert paths[0].text is not None and paths[0].text.startswith(am.cd_letter("tools") + ":\\")

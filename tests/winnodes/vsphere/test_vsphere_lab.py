@@ -237,6 +237,20 @@ def test_create_vm_with_cdroms_is_idempotent(
     assert len(nics) == 1 and nics[0].backing.deviceName == env["LAB_VSPHERE_NETWORK"]
 
 
+def test_press_boot_key_waits_for_power_on_and_reaches_the_vm(
+    session: VSphereSession, placement: vms.Placement, env: dict[str, str], made: list[Any]
+) -> None:
+    from lab.vcsim import VcsimControl
+
+    vm = _plain_vm(session, placement, made)
+    with pytest.raises(errors.WaitTimeout):  # powered off: no keyboard until it runs
+        vms.press_boot_key(session, vm.obj, presses=1, interval=0, timeout=1)
+    vms.power_on(session, vm.obj)
+    assert vms.press_boot_key(session, vm.obj, presses=3, interval=0.05) == 3
+    keys = VcsimControl(env["LAB_VCSIM_CONTROL_URL"]).keys(vm.moid)
+    assert [k["usb_hid_code"] for k in keys] == [vms.usb_scan_code(vms.HID_SPACEBAR)] * 3
+
+
 def test_clone_is_idempotent_per_build_and_template_life_cycle(
     session: VSphereSession, placement: vms.Placement, made: list[Any]
 ) -> None:
