@@ -103,6 +103,9 @@ a listener, each with a goroutine dump of the waiting lock holders on a hang).
        left the template in its pool's `vm`; MarkAsVirtualMachine joined no pool or host list.
 These two are covered by tests/lab/test_vcsim.py (datastore section; "independent clients": govc's
 find/ls after clones, a folder destroy, a template turned back into a VM and session invalidation).
+  0005 VirtualMachine.PutUsbScanCodes (absent from the simulator): recorded per VM with its time
+       (lab/go/vcsim/keys.go, `GET /vms/<moref>/keys`) so the guest twin can model the EFI
+       "Press any key to boot from CD or DVD" prompt; InvalidPowerState when the VM is off.
 
 Component interface (lab/cli.py): `build(ctx)` compiles vcsim-lab (cache key: GOVMOMI_VERSION and a hash
 of the Go sources and patches) and installs govc GOVC_VERSION; `start(ctx)` returns GOVC_* and LAB_VSPHERE_* (see

@@ -27,7 +27,7 @@ type keyEvent struct {
 const maxKeysPerVM = 200
 
 // putUsbScanCodes answers VirtualMachine.PutUsbScanCodes (simulator.PutUsbScanCodesHook, added by
-// patches/0003; the VM's lock is held by the simulator).
+// patches/0005; the VM's lock is held by the simulator).
 func (l *lab) putUsbScanCodes(ctx *simulator.Context, vm *simulator.VirtualMachine, req *types.PutUsbScanCodes) soap.HasFault {
 	body := &methods.PutUsbScanCodesBody{}
 	if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
