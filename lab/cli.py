@@ -10,6 +10,7 @@ configuration can point at the lab as they would at a real site. Each component 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -18,13 +19,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from lab.config import LabConfig, infrastructure_id
 from lab.paths import LabPaths
-from lab.process import LabError
+from lab.process import LabError, free_port
 
 # Start order; stop runs in reverse. LAB_COMPONENTS (comma-separated, without "lab.") selects a subset.
 ALL_COMPONENTS = [
@@ -183,6 +185,39 @@ def status(ctx: LabContext) -> int:
     if ctx.paths.env_file.exists():
         print(f"variables: source {ctx.paths.env_file}")
     return worst
+
+
+@contextlib.contextmanager
+def private_lab(
+    run_dir: Path, components: Sequence[str], *, guest_net: int | None = None
+) -> Iterator[LabContext]:
+    """A lab of its own for a test module or a benchmark: `components` (names without "lab.")
+    in `run_dir`, on free ports (vcsim's; the other components' tests choose theirs), optionally
+    on its own guest network, so that what it does (fault injection, ending every vCenter session)
+    cannot disturb a lab that others share. Stopped on exit; the environment is restored."""
+    overrides = {
+        "LAB_COMPONENTS": ",".join(components),
+        "WINNODES_LAB_DIR": str(run_dir),
+        "LAB_VCSIM_PORT": str(free_port()),
+        "LAB_VCSIM_CONTROL_PORT": str(free_port()),
+    }
+    if guest_net is not None:
+        overrides["LAB_GUEST_NET"] = str(guest_net)
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        ctx = context()
+        up(ctx)
+        try:
+            yield ctx
+        finally:
+            down(ctx)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def load_env(paths: LabPaths | None = None) -> dict[str, str]:

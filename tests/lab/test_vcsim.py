@@ -27,32 +27,15 @@ from pyVmomi import vim, vmodl
 
 from lab import cli, vcsim
 from lab.paths import REPO_ROOT
-from lab.process import read_pid
+from lab.process import free_port, read_pid
 
 pytestmark = pytest.mark.lab
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cli.LabContext]:
-    run_dir = tmp_path_factory.mktemp("vcsim-lab")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WINNODES_LAB_DIR", str(run_dir))
-        mp.setenv("LAB_VCSIM_PORT", str(_free_port()))
-        mp.setenv("LAB_VCSIM_CONTROL_PORT", str(_free_port()))
-        mp.setenv("LAB_COMPONENTS", "vcsim")
-        ctx = cli.context()
-        cli.up(ctx)
-        try:
-            yield ctx
-        finally:
-            cli.down(ctx)
+    with cli.private_lab(tmp_path_factory.mktemp("vcsim-lab"), ["vcsim"]) as ctx:
+        yield ctx
 
 
 @pytest.fixture(scope="module")
@@ -398,7 +381,7 @@ def test_lab_up_refuses_a_port_in_use(tmp_path: Path) -> None:
                 "WINNODES_LAB_DIR": str(tmp_path / "lab"),
                 "LAB_COMPONENTS": "vcsim",
                 "LAB_VCSIM_PORT": str(port),
-                "LAB_VCSIM_CONTROL_PORT": str(_free_port()),
+                "LAB_VCSIM_CONTROL_PORT": str(free_port()),
             },
             capture_output=True,
             text=True,
@@ -418,18 +401,8 @@ _PC = vmodl.query.PropertyCollector
 
 @pytest.fixture
 def own_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cli.LabContext]:
-    run_dir = tmp_path_factory.mktemp("vcsim-concurrency")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WINNODES_LAB_DIR", str(run_dir))
-        mp.setenv("LAB_VCSIM_PORT", str(_free_port()))
-        mp.setenv("LAB_VCSIM_CONTROL_PORT", str(_free_port()))
-        mp.setenv("LAB_COMPONENTS", "vcsim")
-        ctx = cli.context()
-        cli.up(ctx)
-        try:
-            yield ctx
-        finally:
-            cli.down(ctx)
+    with cli.private_lab(tmp_path_factory.mktemp("vcsim-concurrency"), ["vcsim"]) as ctx:
+        yield ctx
 
 
 def _goroutine_dump(ctx: cli.LabContext) -> str:
