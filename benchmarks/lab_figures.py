@@ -309,57 +309,7 @@ def key_secret(core: Any, key_file: str) -> None:
 
 
 def machineset(name: str, template: str, site: scenario.Site, infra_id: str) -> Obj:
-    labels = {
-        "machine.openshift.io/cluster-api-cluster": infra_id,
-        "machine.openshift.io/cluster-api-machineset": name,
-    }
-    provider = {
-        "apiVersion": "vsphereprovider.openshift.io/v1beta1",
-        "kind": "VSphereMachineProviderSpec",
-        "credentialsSecret": {"name": "vsphere-cloud-credentials"},
-        "diskGiB": 128,
-        "memoryMiB": 16384,
-        "numCPUs": 4,
-        "numCoresPerSocket": 1,
-        "snapshot": "",
-        "template": template,
-        "network": {"devices": [{"networkName": site.network}]},
-        "userDataSecret": {"name": "windows-user-data"},
-        "workspace": {
-            "datacenter": site.datacenter.strip("/").split("/")[-1],
-            "datastore": site.datastore,
-            "folder": site.folder,
-            "resourcePool": site.resource_pool,
-            "server": site.host_port[0],
-        },
-    }
-    return {
-        "apiVersion": "machine.openshift.io/v1beta1",
-        "kind": "MachineSet",
-        "metadata": {
-            "name": name,
-            "namespace": wmco.MACHINE_API_NAMESPACE,
-            "labels": {"machine.openshift.io/cluster-api-cluster": infra_id},
-        },
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {
-                    "labels": {
-                        **labels,
-                        "machine.openshift.io/os-id": "Windows",
-                        "machine.openshift.io/cluster-api-machine-role": "worker",
-                        "machine.openshift.io/cluster-api-machine-type": "worker",
-                    }
-                },
-                "spec": {
-                    "metadata": {"labels": {"node-role.kubernetes.io/worker": ""}},
-                    "providerSpec": {"value": provider},
-                },
-            },
-        },
-    }
+    return scenario.windows_machineset(name, infra_id, scenario.provider_spec(site, template))
 
 
 def _watch(
