@@ -81,7 +81,7 @@ def e2e(lab_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
         worker_env = {k: v for k, v in penv.items() if k.startswith(("WINNODES_", "PREFECT_"))}
         prefect_server.start_worker(paths, ROOT, worker_env)
         proc = subprocess.run(
-            [sys.executable, "-m", "winnodes.cli", "run", str(config), "--timeout", "900"],
+            [sys.executable, "-m", "app.cli", "run", str(config), "--timeout", "900"],
             cwd=ROOT,
             env=penv,
             capture_output=True,
