@@ -559,6 +559,14 @@ def make_template(
     return vm
 
 
+def remove_golden(si: vim.ServiceInstance, site: Site, template: str, base: str) -> None:
+    """Destroy a template make_template made from `base` (an install_windows VM, already destroyed)
+    and the answer ISO that install uploaded: what tests sharing a lab remove after themselves."""
+    with contextlib.suppress(LookupError):
+        wait_task(si, vm_by_name(si, site, template).Destroy_Task())
+    (Path(site.datastore_dir) / "iso" / f"{base}-answers.iso").unlink(missing_ok=True)
+
+
 # -- a Windows MachineSet, written by hand as procedure C1 shows ---------------------------------
 
 

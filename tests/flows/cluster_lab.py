@@ -233,3 +233,10 @@ def build_template(
             tpl = inventory.vm(session, name).obj
             vms.set_custom_attributes(session, tpl, {ATTR_FINGERPRINT: fingerprint})
     return name
+
+
+def remove_template(env: dict[str, str], name: str) -> None:
+    """Remove what build_template made (the template, its answer ISO): the session lab is shared."""
+    site = scenario.Site.from_env(env)
+    with contextlib.suppress(Exception), scenario.connect(site) as si:
+        scenario.remove_golden(si, site, name, name.replace("-tmpl-", "-"))

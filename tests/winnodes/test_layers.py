@@ -30,7 +30,10 @@ STAND_INS = [
     "blocks",
     "lab",
     "winnodes",
-    *(f"winnodes.{p}" for p in ("vsphere", "guest", "cluster", "dns", "model", "render", "validate")),
+    *(
+        f"winnodes.{p}"
+        for p in ("vsphere", "guest", "cluster", "dns", "model", "render", "validate")
+    ),
 ]
 
 

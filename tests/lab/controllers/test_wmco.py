@@ -460,6 +460,10 @@ class Lab:
         assert r.rcode() == 0, r
 
     def cleanup(self) -> None:
+        """Remove what the tests made (the session lab is shared): MachineSets, Windows Machines,
+        the golden images and their answer ISOs."""
+        from lab import scenario
+
         for ms in self.machinesets:
             with contextlib.suppress(Exception):
                 self.custom.delete_namespaced_custom_object(
@@ -477,6 +481,9 @@ class Lab:
                 "machines",
                 label_selector="machine.openshift.io/os-id=Windows",
             )
+        with contextlib.suppress(Exception), scenario.connect(self.site) as si:
+            for kind, template in self.templates.items():
+                scenario.remove_golden(si, self.site, template, f"wmco-{kind}-{self.tag}")
 
 
 def wait_for(

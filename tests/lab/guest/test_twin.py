@@ -49,9 +49,8 @@ GUEST_PROPS = [
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A private vcsim + guest supervisor: these tests inject faults and invalidate every vCenter
     session, which must not disturb a lab that other tests share."""
-    net = (int(os.environ.get("LAB_GUEST_NET", "77")) + 50) % 250
     with cli.private_lab(
-        tmp_path_factory.mktemp("twin") / "lab", ["vcsim", "guest.supervisor"], guest_net=net
+        tmp_path_factory.mktemp("twin") / "lab", ["vcsim", "guest.supervisor"]
     ) as ctx:
         yield dict(ctx.env)
 

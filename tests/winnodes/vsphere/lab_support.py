@@ -8,7 +8,6 @@ controllers of a shared lab that other tests rely on.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +18,5 @@ COMPONENTS = ("lab.vcsim", "lab.guest.supervisor")
 
 def small_lab(run_dir: Path) -> Iterator[dict[str, str]]:
     """Yield the lab's published variables (GOVC_*, LAB_VSPHERE_*, LAB_SSH_*, ...)."""
-    # A guest network of its own, away from a session lab started with LAB_GUEST_NET.
-    net = (int(os.environ.get("LAB_GUEST_NET", "77")) + 100) % 250
-    with cli.private_lab(
-        run_dir, [m.removeprefix("lab.") for m in COMPONENTS], guest_net=net
-    ) as ctx:
+    with cli.private_lab(run_dir, [m.removeprefix("lab.") for m in COMPONENTS]) as ctx:
         yield dict(ctx.env)
