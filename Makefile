@@ -17,6 +17,7 @@ test: deps lab-bin
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest
 
 deps: system-deps python-deps
@@ -52,6 +53,7 @@ lint: python-deps
 
 typecheck: python-deps
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-logo
 
 unit: python-deps
 	$(PY) -m pytest -m "not lab"

@@ -579,3 +579,75 @@ def make_template(
     wait_powered_off(si, vm)
     vm.MarkAsTemplate()
     return vm
+
+
+def remove_golden(si: vim.ServiceInstance, site: Site, template: str, base: str) -> None:
+    """Destroy a template make_template made from `base` (an install_windows VM, already destroyed)
+    and the answer ISO that install uploaded: what tests sharing a lab remove after themselves."""
+    with contextlib.suppress(LookupError):
+        wait_task(si, vm_by_name(si, site, template).Destroy_Task())
+    (Path(site.datastore_dir) / "iso" / f"{base}-answers.iso").unlink(missing_ok=True)
+
+
+# -- a Windows MachineSet, written by hand as procedure C1 shows ---------------------------------
+
+
+def provider_spec(site: Site, template: str, server: str | None = None) -> dict[str, object]:
+    """The documented VSphereMachineProviderSpec (M5-M9) for this lab's placement."""
+    return {
+        "apiVersion": "vsphereprovider.openshift.io/v1beta1",
+        "kind": "VSphereMachineProviderSpec",
+        "credentialsSecret": {"name": "vsphere-cloud-credentials"},
+        "diskGiB": 128,
+        "memoryMiB": 16384,
+        "numCPUs": 4,
+        "numCoresPerSocket": 1,
+        "snapshot": "",
+        "template": template,
+        "network": {"devices": [{"networkName": site.network}]},
+        "userDataSecret": {"name": "windows-user-data"},
+        "workspace": {
+            "datacenter": site.datacenter.strip("/").split("/")[-1],
+            "datastore": site.datastore,
+            "folder": site.folder,
+            "resourcePool": site.resource_pool,
+            "server": server or site.host_port[0],
+        },
+    }
+
+
+def windows_machineset(
+    name: str, infra_id: str, provider: dict[str, object], replicas: int = 1
+) -> dict[str, object]:
+    """A Windows worker MachineSet with every label of M1-M4 around `provider`."""
+    labels = {
+        "machine.openshift.io/cluster-api-cluster": infra_id,
+        "machine.openshift.io/cluster-api-machineset": name,
+    }
+    return {
+        "apiVersion": "machine.openshift.io/v1beta1",
+        "kind": "MachineSet",
+        "metadata": {
+            "name": name,
+            "namespace": "openshift-machine-api",
+            "labels": {"machine.openshift.io/cluster-api-cluster": infra_id},
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {
+                    "labels": {
+                        **labels,
+                        "machine.openshift.io/os-id": "Windows",
+                        "machine.openshift.io/cluster-api-machine-role": "worker",
+                        "machine.openshift.io/cluster-api-machine-type": "worker",
+                    }
+                },
+                "spec": {
+                    "metadata": {"labels": {"node-role.kubernetes.io/worker": ""}},
+                    "providerSpec": {"value": provider},
+                },
+            },
+        },
+    }

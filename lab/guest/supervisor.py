@@ -1034,6 +1034,7 @@ def start(ctx: Any) -> dict[str, str]:
     return {
         "LAB_GUESTS_DIR": str(paths.guests),
         "LAB_SUPERVISOR_SOCKET": str(paths.supervisor_socket),
+        "LAB_GUEST_NET": ctx.cfg.guest_net,
     }
 
 

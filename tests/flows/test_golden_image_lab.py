@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
-from blocks.vsphere import VSphereCredentials
-from blocks.windows import WindowsAccess
 from flows.golden_image import GoldenImageResult, golden_image
 from lab import scenario
+from tests.flows.cluster_lab import save_vcenter_and_windows_blocks
 from tests.winnodes.vsphere.lab_support import small_lab
 from winnodes import errors
 from winnodes.model.config import GoldenImageConfig
@@ -28,7 +26,6 @@ from winnodes.vsphere.tls import TlsTrust
 
 pytestmark = pytest.mark.lab
 
-PASSWORD = "Lab-Passw0rd!"
 VC_BLOCK = "golden-vsphere"
 WIN_BLOCK = "golden-windows"
 
@@ -40,16 +37,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def blocks(env: dict[str, str], prefect_api: None) -> None:
-    VSphereCredentials(
-        server=env["LAB_VSPHERE_SERVER"],
-        username=env["LAB_VSPHERE_USERNAME"],
-        password=SecretStr(env["LAB_VSPHERE_PASSWORD"]),
-        ca_bundle=env["LAB_VSPHERE_CA_FILE"],
-    ).save(VC_BLOCK, overwrite=True)
-    WindowsAccess(
-        ssh_private_key=SecretStr(Path(env["LAB_SSH_PRIVATE_KEY"]).read_text()),
-        administrator_password=SecretStr(PASSWORD),
-    ).save(WIN_BLOCK, overwrite=True)
+    save_vcenter_and_windows_blocks(env, VC_BLOCK, WIN_BLOCK)
 
 
 def make_config(env: dict[str, str], profile: str = "current", **over: Any) -> GoldenImageConfig:

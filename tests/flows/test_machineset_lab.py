@@ -31,6 +31,7 @@ from tests.flows.cluster_lab import (
     env,
     machineset_config,
     other_key_pem,
+    remove_template,
     resolver,
 )
 from winnodes import errors
@@ -52,11 +53,13 @@ def prepared(env: dict[str, str], blocks: None, cluster: Cluster) -> None:
 
 
 @pytest.fixture(scope="module")
-def template(env: dict[str, str], prepared: None) -> str:
+def template(env: dict[str, str], prepared: None) -> Iterator[str]:
     from blocks.windows import WindowsAccess
 
     fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
-    return build_template(env, "good", fingerprint=fp)
+    name = build_template(env, "good", fingerprint=fp)
+    yield name
+    remove_template(env, name)
 
 
 @pytest.fixture
@@ -324,14 +327,18 @@ def test_secret_with_another_key_is_diagnosed(
 
 
 def test_missing_firewall_rule_is_diagnosed(
-    env: dict[str, str], set_name: str, prepared: None
+    env: dict[str, str], set_name: str, prepared: None, cluster: Cluster
 ) -> None:
     from blocks.windows import WindowsAccess
 
     fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
     tpl = build_template(env, "nofw", fingerprint=fp, firewall_ports=(9182,))
-    with pytest.raises(MachineSetFailed) as exc:
-        run(env, machineset_config(env, set_name, tpl))
+    try:
+        with pytest.raises(MachineSetFailed) as exc:
+            run(env, machineset_config(env, set_name, tpl))
+    finally:
+        cluster.delete_machineset(set_name)
+        remove_template(env, tpl)
     d = exc.value.diagnosis
     assert d.causes[0] == "firewall", d.text()
     assert any("10250" in e.message for e in d.events)

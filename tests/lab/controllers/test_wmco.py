@@ -445,59 +445,10 @@ class Lab:
             self.core.replace_namespaced_secret(wmco.KEY_SECRET, wmco.WMCO_NAMESPACE, body)
 
     def create_machineset(self, name: str, template: str, replicas: int = 1) -> None:
-        labels = {
-            "machine.openshift.io/cluster-api-cluster": self.infra_id,
-            "machine.openshift.io/cluster-api-machineset": name,
-        }
-        ws = {
-            "datacenter": self.site.datacenter.strip("/").split("/")[-1],
-            "datastore": self.site.datastore,
-            "folder": self.site.folder,
-            "resourcePool": self.site.resource_pool,
-            "server": "127.0.0.1",
-        }
-        body = {
-            "apiVersion": "machine.openshift.io/v1beta1",
-            "kind": "MachineSet",
-            "metadata": {
-                "name": name,
-                "namespace": wmco.MACHINE_API_NAMESPACE,
-                "labels": {"machine.openshift.io/cluster-api-cluster": self.infra_id},
-            },
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {
-                        "labels": {
-                            **labels,
-                            "machine.openshift.io/os-id": "Windows",
-                            "machine.openshift.io/cluster-api-machine-role": "worker",
-                            "machine.openshift.io/cluster-api-machine-type": "worker",
-                        }
-                    },
-                    "spec": {
-                        "metadata": {"labels": {"node-role.kubernetes.io/worker": ""}},
-                        "providerSpec": {
-                            "value": {
-                                "apiVersion": "vsphereprovider.openshift.io/v1beta1",
-                                "kind": "VSphereMachineProviderSpec",
-                                "credentialsSecret": {"name": "vsphere-cloud-credentials"},
-                                "diskGiB": 128,
-                                "memoryMiB": 16384,
-                                "numCPUs": 4,
-                                "numCoresPerSocket": 1,
-                                "snapshot": "",
-                                "template": template,
-                                "network": {"devices": [{"networkName": self.site.network}]},
-                                "userDataSecret": {"name": "windows-user-data"},
-                                "workspace": ws,
-                            }
-                        },
-                    },
-                },
-            },
-        }
+        from lab import scenario
+
+        provider = scenario.provider_spec(self.site, template, server="127.0.0.1")
+        body = scenario.windows_machineset(name, self.infra_id, provider, replicas)
         self.custom.create_namespaced_custom_object(
             "machine.openshift.io", "v1beta1", wmco.MACHINE_API_NAMESPACE, "machinesets", body
         )
@@ -554,6 +505,10 @@ class Lab:
         assert r.rcode() == 0, r
 
     def cleanup(self) -> None:
+        """Remove what the tests made (the session lab is shared): MachineSets, Windows Machines,
+        the golden images and their answer ISOs."""
+        from lab import scenario
+
         for ms in self.machinesets:
             with contextlib.suppress(Exception):
                 self.custom.delete_namespaced_custom_object(
@@ -571,6 +526,9 @@ class Lab:
                 "machines",
                 label_selector="machine.openshift.io/os-id=Windows",
             )
+        with contextlib.suppress(Exception), scenario.connect(self.site) as si:
+            for kind, template in self.templates.items():
+                scenario.remove_golden(si, self.site, template, f"wmco-{kind}-{self.tag}")
 
 
 def wait_for(

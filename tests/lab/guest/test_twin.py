@@ -49,20 +49,10 @@ GUEST_PROPS = [
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A private vcsim + guest supervisor: these tests inject faults and invalidate every vCenter
     session, which must not disturb a lab that other tests share."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAB_COMPONENTS", "vcsim,guest.supervisor")
-        mp.setenv("WINNODES_LAB_DIR", str(tmp_path_factory.mktemp("twin") / "lab"))
-        for var in ("LAB_VCSIM_PORT", "LAB_VCSIM_CONTROL_PORT"):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                mp.setenv(var, str(s.getsockname()[1]))
-        mp.setenv("LAB_GUEST_NET", str((int(os.environ.get("LAB_GUEST_NET", "77")) + 50) % 250))
-        ctx = cli.context()
-        cli.up(ctx)
-        try:
-            yield dict(ctx.env)
-        finally:
-            cli.down(ctx)
+    with cli.private_lab(
+        tmp_path_factory.mktemp("twin") / "lab", ["vcsim", "guest.supervisor"]
+    ) as ctx:
+        yield dict(ctx.env)
 
 
 @dataclass

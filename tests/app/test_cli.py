@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from winnodes import cli
+from app import cli
 from winnodes.model.config import load_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipeline.example.yaml"
