@@ -36,7 +36,8 @@ from blocks.windows import WindowsAccess
 from flows.golden_image import golden_image
 from flows.windows_nodes import RESULT_STORAGE, windows_nodes
 from lab import media
-from tests.flows.test_golden_image_lab import PASSWORD, make_config, vm_names
+from tests.flows.cluster_lab import PASSWORD
+from tests.flows.test_golden_image_lab import make_config, vm_names
 from tests.winnodes.vsphere.lab_support import small_lab
 from winnodes import errors
 from winnodes.model.config import ClusterConfig, GoldenImageConfig, PipelineConfig
