@@ -8,6 +8,11 @@ reset), its thumbprint pinning is unsafe (see `tls`), and its errors are not the
 (session expired or terminated on the server) logs in again with the same credentials and repeats the
 call one time; a second `NotAuthenticated` becomes `SessionExpired` (transient) at the boundary. This
 is safe because a call refused with NotAuthenticated did nothing on the server.
+
+Sharing: one session serves every task of a flow run (`SharedSessions`, keyed by the run), from
+several threads: the re-login is done once per expiry, inventory lookups that do not change during
+a run are remembered per session (`memo`), and the private property collectors of waits are reused
+(`collector`), so a wait costs three calls instead of four and a run one Login instead of one per task.
 """
 
 from __future__ import annotations

@@ -46,7 +46,30 @@ def wait_for(
     Raises:
         WaitTimeout: the deadline passed (values seen are in the message).
         NotFound: the object was deleted while waiting.
+        SessionExpired: the session expired during the wait (its collector went with it); a retry
+            waits again on a collector of the new session.
     """
+    relogins = session.relogins
+    try:
+        return _wait_for(session, obj, props, predicate, timeout, step_id, what)
+    except errors.NotFound as exc:
+        if session.relogins == relogins or exc.message.startswith(f"{obj._moId} was deleted"):
+            raise
+        raise errors.SessionExpired(
+            f"the vCenter session expired while waiting for {what} on {obj._moId}",
+            step_id=step_id,
+        ) from exc
+
+
+def _wait_for(
+    session: VSphereSession,
+    obj: Any,
+    props: Sequence[str],
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    step_id: str | None,
+    what: str,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     values: dict[str, Any] = dict.fromkeys(props)
     round_cap = max(1, min(MAX_WAIT_SECONDS, int(session.timeout) - 5))

@@ -473,3 +473,35 @@ def test_waits_reuse_one_collector_and_attributes_read_in_one_call(
     control.reset_stats()
     vms.custom_attributes(session, ref.obj)
     assert calls() == {"RetrievePropertiesEx": 1}
+
+
+def test_threads_sharing_an_expired_session_log_in_once(
+    env: dict[str, str], control: VcsimControl
+) -> None:
+    """Tasks of a flow run share one session from threads: after an expiry they make one Login."""
+    with _connect(env) as shared:
+        root = shared.content.rootFolder
+        control.reset_stats()
+        assert control.invalidate_sessions() >= 1
+        errors_seen: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                for _ in range(3):
+                    inventory.properties(shared, root, ["name"])
+            except BaseException as exc:  # reported below
+                errors_seen.append(exc)
+
+        threads = [threading.Thread(target=read) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors_seen
+        assert shared.relogins == 1
+        # On the server: the session the threads ended up with was made by one Login and served
+        # all 18 reads (the guest twin, whose session was terminated too, logs in on its own).
+        stats = control.stats()
+        (mine,) = [s for s in stats["sessions"] if s["key"] == shared.session_key]
+        assert mine["logins"] == 1
+        assert mine["methods"]["RetrievePropertiesEx"] == 18
