@@ -2,10 +2,11 @@
 
 Each task is thin: it loads the `VSphereCredentials` block *by name* (secrets never travel as
 parameters, see field notes), uses the flow run's shared session (`vcenter`), reads the real state
-and converges with one or two `winnodes.vsphere` calls, and returns a small result plus an evidence string for the run report.
-Idempotence comes from vCenter itself: every VM the build creates carries its build ID in extraConfig
-from birth (`winnodes.vsphere.vms`), so a re-run finds "its" base VM, clone or template instead of
-making a second one. Retries: transient errors only (`tasks.policy`); permanent ones fail at once.
+and converges with one or two `winnodes.vsphere` calls, and returns a small result plus an evidence
+string for the run report. Idempotence comes from vCenter itself: every VM the build creates carries
+its build ID in extraConfig from birth (`winnodes.vsphere.vms`), so a re-run finds "its" base VM,
+clone or template instead of making a second one. Retries: transient errors only (`tasks.policy`);
+permanent ones fail at once.
 
 VMs travel between tasks as managed object IDs (`vm-42`): small, JSON-serialisable, persistable.
 """
