@@ -1,4 +1,4 @@
-"""vSphere SOAP calls of one golden-image build: the product vs a govc script, side by side in one run.
+"""vSphere SOAP calls of one golden-image build: the product vs a govc script, side by side.
 
 `.venv/bin/python benchmarks/vcenter_calls.py` brings up a lab of its own (vcsim + the Windows guest
 twin, fresh run directory, free ports, its own guest network), then builds one golden image twice
@@ -16,8 +16,8 @@ VM's ID. Guest work over SSH (host key, sysprep) makes no vSphere calls on eithe
 
 Steps: the product's calls are split at the boundaries of its run report's steps (the benchmark
 wraps `RunReport.step` to read /stats at each entry and exit); calls outside a step (planning, the
-existing-template lookup, the final logout) are "outside steps". The govc script's calls are split by
-the script step that made them, named with the same step IDs.
+existing-template lookup, the final logout) are "outside steps". The govc script's calls are split
+by the script step that made them, named with the same step IDs.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ Errors answer {"error": "..."} with 400 (bad request), 404 (no such VM) or 409 (
                                     "user_agent", "ip", "logins", "logged_out", "first_call",
                                     "last_call", "total", "methods"}...] in order of first call,
                                     "anonymous": {...calls without a session...}, "tasks": [{"id",
-                                    "name" (TaskInfo.name: CloneVm), "type" (descriptionId), "entity",
+                                    "name" (TaskInfo.name: CloneVm), "type", "entity",
                                     "entity_name", "session", "user", "state", "queued", "started",
                                     "completed"}...] by queue time}. Every call is counted, refused
                                     ones too; a successful Login counts for the session it creates
@@ -541,7 +541,7 @@ def _ts(text: str) -> float:
 
 
 def stats(ctx: LabContext) -> dict[str, Any]:
-    """The lab vCenter's call accounting (GET /stats): calls per method, per session, task timeline."""
+    """The lab vCenter's call accounting (GET /stats): calls per method and session, tasks."""
     return VcsimControl(control_url(ctx)).stats()
 
 

@@ -141,7 +141,7 @@ def test_full_build_per_profile(
     assert_valid_template(session, env, gi, result)
 
 
-# -- vCenter sessions, counted by the lab's vCenter (GET /stats), not by the product ------------------
+# -- vCenter sessions, counted by the lab's vCenter (GET /stats), not by the product --------------
 def _logins(stats: dict[str, Any]) -> list[dict[str, Any]]:
     """The sessions that logged in since the count started (the test's own logged in before)."""
     return [s for s in stats["sessions"] if s["logins"]]

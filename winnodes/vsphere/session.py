@@ -12,7 +12,8 @@ is safe because a call refused with NotAuthenticated did nothing on the server.
 Sharing: one session serves every task of a flow run (`SharedSessions`, keyed by the run), from
 several threads: the re-login is done once per expiry, inventory lookups that do not change during
 a run are remembered per session (`memo`), and the private property collectors of waits are reused
-(`collector`), so a wait costs three calls instead of four and a run one Login instead of one per task.
+(`collector`), so a wait costs three calls instead of four and a run one Login instead of one per
+task.
 """
 
 from __future__ import annotations

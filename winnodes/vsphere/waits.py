@@ -4,7 +4,8 @@ The shape CAPV and govmomi use: a private PropertyCollector, one filter for the 
 properties the condition needs, then `WaitForUpdatesEx` with a bounded `maxWaitSeconds` resumed
 from the returned version until the condition holds or the deadline passes; the filter is destroyed
 in `finally`. The collector comes from the session's pool (`VSphereSession.collector`), so a wait
-costs CreateFilter + WaitForUpdatesEx + DestroyPropertyFilter, not a collector each time. No sleep loops: the server answers as soon as something changes.
+costs CreateFilter + WaitForUpdatesEx + DestroyPropertyFilter, not a collector each time. No sleep
+loops: the server answers as soon as something changes.
 
 A deadline that passes raises `WaitTimeout` (transient: a re-run resumes the wait) with the last
 values seen, so a report can say what the object looked like when we gave up.

@@ -422,7 +422,7 @@ def test_resumed_run_waits_for_the_in_flight_clone(
     assert len(same_name) == 1
 
 
-# -- round trips (counted by the lab's vCenter, GET /stats) ---------------------------------------------
+# -- round trips (counted by the lab's vCenter, GET /stats) ----------------------------------------
 def _my_calls(control: VcsimControl, session: VSphereSession) -> Callable[[], dict[str, int]]:
     """Start a count; the result reads this session's calls per method since then."""
     key = session.session_key  # read before the count starts
