@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export GOTOOLCHAIN := local
 
-.PHONY: demo test deps system-deps python-deps lab-bin lab-up lab-down lab-status lint typecheck unit lab-test clean
+.PHONY: demo test deps system-deps python-deps lab-bin lab-up lab-down lab-status lint typecheck unit lab-test clean bench bench-calls
 
 demo: deps lab-bin
 	$(PY) -m lab up
@@ -67,3 +67,6 @@ clean:
 
 bench: deps lab-bin
 	$(PY) benchmarks/lab_figures.py
+
+bench-calls: deps lab-bin  # vSphere calls of a golden-image build: product vs a govc script
+	$(PY) benchmarks/vcenter_calls.py

@@ -9,6 +9,7 @@ stored encrypted by Prefect and never shown in repr, logs or exceptions. TLS is 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 
 from prefect.blocks.core import Block
@@ -84,6 +85,31 @@ class VSphereCredentials(Block):
         return TlsTrust(
             ca_bundle=self.ca_bundle, thumbprint=self.thumbprint, insecure=self.insecure
         )
+
+    def login(self) -> VSphereSession:
+        """A logged-in vCenter session that the caller must `logout()` (see `connect()` for the
+        errors): for sessions shared beyond one `with` block, e.g. by the tasks of a flow run."""
+        return VSphereSession(
+            self.server,
+            self.username,
+            self.password.get_secret_value(),
+            trust=self.trust(),
+            timeout=self.timeout_seconds,
+        ).login()
+
+    def identity(self) -> str:
+        """A digest of everything a session depends on (server, user, password, TLS trust,
+        timeout): equal digests may share a session. Never shows the password."""
+        parts = [
+            self.server,
+            self.username,
+            self.password.get_secret_value(),
+            self.ca_bundle or "",
+            self.thumbprint or "",
+            str(self.insecure),
+            str(self.timeout_seconds),
+        ]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[VSphereSession]:

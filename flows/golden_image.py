@@ -110,7 +110,7 @@ def _key(gi: GoldenImageConfig) -> str:
     )
 
 
-@flow(name="golden-image", log_prints=True)
+@flow(name="golden-image", log_prints=True, **vt.VCENTER_SESSION_HOOKS)
 def golden_image(
     config: GoldenImageConfig, build_id: str | None = None, new_build: bool = False
 ) -> GoldenImageResult:

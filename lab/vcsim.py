@@ -26,6 +26,16 @@ Control endpoint (plain HTTP + JSON on 127.0.0.1:LAB_VCSIM_CONTROL_PORT, LAB_VCS
 Errors answer {"error": "..."} with 400 (bad request), 404 (no such VM) or 409 (wrong state).
   GET    /healthz                   {"ok": true, "sessions": n}; 503 until the inventory is built
   GET    /inventory                 inventory paths, names, datastore dir, {"morefs": {path: moref}}
+  GET    /stats                     SOAP calls answered since the last reset (stats.go): {"since",
+                                    "total", "methods": {name: n}, "sessions": [{"key", "user",
+                                    "user_agent", "ip", "logins", "logged_out", "first_call",
+                                    "last_call", "total", "methods"}...] in order of first call,
+                                    "anonymous": {...calls without a session...}, "tasks": [{"id",
+                                    "name" (TaskInfo.name: CloneVm), "type", "entity",
+                                    "entity_name", "session", "user", "state", "queued", "started",
+                                    "completed"}...] by queue time}. Every call is counted, refused
+                                    ones too; a successful Login counts for the session it creates
+  DELETE /stats                     start a new count -> {"reset": true}
   GET    /faults                    {"rules": [rule...]}, each with "id" and "count" (times applied)
   POST   /faults                    add a rule: {"method": "CloneVM_Task" | "*", "fault": "TaskInProgress",
                                     "moref": "vm-42" (optional), "message": "...", "probability": 1.0,
@@ -425,6 +435,15 @@ class VcsimControl:
         result: dict[str, Any] = self._call("GET", "/inventory")
         return result
 
+    # call accounting
+    def stats(self) -> dict[str, Any]:
+        """SOAP calls per method and per session, and the task timeline, since the last reset."""
+        result: dict[str, Any] = self._call("GET", "/stats")
+        return result
+
+    def reset_stats(self) -> None:
+        self._call("DELETE", "/stats")
+
     # faults
     def add_fault(
         self,
@@ -518,6 +537,40 @@ class VcsimControl:
         """Power the VM off as its guest OS's own shutdown does (no task; VmPoweredOffEvent)."""
         result: dict[str, Any] = self._call("POST", f"/vms/{moref}/guest-shutdown")
         return result
+
+
+def max_in_flight(tasks: list[dict[str, Any]], name: str | None = None) -> int:
+    """Most tasks (named `name`, e.g. "CloneVm", or all) running at once in a GET /stats task
+    timeline: a task is in flight from its start until its completion (still running: until now)."""
+    edges: list[tuple[str, int]] = []
+    for t in tasks:
+        if (name is None or t["name"] == name) and t.get("started"):
+            edges.append((t["started"], 1))
+            if t.get("completed"):
+                edges.append((t["completed"], -1))
+    # At equal times ends come first, so back-to-back tasks do not count as overlapping.
+    edges.sort(key=lambda e: (_ts(e[0]), e[1]))
+    running = peak = 0
+    for _, delta in edges:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def _ts(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def stats(ctx: LabContext) -> dict[str, Any]:
+    """The lab vCenter's call accounting (GET /stats): calls per method and session, tasks."""
+    return VcsimControl(control_url(ctx)).stats()
+
+
+def reset_stats(ctx: LabContext) -> None:
+    """Start a new count (DELETE /stats)."""
+    VcsimControl(control_url(ctx)).reset_stats()
 
 
 # -------------------------------------------------------------------------------------- component

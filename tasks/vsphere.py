@@ -1,17 +1,19 @@
 """The golden image's vCenter steps (G1, G2, G8, G9's wait, G10) as Prefect tasks.
 
 Each task is thin: it loads the `VSphereCredentials` block *by name* (secrets never travel as
-parameters, see field notes), opens one session, reads the real state and converges with one or two
-`winnodes.vsphere` calls, and returns a small result plus an evidence string for the run report.
-Idempotence comes from vCenter itself: every VM the build creates carries its build ID in extraConfig
-from birth (`winnodes.vsphere.vms`), so a re-run finds "its" base VM, clone or template instead of
-making a second one. Retries: transient errors only (`tasks.policy`); permanent ones fail at once.
+parameters, see field notes), uses the flow run's shared session (`vcenter`), reads the real state
+and converges with one or two `winnodes.vsphere` calls, and returns a small result plus an evidence
+string for the run report. Idempotence comes from vCenter itself: every VM the build creates carries
+its build ID in extraConfig from birth (`winnodes.vsphere.vms`), so a re-run finds "its" base VM,
+clone or template instead of making a second one. Retries: transient errors only (`tasks.policy`);
+permanent ones fail at once.
 
 VMs travel between tasks as managed object IDs (`vm-42`): small, JSON-serialisable, persistable.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,6 +21,7 @@ from typing import Any
 
 from prefect import task
 from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
 from prefect.variables import Variable
 from pydantic import BaseModel
 
@@ -32,6 +35,7 @@ from winnodes.model.profiles import MIN_HARDWARE_VERSION, get_profile
 from winnodes.model.steps import StepId
 from winnodes.render.answer_media import INSTALL_CDS, answer_media_files, render_answer_iso
 from winnodes.vsphere import VSphereSession, inventory, media, vms, waits
+from winnodes.vsphere.session import SharedSessions
 from winnodes.vsphere.tools import ToolsVersion
 
 #: Custom attributes the build writes (G4 trust, G9 progress, G10 provenance).
@@ -71,11 +75,39 @@ class GuestFacts(BaseModel):
     evidence: str = ""
 
 
+#: The vCenter sessions of the flow runs in this process, one per run and credentials.
+_SESSIONS = SharedSessions()
+atexit.register(_SESSIONS.close_all)  # a process that ends without the flow's hooks (last resort)
+
+
 @contextlib.contextmanager
 def vcenter(gi: GoldenImageConfig) -> Iterator[VSphereSession]:
-    """A session from the credentials block the configuration names (logged out on exit)."""
-    with VSphereCredentials.load(gi.vsphere_credentials_block).connect() as session:  # type: ignore[union-attr]
-        yield session
+    """The flow run's vCenter session for the credentials block the configuration names.
+
+    Inside a flow run, every task of the run (in this process, in any thread) shares one logged-in
+    session: one Login per run instead of one per task, re-login on expiry (`VSphereSession`),
+    logged out by the flow's `close_vcenter_sessions` hooks when the run ends, however it ends.
+    Outside a flow run (a task called on its own) the session is logged out on exit."""
+    creds: Any = VSphereCredentials.load(gi.vsphere_credentials_block)
+    run_id = flow_run.get_id()
+    if run_id is None:
+        with creds.connect() as session:
+            yield session
+    else:
+        yield _SESSIONS.get(str(run_id), creds.identity(), creds.login)
+
+
+def close_vcenter_sessions(flow: Any, run: Any, state: Any) -> None:
+    """Flow hook (on_completion, on_failure, on_crashed, on_cancellation): log out the sessions
+    `vcenter()` opened for this flow run."""
+    _SESSIONS.close(str(run.id))
+
+
+#: What a flow that runs these tasks passes to `@flow(...)`: its vCenter sessions end with it.
+VCENTER_SESSION_HOOKS: dict[str, Any] = {
+    hook: [close_vcenter_sessions]
+    for hook in ("on_completion", "on_failure", "on_crashed", "on_cancellation")
+}
 
 
 def _vm(session: VSphereSession, moid: str) -> Any:
@@ -95,15 +127,20 @@ def _info(ref: vms.VmRef, evidence: str = "") -> VmInfo:
 
 
 def _placement(session: VSphereSession, gi: GoldenImageConfig) -> vms.Placement:
+    """The placement's managed objects, resolved once per session (so once per flow run; they do
+    not move during a build) and handed to every later task of the run by reference."""
     pl = gi.placement
-    return vms.resolve_placement(
-        session,
-        datacenter=pl.datacenter,
-        folder=pl.folder,
-        datastore=pl.datastore,
-        network=pl.network,
-        cluster=pl.cluster,
-        resource_pool=pl.resource_pool,
+    return session.memo(  # type: ignore[no-any-return]
+        ("placement", pl.model_dump_json()),
+        lambda: vms.resolve_placement(
+            session,
+            datacenter=pl.datacenter,
+            folder=pl.folder,
+            datastore=pl.datastore,
+            network=pl.network,
+            cluster=pl.cluster,
+            resource_pool=pl.resource_pool,
+        ),
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from flows.golden_image import GoldenImageResult, golden_image
 from lab import scenario
+from lab.vcsim import VcsimControl
 from tests.flows.cluster_lab import save_vcenter_and_windows_blocks
 from tests.winnodes.vsphere.lab_support import small_lab
 from winnodes import errors
@@ -205,6 +206,44 @@ def test_wrong_image_name_fails_at_g1_before_any_vm(
     assert "golden_image.source.image_name" in text and "(G1)" in text
     assert "Windows Server 2022 SERVERDATACENTERCORE" in text  # what the profile's ISOs carry
     assert vm_names(session, env, gi.names.base_vm) == []
+
+
+# -- vCenter sessions, counted by the lab's vCenter (GET /stats), not by the product --------------
+def _logins(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sessions that logged in since the count started (the test's own logged in before)."""
+    return [s for s in stats["sessions"] if s["logins"]]
+
+
+def test_build_logs_in_once_per_flow_run_and_out_at_the_end(
+    env: dict[str, str], blocks: None
+) -> None:
+    """Every task of the build shares the flow run's session: one Login for the whole build (a
+    session per task made 15), and the completion hook logs it out."""
+    control = VcsimControl.from_env(env)
+    gi = make_config(env)
+    control.reset_stats()
+    result = golden_image(gi)
+    stats = control.stats()
+    assert result.created
+    assert stats["methods"]["Login"] == 1, stats["methods"]
+    (run_session,) = _logins(stats)
+    assert run_session["logins"] == 1 and run_session["logged_out"]
+    assert run_session["methods"]["CreateVM_Task"] == 1
+    assert run_session["methods"]["CloneVM_Task"] == 1
+    # Lookups by SearchIndex, not a view per lookup (a view per lookup made 33).
+    assert stats["methods"].get("CreateContainerView", 0) <= 2, stats["methods"]
+
+
+def test_failed_build_logs_out_too(env: dict[str, str], blocks: None) -> None:
+    control = VcsimControl.from_env(env)
+    gi = make_config(env, source={"windows_iso": "[LocalDS_0] iso/no-such.iso"})
+    control.reset_stats()
+    with pytest.raises(errors.NotFound):
+        golden_image(gi)
+    stats = control.stats()
+    (run_session,) = _logins(stats)
+    assert run_session["logged_out"]  # by the flow's failure hook
+    assert stats["methods"]["Login"] == 1
 
 
 # -- one base VM shared by the re-run, resume and repair tests ----------------------------------------

@@ -307,6 +307,103 @@ def test_task_delay_keeps_clone_running(
     assert states[-1] == "success"
 
 
+# -------------------------------------------------------------------------------- call accounting
+def _read_root(content: Any, times: int) -> None:
+    """`times` explicit RetrievePropertiesEx calls (one round trip each, nothing else)."""
+    PC = vmodl.query.PropertyCollector
+    spec = PC.FilterSpec(
+        objectSet=[PC.ObjectSpec(obj=content.rootFolder)],
+        propSet=[PC.PropertySpec(type=vim.Folder, pathSet=["name"])],
+    )
+    for _ in range(times):
+        assert content.propertyCollector.RetrievePropertiesEx([spec], PC.RetrieveOptions())
+
+
+def test_stats_count_calls_per_method_and_session(
+    env: dict[str, str], control: vcsim.VcsimControl
+) -> None:
+    control.reset_stats()
+    conn = _connect(env)
+    content = conn.RetrieveContent()
+    key = content.sessionManager.currentSession.key
+
+    def reads() -> int:
+        (entry,) = [s for s in control.stats()["sessions"] if s["key"] == key]
+        return int(entry["methods"].get("RetrievePropertiesEx", 0))
+
+    before = reads()
+    _read_root(content, 3)
+    assert reads() == before + 3
+    with pytest.raises(vim.fault.InvalidLogin):
+        _connect(env, pwd="wrong")
+    Disconnect(conn)
+
+    stats = control.stats()
+    mine = [s for s in stats["sessions"] if s["key"] == key]
+    assert len(mine) == 1, stats["sessions"]
+    (session,) = mine
+    assert session["user"] == env["GOVC_USERNAME"]
+    assert session["logins"] == 1 and session["logged_out"]
+    assert session["methods"]["Login"] == 1 and session["methods"]["Logout"] == 1
+    assert "pyvmomi" in session["user_agent"].lower()
+    # The refused login has no session: it is counted as anonymous, like the service content reads.
+    assert stats["anonymous"]["methods"]["Login"] == 1
+    assert stats["anonymous"]["methods"]["RetrieveServiceContent"] >= 2
+    assert stats["methods"]["Login"] == 2
+    per_session = sum(s["total"] for s in stats["sessions"]) + stats["anonymous"]["total"]
+    assert stats["total"] == per_session == sum(stats["methods"].values())
+
+
+def test_stats_reset_starts_a_new_count(si: Any, control: vcsim.VcsimControl) -> None:
+    content = si.RetrieveContent()
+    _read_root(content, 2)
+    assert control.stats()["total"] >= 2
+    control.reset_stats()
+    _read_root(content, 1)
+    stats = control.stats()
+    assert stats["methods"] == {"RetrievePropertiesEx": 1}
+    assert stats["total"] == 1 and stats["tasks"] == []
+    (session,) = stats["sessions"]
+    assert session["logins"] == 0  # logged in before the reset
+    assert session["key"] == content.sessionManager.currentSession.key
+
+
+def test_stats_task_timeline_shows_clones_in_flight(
+    si: Any, env: dict[str, str], control: vcsim.VcsimControl
+) -> None:
+    control.set_delays(CloneVm=600)
+    control.reset_stats()
+    tag = uuid.uuid4().hex[:6]
+    first = [_clone(si, env, f"flight-{tag}-{i}") for i in range(2)]
+    for task in first:
+        assert _task_states(si, task)[-1] == "success"
+    third = _clone(si, env, f"flight-{tag}-2")  # after both ended: not overlapping them
+    assert _task_states(si, third)[-1] == "success"
+
+    stats = control.stats()
+    clones = [t for t in stats["tasks"] if t["name"] == "CloneVm"]
+    assert [t["id"] for t in clones] == [t._moId for t in [*first, third]]
+    key = si.content.sessionManager.currentSession.key
+    template = _template(si, env)._moId
+    for t in clones:
+        assert t["state"] == "success" and t["entity"] == template and t["session"] == key
+        assert t["queued"] <= t["started"] < t["completed"]
+    assert vcsim.max_in_flight(stats["tasks"], "CloneVm") == 2
+    assert stats["methods"]["CloneVM_Task"] == 3
+
+
+def test_max_in_flight_counts_overlaps_only() -> None:
+    def t(start: str, end: str | None, name: str = "CloneVm") -> dict[str, Any]:
+        at = "2026-01-01T00:00:{}Z".format
+        return {"name": name, "started": at(start), "completed": end and at(end)}
+
+    assert vcsim.max_in_flight([]) == 0
+    assert vcsim.max_in_flight([t("01", "02"), t("02", "03")]) == 1  # back to back
+    assert vcsim.max_in_flight([t("01", "05"), t("02", "03"), t("04", None)]) == 2
+    assert vcsim.max_in_flight([t("01", "05"), t("02", "03", "PowerOn")], "CloneVm") == 1
+    assert vcsim.max_in_flight([t("01", "05"), t("02", "03", "PowerOn")]) == 2
+
+
 # ---------------------------------------------------------------------------------------- sessions
 def test_invalidated_session_gets_not_authenticated(
     env: dict[str, str], control: vcsim.VcsimControl

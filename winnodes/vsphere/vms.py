@@ -157,23 +157,42 @@ def resolve_placement(
     resource_pool: str | None = None,
     step_id: str | None = "G1",
 ) -> Placement:
-    """Look up every placement object once (NotFound/Conflict name the missing/ambiguous one)."""
+    """Look up every placement object once (NotFound/Conflict name the missing/ambiguous one).
+
+    Fast path: the objects where vCenter puts them by default (`/<dc>/host/<cluster>/Resources`,
+    `/<dc>/datastore/<name>`, `/<dc>/network/<name>`), one `FindByInventoryPath` each; names that
+    sit deeper (in sub-folders, datastore clusters) fall back to a search by name under the
+    datacenter, which also reports ambiguity."""
+
+    def at(path: str, obj_type: type) -> Any:
+        return inventory.find_path_or_none(session, f"/{datacenter}/{path}", obj_type)
+
     try:
         dc = inventory.datacenter(session, datacenter)
         if resource_pool:
             pool = inventory.resource_pool(session, resource_pool)
         elif cluster:
-            pool = inventory.cluster_pool(session, dc, cluster)
+            pool = at(f"host/{cluster}/Resources", vim.ResourcePool)
+            if pool is None:
+                pool = inventory.cluster_pool(session, dc, cluster)
         else:
             raise errors.ConfigError("placement: set cluster or resource_pool", step_id=step_id)
-        inventory.datastore(session, dc, datastore)  # exists and is unique
+        if at(f"datastore/{datastore}", vim.Datastore) is None:
+            inventory.datastore(session, dc, datastore)  # exists and is unique
+        net: Network | None = None
+        if network:
+            found = at(f"network/{network}", vim.Network)
+            if found is None or isinstance(found, vim.dvs.DistributedVirtualPortgroup):
+                net = inventory.network(session, dc, network)
+            else:
+                net = Network(found, network)
         return Placement(
             datacenter=dc,
             datacenter_name=datacenter,
             folder=inventory.folder(session, folder),
             pool=pool,
             datastore=datastore,
-            network=inventory.network(session, dc, network) if network else None,
+            network=net,
         )
     except errors.WinNodesError as exc:
         if exc.step_id is None:
@@ -556,11 +575,9 @@ def set_custom_attributes(
     if cfm is None:
         raise errors.PermanentError("this vCenter has no CustomFieldsManager", step_id=step_id)
     with boundary(step_id, action="read custom field definitions"):
-        defs = {
-            d.name: d.key for d in (inventory.properties(session, cfm, ["field"])["field"] or [])
-        }
-    current_raw = inventory.properties(session, obj, ["customValue"])["customValue"] or []
-    current = {getattr(v, "key", None): getattr(v, "value", None) for v in current_raw}
+        fields, values_now = _fields_and_values(session, cfm, obj)
+    defs = {d.name: d.key for d in fields}
+    current = {getattr(v, "key", None): getattr(v, "value", None) for v in values_now}
     written: dict[str, str] = {}
     for name, value in values.items():
         with boundary(step_id, action=f"set custom attribute {name}"):
@@ -580,10 +597,15 @@ def set_custom_attributes(
 
 def custom_attributes(session: VSphereSession, obj: Any) -> dict[str, str]:
     """Custom attribute values of `obj` by field name."""
-    cfm = session.content.customFieldsManager
-    names = {d.key: d.name for d in (inventory.properties(session, cfm, ["field"])["field"] or [])}
-    values = inventory.properties(session, obj, ["customValue"])["customValue"] or []
+    fields, values = _fields_and_values(session, session.content.customFieldsManager, obj)
+    names = {d.key: d.name for d in fields}
     return {names.get(v.key, str(v.key)): v.value for v in values}
+
+
+def _fields_and_values(session: VSphereSession, cfm: Any, obj: Any) -> tuple[list[Any], list[Any]]:
+    """Custom field definitions and `obj`'s values, in one property-collector round trip."""
+    defs, current = inventory.retrieve_each(session, [(cfm, ["field"]), (obj, ["customValue"])])
+    return list(defs["field"] or []), list(current["customValue"] or [])
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,14 @@ func (l *lab) controlHandler() http.Handler {
 		writeJSON(w, http.StatusOK, l.inv)
 	})
 
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, l.calls.view())
+	})
+	mux.HandleFunc("DELETE /stats", func(w http.ResponseWriter, r *http.Request) {
+		l.calls.clear()
+		writeJSON(w, http.StatusOK, map[string]any{"reset": true})
+	})
+
 	mux.HandleFunc("GET /faults", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"rules": l.listFaults()})
 	})

@@ -56,10 +56,11 @@ type lab struct {
 	delays  map[string]int
 	timeout string
 	keys    map[string][]keyEvent // PutUsbScanCodes received, by VM moref
+	calls   *callStats            // stats.go
 }
 
 func newLab(m *simulator.Model, o options) *lab {
-	return &lab{m: m, opt: o, pending: map[*simulator.Context]*faultRule{}, delays: map[string]int{}}
+	return &lab{m: m, opt: o, pending: map[*simulator.Context]*faultRule{}, delays: map[string]int{}, calls: newCallStats()}
 }
 
 func (l *lab) markReady() {
