@@ -207,7 +207,10 @@ def drain(api: k8s.ApiClient, node: str, timeout: float) -> DrainResult:
 
 def _blocked(d: _Drain, node: str, timeout: float) -> DrainBlocked:
     remaining = d.pending()
-    budgets = [_budget_text(b) for b in d.budgets.values()]
+    namespaces = {k.split("/", 1)[0] for k in remaining}
+    budgets = [
+        _budget_text(b) for b in d.budgets.values() if b["metadata"].get("namespace") in namespaces
+    ]
     lines = [
         f"node {node} not drained within {timeout:.0f}s (ROT3): {len(remaining)} pod(s) remain; "
         "nothing was deleted, the node stays cordoned and a re-run continues with it"

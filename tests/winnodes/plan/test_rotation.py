@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from winnodes.plan.rotation import (
@@ -110,7 +112,7 @@ def test_state_from_api_json_reads_templates_nodes_and_marks() -> None:
         "metadata": {"name": "w", "annotations": {BASELINE_ANNOTATION: "2"}},
         "spec": {"replicas": 3, "template": {"spec": {"providerSpec": {"value": {"template": B}}}}},
     }
-    nodes = {
+    nodes: dict[str, Any] = {
         "n1": {
             "spec": {"unschedulable": True},
             "status": {"conditions": [{"type": "Ready", "status": "True"}]},
