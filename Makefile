@@ -65,3 +65,4 @@ clean:
 
 bench: deps lab-bin
 	$(PY) benchmarks/lab_figures.py
+	$(PY) -m lab up && $(PY) benchmarks/rotation.py
