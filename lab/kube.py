@@ -49,7 +49,13 @@ from lab.process import (
     stop_daemon,
 )
 from lab.seed import OLM_CRDS
-from lab.seed.openshift import SERVICE_NETWORK, SeedObject, Site, seed_objects
+from lab.seed.openshift import (
+    MACHINE_API_NAMESPACE,
+    SERVICE_NETWORK,
+    SeedObject,
+    Site,
+    seed_objects,
+)
 
 if TYPE_CHECKING:
     from lab.cli import LabContext
@@ -417,7 +423,7 @@ def _start_apiserver(ctx: LabContext, pki: Pki) -> None:
 KCM_CONTROLLERS = "garbagecollector,disruption,podgc"
 #: A PodDisruptionBudget that selects nothing: its status is written only by a running
 #: disruption controller, so it tells when kube-controller-manager is working.
-KCM_PROBE = ("kube-system", "lab-controller-manager-probe")
+KCM_PROBE = (MACHINE_API_NAMESPACE, "lab-controller-manager-probe")
 
 
 def _kcm_probe(api: Any) -> None:
