@@ -15,13 +15,13 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.openshift import OpenShiftCredentials
 from tasks.policy import transient_retries
-from tasks.vsphere import _placement, vcenter
+from tasks.vsphere import vcenter
 from winnodes.cluster import drain as drain_adapter
 from winnodes.cluster import rotation
 from winnodes.cluster.drain import DrainResult
 from winnodes.model.config import GoldenImageConfig
 from winnodes.plan.rotation import RotationState
-from winnodes.vsphere import vms
+from winnodes.vsphere import inventory, vms
 
 
 def _creds(block: str) -> Any:
@@ -43,9 +43,8 @@ def read_state(openshift_block: str, name: str) -> RotationState | None:
 def newest_template(gi: GoldenImageConfig) -> str | None:
     """The name of the series' newest template (what a rotation moves to by default)."""
     with vcenter(gi) as session:
-        series = vms.list_templates(
-            session, _placement(session, gi).folder, gi.names.template_series
-        )
+        folder = inventory.find_by_path(session, gi.placement.folder)
+        series = vms.list_templates(session, folder, gi.names.template_series)
     return series[-1].name if series else None
 
 

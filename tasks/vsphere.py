@@ -494,7 +494,7 @@ def g10_retention(
         with creds.get_client() as api:
             references = references_by_template(all_machine_templates(api, "G10"))
     with vcenter(gi) as session:
-        folder = _placement(session, gi).folder
+        folder = inventory.find_by_path(session, gi.placement.folder)
         series = vms.list_templates(session, folder, gi.names.template_series)
         protect = [t.name for t in series if keep_build_id and t.build_id == keep_build_id]
         refs = [

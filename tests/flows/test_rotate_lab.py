@@ -67,6 +67,7 @@ def pipeline(env: dict[str, str], template: str, **rotation: Any) -> PipelineCon
                 "windows_access_block": WIN_BLOCK,
                 "placement": {
                     "datacenter": env["LAB_VSPHERE_DATACENTER"],
+                    "cluster": env["LAB_VSPHERE_CLUSTER"],
                     "datastore": env["LAB_VSPHERE_DATASTORE"],
                     "folder": env["LAB_VSPHERE_FOLDER"],
                     "network": env["LAB_VSPHERE_NETWORK"],
