@@ -58,7 +58,7 @@ NS = f"web-{TAG}"
 MACHINE = ("machine.openshift.io", "v1beta1", MAPI_NS, "machines")
 
 
-def pipeline(env: dict[str, str], template: str, **rotation: Any) -> PipelineConfig:
+def pipeline(env: dict[str, str], template: str, keep: int = 2, **rotation: Any) -> PipelineConfig:
     ms = machineset_config(env, SET, template, replicas=3)
     return PipelineConfig.model_validate(
         {
@@ -73,7 +73,7 @@ def pipeline(env: dict[str, str], template: str, **rotation: Any) -> PipelineCon
                     "network": env["LAB_VSPHERE_NETWORK"],
                 },
                 "names": {"template_series": SERIES},
-                "keep_templates": 1,
+                "keep_templates": keep,
             },
             "cluster": cluster_config(env).model_dump(),
             "machineset": ms.model_dump(),
@@ -275,6 +275,7 @@ def test_rotation_moves_three_nodes_from_a_to_b_never_below_three_ready(
     assert len(after) == 3 and {template_of(m) for m in after} == {b}
     assert not before & {m["metadata"]["name"] for m in after}, "A's Machines are gone"
     assert sorted(result.replaced) == sorted(before)
+    assert f"kept {a} (one of the newest 2)" in result.retention  # retention ran after it
     ms = cluster.machineset(SET)
     assert ms is not None and ms["spec"]["replicas"] == 3
     assert BASELINE_ANNOTATION not in (ms["metadata"].get("annotations") or {})
@@ -284,6 +285,12 @@ def test_rotation_moves_three_nodes_from_a_to_b_never_below_three_ready(
     ready_min, schedulable_min = fleet.minimum()
     assert len(fleet.samples) > 10
     assert ready_min >= 3 and schedulable_min >= 3, fleet.samples
+    # `winnodes status` reads the same state: every machine on B, A used by nobody
+    from deployments.status import status
+
+    text = status(pipeline(env, b))
+    assert f"{a}  build -" in text and "used by: not used" in text
+    assert f"MachineSet {SET}" in text and "drift: none" in text and "nothing to rotate" in text
     print(
         f"\nMEASURE rotation of 3 nodes {elapsed:.1f}s; per node {result.seconds_per_node}; "
         f"{len(fleet.samples)} node samples, min Ready {ready_min}"
@@ -374,7 +381,7 @@ def test_retention_keeps_a_template_a_machine_still_runs(
     c = f"{SERIES}-c{TAG}"
     with scenario.connect(site) as si:
         scenario.clone(si, site, scenario.vm_by_name(si, site, b), c, template=True)
-    cfg = pipeline(env, a)
+    cfg = pipeline(env, a, keep=1)
     result = g10_retention(cfg.golden_image, None, cfg.cluster.openshift_block)
     assert result.deleted == [b]
     kept = dict(result.kept)
