@@ -422,3 +422,24 @@ def test_m7_refuses_the_rhcos_template_before_any_write(
             windows_access_block=WIN_BLOCK,
         )
     assert cluster.machineset(name) is None
+
+
+def test_parent_flow_runs_the_rotation_part(
+    env: dict[str, str],
+    templates: tuple[str, str],
+    cluster: Cluster,
+    fleet: NodeSampler,
+    tmp_path: Path,
+) -> None:
+    """`windows-nodes` with only="rotate" (the `rotate` deployment): the set already runs A, so
+    the rotation replaces nothing, reports that and still runs retention."""
+    from prefect.filesystems import LocalFileSystem
+
+    from flows.windows_nodes import RESULT_STORAGE, windows_nodes
+
+    a, _ = templates
+    LocalFileSystem(basepath=str(tmp_path)).save(RESULT_STORAGE.split("/")[1], overwrite=True)
+    result = windows_nodes(pipeline(env, a), only="rotate")
+    assert result["only"] == "rotate"
+    assert result["rotation"].startswith(f"0 machine(s) replaced, all on {a}")
+    assert {template_of(m) for m in machines(cluster)} == {a} and len(machines(cluster)) == 3
