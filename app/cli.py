@@ -1,10 +1,12 @@
-"""`winnodes validate | plan | run CONFIG`: the pipeline from a terminal.
+"""`winnodes validate | plan | run | status CONFIG`: the pipeline from a terminal.
 
 `validate` and `plan` are pure (the model, validate and render layers only): they need no vCenter,
 cluster or Prefect server, so they are safe to run anywhere, e.g. in a merge request's CI. `run`
 hands the configuration to the Prefect deployment of the parent flow (a worker runs it), shows each
 step as it starts and ends, and prints the run's address in the Prefect UI; `--in-process` runs the
-flow in this process instead (no worker needed).
+flow in this process instead (no worker needed). `status` reads vCenter and the cluster (through the
+blocks the configuration names) and prints the series' templates, who uses each, the MachineSet, its
+nodes with their template and what a rotation would do.
 
 Exit codes: 0 success, 1 the run failed, 2 the configuration is invalid.
 """
@@ -21,7 +23,7 @@ from winnodes.errors import ConfigError
 from winnodes.model.config import PipelineConfig, load_config
 from winnodes.model.naming import next_build_id, template_name
 
-PARTS = ("all", "golden-image", "cluster-prep", "machineset")
+PARTS = ("all", "golden-image", "cluster-prep", "machineset", "rotate")
 DEFAULT_DEPLOYMENT = "windows-nodes/end-to-end"
 INFRA_PLACEHOLDER = "<infrastructure-id>"
 
@@ -99,6 +101,13 @@ def plan_text(
             f"  then wait   until {ms.replicas} node(s) are Ready "
             f"(deadline {config.waits.machineset_ready_seconds}s, V1)"
         )
+    if only == "rotate" or (only in ("all", "golden-image") and config.rotation.rollout):
+        lines += [
+            f"rotation (ROT1-ROT4) of {ms.name} onto {ms.template or 'the newest template'}: one "
+            "machine at a time, surge 1 (scale +1, wait Ready, cordon + drain the oldest node on an "
+            f"older template within {config.rotation.drain_seconds}s, delete it, scale back); then "
+            f"retention keeps the newest {gi.keep_templates} and every template still in use",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -154,6 +163,22 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
 
 
+def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Templates of the series, the MachineSet, nodes with their template, what a rotation would do."""
+    config = _load_valid(args.config, err)
+    if config is None:
+        return 2
+    from deployments import status as reader  # reads vCenter and the cluster through the blocks
+    from winnodes.errors import WinNodesError
+
+    try:
+        out.write(reader.status(config))
+    except WinNodesError as exc:
+        print(f"status: {exc}", file=err)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="winnodes", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -178,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=4 * 3600, help="give up watching after (s)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser(
+        "status", help="templates, MachineSet, nodes and their template, what a rotation would do"
+    )
+    p.add_argument("config")
+    p.set_defaults(func=cmd_status)
     return parser
 
 

@@ -41,6 +41,7 @@ def summary_lines(result: Any) -> list[str]:
         ("machineset_template", "its template"),
         ("replicas", "replicas"),
         ("ready", "Ready"),
+        ("rotation", "rotation"),
     )
     return [f"{label + ':':<16}{data[k]}" for k, label in labels if data.get(k) not in (None, "")]
 

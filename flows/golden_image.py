@@ -112,7 +112,10 @@ def _key(gi: GoldenImageConfig) -> str:
 
 @flow(name="golden-image", log_prints=True, **vt.VCENTER_SESSION_HOOKS)
 def golden_image(
-    config: GoldenImageConfig, build_id: str | None = None, new_build: bool = False
+    config: GoldenImageConfig,
+    build_id: str | None = None,
+    new_build: bool = False,
+    openshift_block: str | None = None,
 ) -> GoldenImageResult:
     """Build (or resume building) the Windows golden image template, G1-G10.
 
@@ -122,6 +125,8 @@ def golden_image(
         build_id: resume or repeat this build explicitly; default: the cached ID of this
             configuration's current build.
         new_build: start a new build (new ID, new template) even if this configuration built one.
+        openshift_block: the cluster whose MachineSets and Machines retention must not break
+            (G10); without it retention deletes nothing.
 
     Returns:
         The template and its provenance.
@@ -149,7 +154,9 @@ def golden_image(
         for step in GOLDEN_IMAGE_STEPS[:-1]:
             with report.step(step) as out:
                 out.skipped(f"template {name} of build {build_id} already exists")
-        result = _finish(gi, report, build_id, existing, fingerprint, created=False)
+        result = _finish(
+            gi, report, build_id, existing, fingerprint, created=False, cluster=openshift_block
+        )
         report.publish()
         return result
 
@@ -240,7 +247,15 @@ def golden_image(
             )
             out.ok(f"{done}; {off}")
         result = _finish(
-            gi, report, build_id, clone, fingerprint, created=True, tools=facts, os_build=os_build
+            gi,
+            report,
+            build_id,
+            clone,
+            fingerprint,
+            created=True,
+            tools=facts,
+            os_build=os_build,
+            cluster=openshift_block,
         )
     except BaseException:
         if not gi.keep_failed_build:
@@ -273,8 +288,10 @@ def _finish(
     created: bool,
     tools: vt.GuestFacts | None = None,
     os_build: gt.OsBuild | None = None,
+    cluster: str | None = None,
 ) -> GoldenImageResult:
     """G10: template, verification, provenance, retention."""
+    openshift_block = cluster
     source = (
         gi.source.windows_iso if gi.source.mode == "iso" else f"base VM {gi.names.base_vm}"
     ) or ""
@@ -291,16 +308,13 @@ def _finish(
         provenance[vt.ATTR_OS_BUILD] = os_build.version
     with report.step(StepId.G10) as out:
         template = vt.g10_make_template(gi, vm.moid, build_id, provenance)
-        deleted = vt.g10_retention(gi, build_id)
+        retention = vt.g10_retention(gi, build_id, openshift_block)
+        deleted = retention.deleted
         for name in deleted:
             report.created("VirtualMachine", name, "deleted", "retention")
         if created:
             report.created("VirtualMachine", template.name, "template", f"build {build_id}")
-        out.ok(
-            template.evidence
-            + f"; retention keeps {gi.keep_templates}: "
-            + (f"deleted {', '.join(deleted)}" if deleted else "nothing to delete")
-        )
+        out.ok(template.evidence + f"; retention keeps {gi.keep_templates}: {retention.summary}")
     path = f"{gi.placement.folder.rstrip('/')}/{template.name}"
     report.emit("template.ready", StepId.G10, path, {"build_id": build_id})
     return GoldenImageResult(

@@ -190,7 +190,7 @@ def machineset(
             assert workspace is not None  # validated above
             network = value["network"]["devices"][0]["networkName"]
             placement = mst.m7_check_vcenter(
-                vsphere_credentials_block, workspace, network, tpl, base_vm
+                vsphere_credentials_block, workspace, network, tpl, base_vm, ms.require_provenance
             )
             secret = value["credentialsSecret"]["name"]
             secret_problems = ocp.m5_check_credentials_secret(

@@ -2,7 +2,9 @@
 
 This is what users start first (the `end-to-end` deployment, `winnodes run`). Each part is a subflow,
 so the Prefect UI shows them as separate runs with their own step reports, and `only` runs one part
-alone (the scheduled `golden-image-rebuild` and the on-demand `machineset` deployments use it).
+alone (the scheduled `golden-image-rebuild` and the on-demand `machineset` and `rotate`
+deployments use it). With `rotation.rollout`, a successful golden image build is followed by the
+rolling rotation of the Windows Machines onto the new template (flows/rotate.py).
 
 Parameters are the typed `PipelineConfig` (Prefect renders it as a form) and `only`; the
 configuration names blocks, never secrets. The flow loads those blocks first, to register their
@@ -29,9 +31,10 @@ from flows import redaction
 from flows.cluster_prep import cluster_prep
 from flows.golden_image import golden_image
 from flows.machineset import machineset as machineset_flow
+from flows.rotate import rotate as rotate_flow
 from winnodes.model.config import PipelineConfig
 
-Part = Literal["all", "golden-image", "cluster-prep", "machineset"]
+Part = Literal["all", "golden-image", "cluster-prep", "machineset", "rotate"]
 RESULT_STORAGE = "local-file-system/winnodes-results"
 
 
@@ -44,6 +47,7 @@ class WindowsNodesResult(BaseModel):
     machineset_template: str | None = Field(default=None, description="Its template (M7).")
     replicas: int | None = Field(default=None, description="Replicas of the MachineSet.")
     ready: str | None = Field(default=None, description="V1: what was seen Ready.")
+    rotation: str | None = Field(default=None, description="ROT1-ROT4: Machines replaced.")
 
 
 def _protect_secrets(config: PipelineConfig) -> None:
@@ -71,6 +75,7 @@ def _summary_markdown(result: WindowsNodesResult) -> str:
         ("MachineSet template (M7)", result.machineset_template or "-"),
         ("Replicas", "-" if result.replicas is None else str(result.replicas)),
         ("Ready (V1)", result.ready or "-"),
+        ("Rotation (ROT1-ROT4)", result.rotation or "-"),
     ]
     lines = ["# Windows nodes", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
@@ -89,7 +94,8 @@ def windows_nodes(config: PipelineConfig, only: Part = "all") -> dict[str, Any]:
 
     Args:
         config: the whole pipeline's configuration; secrets are in the blocks it names.
-        only: "all", or the one part to run: "golden-image", "cluster-prep", "machineset".
+        only: "all", or the one part to run: "golden-image", "cluster-prep", "machineset",
+            "rotate" (move the Machines onto machineset.template or the series' newest template).
 
     Returns:
         `WindowsNodesResult` as a dict (the worker loads this file as a top-level module, so a
@@ -104,8 +110,9 @@ def windows_nodes(config: PipelineConfig, only: Part = "all") -> dict[str, Any]:
     gi = config.golden_image
     result = WindowsNodesResult(only=only)
     template = config.machineset.template
+    built = None
     if only in ("all", "golden-image"):
-        built = golden_image(config=gi)
+        built = golden_image(config=gi, openshift_block=config.cluster.openshift_block)
         result.template = built.template_path
         template = template or built.template
     if only in ("all", "cluster-prep"):
@@ -128,6 +135,13 @@ def windows_nodes(config: PipelineConfig, only: Part = "all") -> dict[str, Any]:
         result.machineset_template = applied.template
         result.replicas = applied.replicas
         result.ready = applied.ready
+    if only == "rotate" or (built is not None and config.rotation.rollout):
+        rotated = rotate_flow(config=config, template=built.template if built else None)
+        result.rotation = (
+            f"{len(rotated.replaced)} machine(s) replaced, all on {rotated.template}; "
+            f"{rotated.retention}"
+        )
+        result.ready = rotated.ready or result.ready
     create_markdown_artifact(
         markdown=_summary_markdown(result),
         key="windows-nodes-summary",

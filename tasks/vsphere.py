@@ -544,20 +544,49 @@ def g10_make_template(
     )
 
 
+class RetentionResult(BaseModel):
+    """What G10 retention deleted and what it kept, with the reason for each."""
+
+    deleted: list[str]
+    kept: list[tuple[str, str]]
+
+    @property
+    def summary(self) -> str:
+        kept = "; ".join(f"{n} ({why})" for n, why in self.kept) or "none"
+        return f"deleted {', '.join(self.deleted) or 'nothing'}; kept {kept}"
+
+
 @task(name="G10 retention", **transient_retries())
-def g10_retention(gi: GoldenImageConfig, keep_build_id: str) -> list[str]:
-    """Delete the series' templates beyond the newest `keep_templates` (never this build's)."""
+def g10_retention(
+    gi: GoldenImageConfig, keep_build_id: str | None, openshift_block: str | None = None
+) -> RetentionResult:
+    """Delete the series' templates beyond the newest `keep_templates`, never this build's and never
+    one that a MachineSet or Machine in openshift-machine-api names (read through
+    `openshift_block`; without it nothing is deleted: unknown references are not permission)."""
+    from blocks.openshift import OpenShiftCredentials
+    from winnodes.cluster.rotation import all_machine_templates
+    from winnodes.plan.retention import TemplateRef, plan_retention, references_by_template
+
+    references = None
+    if openshift_block:
+        creds: Any = OpenShiftCredentials.load(openshift_block)
+        with creds.get_client() as api:
+            references = references_by_template(all_machine_templates(api, "G10"))
     with vcenter(gi) as session:
-        folder = _placement(session, gi).folder
+        folder = inventory.find_by_path(session, gi.placement.folder)
         series = vms.list_templates(session, folder, gi.names.template_series)
-        doomed = [
-            t
-            for t in vms.templates_to_delete(series, gi.keep_templates)
-            if t.build_id != keep_build_id
+        protect = [t.name for t in series if keep_build_id and t.build_id == keep_build_id]
+        refs = [
+            TemplateRef(t.name, t.build_id, t.created.isoformat() if t.created else "")
+            for t in series
         ]
+        plan = plan_retention(refs, gi.keep_templates, references, protect)
+        doomed = [t for t in series if t.name in plan.delete]
         for t in doomed:
             vms.destroy(session, t.obj, timeout=gi.timeouts.vcenter_task_seconds, step_id="G10")
-    return [t.name for t in doomed]
+    return RetentionResult(
+        deleted=[t.name for t in doomed], kept=[(k.name, k.reason) for k in plan.kept]
+    )
 
 
 # -- cleanup -------------------------------------------------------------------------------------------

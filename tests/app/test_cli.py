@@ -81,3 +81,15 @@ def test_template_path_is_relative_to_the_datacenter_vm_folder() -> None:
 def test_no_command_prints_help() -> None:
     rc, out, _ = _run()
     assert rc == 0 and "validate" in out and "plan" in out and "run" in out
+
+
+def test_plan_of_a_rotation_says_what_it_does() -> None:
+    rc, out, err = _run("plan", str(EXAMPLE), "--only", "rotate")
+    assert (rc, err) == (0, "")
+    assert "rotation (ROT1-ROT4) of winworker" in out and "surge 1" in out
+    assert "every template still in use" in out
+
+
+def test_status_refuses_an_invalid_configuration_before_reading_anything(tmp_path: Path) -> None:
+    rc, out, err = _run("status", str(_bad_config(tmp_path)))
+    assert rc == 2 and out == "" and "(M2)" in err

@@ -97,7 +97,8 @@ def test_each_contract_fails_on_a_violation(
 def test_pure_layers_import_no_io_library() -> None:
     code = (
         "import sys, winnodes.errors, winnodes.model, winnodes.model.naming, winnodes.render, "
-        "winnodes.render.powershell, winnodes.validate\n"
+        "winnodes.render.powershell, winnodes.validate, winnodes.plan.rotation, "
+        "winnodes.plan.retention, winnodes.plan.status\n"
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {IO_LIBRARIES!r})\n"
         "print(','.join(bad))\n"
     )

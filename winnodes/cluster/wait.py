@@ -116,6 +116,10 @@ def _stream(
             stop.wait(min(0.5 * 2**failures, 10.0))
 
 
+#: The list+watch feeder, for the other waits of the cluster adapter (rotation, drain).
+watch_stream = _stream
+
+
 def _parse_time(value: Any) -> datetime | None:
     if not value:
         return None

@@ -318,6 +318,11 @@ class MachineSetConfig(_Model):
         default=None,
         description="Which Linux machine set to copy from (C2); required when several exist.",
     )
+    require_provenance: bool = Field(
+        default=False,
+        description="M7: refuse a template without winnodes provenance (custom attribute "
+        "winnodes.build, i.e. not built by the golden image flow); default: warn and continue.",
+    )
 
 
 class Waits(_Model):
@@ -331,6 +336,25 @@ class Waits(_Model):
     )
 
 
+class RotationConfig(_Model):
+    """Day 2: moving the Windows nodes onto a new template (ROT1-ROT4), one at a time, surge 1."""
+
+    rollout: bool = Field(
+        default=False,
+        description="After a successful golden image build, rotate the MachineSet's Machines onto "
+        "the new template (the parent flow, part 'all' or 'golden-image').",
+    )
+    drain_seconds: int = Field(
+        default=900,
+        ge=1,
+        description="ROT3: deadline for draining one node (evictions blocked by a "
+        "PodDisruptionBudget are retried until then); past it the rotation stops, deleting nothing.",
+    )
+    machine_deleted_seconds: int = Field(
+        default=900, ge=1, description="ROT4: deadline for the retired Machine to be gone."
+    )
+
+
 class PipelineConfig(_Model):
     """Everything the parent flow needs: build the golden image, prepare the cluster, create the
     Windows MachineSet, wait for the nodes."""
@@ -341,6 +365,10 @@ class PipelineConfig(_Model):
         default_factory=MachineSetConfig, description="The Windows MachineSet (M, C, V1)."
     )
     waits: Waits = Field(default_factory=Waits, description="Deadlines of the cluster waits.")
+    rotation: RotationConfig = Field(
+        default_factory=RotationConfig,
+        description="Rolling rotation of the Windows nodes onto a new template (ROT1-ROT4).",
+    )
 
 
 def load_config(source: str | Path) -> PipelineConfig:
@@ -411,7 +439,10 @@ def _step_for(loc: tuple[int | str, ...]) -> str:
             "user_data_secret": "M8",
             "take_from_existing_linux_machineset": "C2",
             "linux_machineset": "C2",
+            "require_provenance": "M7",
         }.get(sub, "M5")
+    if head == "rotation":
+        return {"drain_seconds": "ROT3", "machine_deleted_seconds": "ROT4"}.get(sub, "ROT1")
     if head == "waits":
         return "V1"
     return "C1"

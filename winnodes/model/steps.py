@@ -40,6 +40,10 @@ class StepId(StrEnum):
     C2 = "C2"
     C3 = "C3"
     V1 = "V1"
+    ROT1 = "ROT1"
+    ROT2 = "ROT2"
+    ROT3 = "ROT3"
+    ROT4 = "ROT4"
 
     @property
     def summary(self) -> str:
@@ -78,6 +82,10 @@ STEP_TITLES: dict[StepId, str] = {
     StepId.C2: "Inspect existing compute machine sets",
     StepId.C3: "Create the MachineSet",
     StepId.V1: "Verify the machine set is available (DESIRED = CURRENT = READY = AVAILABLE)",
+    StepId.ROT1: "Point the MachineSet at the new template",
+    StepId.ROT2: "Scale +1 and wait for the new Node Ready (V1)",
+    StepId.ROT3: "Cordon and drain the oldest node on an older template (eviction API, PDBs)",
+    StepId.ROT4: "Delete its Machine and scale back; repeat until every Machine runs the template",
 }
 
 #: The order steps run (and appear in reports) in.
@@ -107,4 +115,11 @@ MACHINESET_STEPS: tuple[StepId, ...] = (
     StepId.C1,
     StepId.C3,
     StepId.V1,
+)
+ROTATION_STEPS: tuple[StepId, ...] = (
+    StepId.ROT1,
+    StepId.ROT2,
+    StepId.ROT3,
+    StepId.ROT4,
+    StepId.G10,
 )
