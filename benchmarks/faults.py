@@ -1,0 +1,587 @@
+"""The fault matrix: the golden-image flow under injected vCenter faults, delays, session expiry and
+kill -9, with a table of what survived (`make faults`; a seeded sample runs in `make test`).
+
+Why. Retrying transient vCenter failures is one of the things this project is for; a handful of
+hand-picked cases tried once prove little. The matrix makes it systematic: every SOAP method a clean
+build calls (read from the lab vCenter's per-method call counts of a baseline run), every transient
+fault kind vCenter really returns, in call mode (the SOAP call fails) and, for `*_Task` methods, task
+mode (the task ends in error), injected once, three times, and for good; plus delays, sessions
+expiring at step boundaries and in the middle of a wait, permanent faults, and kill -9 of the flow's
+process at step boundaries and inside a long vCenter task. Every fault comes from the lab's control
+endpoint; nothing in the product knows about it.
+
+What a cell checks, with clients independent of the product (pyvmomi through `lab.scenario`, the
+datastore's files on disk, the lab vCenter's fault hit counts):
+- the run's final state: transient faults within the retry budget (once, three times) -> Completed;
+  for good -> Failed, naming the step ID of the step that makes the call; permanent faults -> Failed
+  at the first hit (the rule was hit exactly once: no retries);
+- a failed or killed run leaves nothing half-made: a re-run (fresh flow run, same configuration)
+  completes;
+- the end state: exactly one template of the cell's series, exactly one base VM, no other VM of the
+  cell, no answer ISO left in the datastore;
+- time to recover: for a completed run, its time minus the clean baseline's; for a failed or killed
+  one, the re-run's time.
+
+Usage:
+    .venv/bin/python benchmarks/faults.py                 # the whole matrix
+    .venv/bin/python benchmarks/faults.py --sample 3 --seed 42
+    .venv/bin/python benchmarks/faults.py --only 'CloneVM_Task' --list
+
+The table goes to `.artifacts/faults.md` and, when PREFECT_API_URL is set, to a Prefect markdown
+artifact (key `fault-matrix`). Not covered yet (see README, "Reliability"): faults of the
+Kubernetes API, of the guests' SSH and of DNS, and a retry of a killed run through the Prefect API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from lab import cli, scenario  # noqa: E402
+from lab.vcsim import VcsimControl  # noqa: E402
+
+PASSWORD = "Lab-Passw0rd!"
+VC_BLOCK = "faults-vsphere"
+WIN_BLOCK = "faults-windows"
+DEFAULT_SEED = 1107
+ARTIFACT_KEY = "fault-matrix"
+
+#: Transient faults vCenter returns for a busy or briefly unreachable host (the product retries).
+TRANSIENT = ("HostCommunication", "SystemError", "TaskInProgress", "Timedout")
+#: Faults no retry can fix (the product must fail at once).
+PERMANENT = ("NoPermission", "InvalidArgument")
+#: Methods whose failure the product handles without failing (cleanup, logout): no "for good" cell.
+TOLERATED = {"Logout", "SessionIsActive", "DeleteDatastoreFile_Task", "Destroy_Task"}
+#: Times a fault is injected: once and three times stay within the tasks' retry budget (4 retries).
+TIMES = {"once": 1, "three": 3, "always": 0}
+#: Methods called before the vCenter session exists (a fault there fails the login, outside steps).
+LOGIN = {"RetrieveServiceContent", "Login", "LoginByToken"}
+
+
+# -------------------------------------------------------------------------------------------- cells
+@dataclass(frozen=True)
+class Cell:
+    """One fault point x one repetition. `kind`: fault | delay | expiry | kill."""
+
+    kind: str
+    target: str  # SOAP method, task name (delays), or step ID (expiry, kill)
+    fault: str = ""
+    mode: str = ""  # call | task (faults); boundary | mid-task (kills); at | during (expiry)
+    times: str = "once"
+    expect: str = "Completed"  # Completed | Failed
+    step: str = ""  # the step expected to fail (Failed cells), when known
+
+    @property
+    def name(self) -> str:
+        parts = [self.kind, self.target, self.fault, self.mode, self.times]
+        return ":".join(p for p in parts if p)
+
+
+@dataclass
+class Outcome:
+    cell: Cell
+    state: str = ""
+    failed_step: str | None = None
+    error: str = ""
+    seconds: float = 0.0
+    recovery: float = 0.0
+    hits: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def matrix(methods: dict[str, str]) -> list[Cell]:
+    """Every cell, from the baseline's methods (method -> the step that first calls it)."""
+    cells: list[Cell] = []
+    for method, step in sorted(methods.items()):
+        modes = ["call", "task"] if method.endswith("_Task") else ["call"]
+        for mode in modes:
+            for fault in TRANSIENT:
+                if mode == "call" and fault == "TaskInProgress" and not method.endswith("_Task"):
+                    continue  # vCenter raises TaskInProgress only for methods that start a task
+                for times in TIMES:
+                    if times == "always" and (method in TOLERATED or method in LOGIN):
+                        continue
+                    expect = "Failed" if times == "always" else "Completed"
+                    cells.append(Cell("fault", method, fault, mode, times, expect, step))
+        if method not in TOLERATED and method not in LOGIN:
+            for fault in PERMANENT:
+                cells.append(Cell("fault", method, fault, "call", "always", "Failed", step))
+    for task_name in ("CreateVm", "CloneVm", "PowerOn", "ReconfigVm"):
+        cells.append(Cell("delay", task_name, mode="task", times="once"))
+    for method in ("RetrievePropertiesEx", "WaitForUpdatesEx"):
+        cells.append(Cell("delay", method, mode="call", times="once"))
+    for step in ("G1", "G2", "G4", "G8", "G9", "G10"):
+        cells.append(Cell("expiry", step, mode="at"))
+    cells.append(Cell("expiry", "G2", mode="during"))
+    cells.append(Cell("expiry", "G9", mode="during"))
+    for step in ("G1", "G2", "G4", "G8", "G9", "G10"):
+        cells.append(Cell("kill", step, mode="boundary", expect="Killed"))
+    for task_name in ("CloneVm", "PowerOn"):
+        cells.append(Cell("kill", task_name, mode="mid-task", expect="Killed"))
+    return cells
+
+
+def sample(cells: list[Cell], n: int, seed: int) -> list[Cell]:
+    """`n` cells drawn with `seed` (same seed, same cells: a CI failure replays with --seed)."""
+    return random.Random(seed).sample(cells, min(n, len(cells)))
+
+
+# ---------------------------------------------------------------------------------------- the flow
+def config(env: dict[str, str], tag: str) -> Any:
+    from winnodes.model.config import GoldenImageConfig
+
+    return GoldenImageConfig.model_validate(
+        {
+            "profile": "current",
+            "vsphere_credentials_block": VC_BLOCK,
+            "windows_access_block": WIN_BLOCK,
+            "placement": {
+                "datacenter": env["LAB_VSPHERE_DATACENTER"],
+                "cluster": env["LAB_VSPHERE_CLUSTER"],
+                "datastore": env["LAB_VSPHERE_DATASTORE"],
+                "folder": env["LAB_VSPHERE_FOLDER"],
+                "network": env["LAB_VSPHERE_NETWORK"],
+            },
+            "source": {
+                "windows_iso": env["LAB_WINDOWS_ISO_CURRENT"],
+                "tools_iso": env["LAB_TOOLS_ISO"],
+            },
+            "hardware": {
+                "num_cpus": 2,
+                "memory_mib": 4096,
+                "disk_gib": 40,
+                "boot_key_presses": 16,
+                "boot_key_interval_seconds": 0.25,
+            },
+            "unattend": {"computer_name": "winworker"},
+            "names": {"base_vm": f"fx-{tag}-base", "template_series": f"fx-{tag}"},
+            "keep_templates": 1,
+            "timeouts": {
+                "vcenter_task_seconds": 60,
+                "install_seconds": 90,
+                "ssh_seconds": 20,
+                "command_seconds": 60,
+                "sysprep_seconds": 90,
+            },
+        }
+    )
+
+
+def save_blocks(env: dict[str, str]) -> None:
+    from pydantic import SecretStr
+
+    from blocks.vsphere import VSphereCredentials
+    from blocks.windows import WindowsAccess
+
+    VSphereCredentials(
+        server=env["LAB_VSPHERE_SERVER"],
+        username=env["LAB_VSPHERE_USERNAME"],
+        password=SecretStr(env["LAB_VSPHERE_PASSWORD"]),
+        ca_bundle=env["LAB_VSPHERE_CA_FILE"],
+    ).save(VC_BLOCK, overwrite=True)
+    WindowsAccess(
+        ssh_private_key=SecretStr(Path(env["LAB_SSH_PRIVATE_KEY"]).read_text()),
+        administrator_password=SecretStr(PASSWORD),
+    ).save(WIN_BLOCK, overwrite=True)
+
+
+@contextlib.contextmanager
+def on_step(hooks: dict[str, Callable[[], None]]) -> Iterator[list[str]]:
+    """Call hooks[step ID] when the flow enters that step (the run report's step boundary); yields
+    the steps entered, in order."""
+    from flows import reporting
+
+    entered: list[str] = []
+    original: Callable[..., Any] = reporting.RunReport.step
+
+    @contextlib.contextmanager
+    def step(self: Any, step_id: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        sid = str(step_id.value)
+        entered.append(sid)
+        if sid in hooks:
+            hooks[sid]()
+        with original(self, step_id, *args, **kwargs) as out:
+            yield out
+
+    reporting.RunReport.step = step  # type: ignore[method-assign]
+    try:
+        yield entered
+    finally:
+        reporting.RunReport.step = original  # type: ignore[method-assign]
+
+
+def run_flow(gi: Any) -> tuple[str, BaseException | None, float]:
+    """One golden-image flow run in this process: (final state, its exception, seconds)."""
+    from flows.golden_image import golden_image
+
+    t0 = time.monotonic()
+    state = golden_image(gi, return_state=True)
+    seconds = time.monotonic() - t0
+    exc: BaseException | None = None
+    if not state.is_completed():
+        try:
+            state.result(raise_on_failure=True)
+        except BaseException as e:
+            exc = e
+    return state.type.value.capitalize(), exc, seconds
+
+
+# -------------------------------------------------------------------------------- the end state
+def end_state(env: dict[str, str], gi: Any) -> list[str]:
+    """What is wrong with the cell's objects, read with pyvmomi and from the datastore's files."""
+    from pyVmomi import vim
+
+    site = scenario.Site.from_env(env)
+    prefix = gi.names.template_series
+    problems: list[str] = []
+    with scenario.connect(site) as si:
+        folder = scenario.find(si, site.folder)
+        view = si.content.viewManager.CreateContainerView(folder, [vim.VirtualMachine], True)
+        try:
+            mine = [
+                (vm.name, bool(vm.config and vm.config.template))
+                for vm in view.view
+                if vm.name.startswith(prefix)
+            ]
+        finally:
+            view.Destroy()
+    templates = [n for n, t in mine if t]
+    bases = [n for n, t in mine if n == gi.names.base_vm and not t]
+    others = sorted(n for n, t in mine if not t and n != gi.names.base_vm)
+    if len(templates) != 1:
+        problems.append(f"{len(templates)} templates of the series ({templates})")
+    if len(bases) != 1:
+        problems.append(f"{len(bases)} base VMs")
+    if others:
+        problems.append(f"orphan VMs: {others}")
+    iso = Path(env["LAB_VSPHERE_DATASTORE_DIR"]) / "winnodes" / f"{gi.names.base_vm}-answers.iso"
+    if iso.exists():
+        problems.append(f"answer ISO left: {iso.name}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------- the baseline
+def baseline(env: dict[str, str], control: VcsimControl) -> tuple[dict[str, str], float]:
+    """A clean build: the SOAP methods it calls (method -> first step that calls it, "" outside
+    steps) and its time."""
+    from benchmarks.vcenter_calls import measured
+
+    marks: list[tuple[str, Any]] = []
+    current = [""]
+
+    def mark_entering(step: str) -> Callable[[], None]:
+        def hook() -> None:
+            marks.append((current[0], measured(control.stats())))
+            current[0] = step
+
+        return hook
+
+    gi = config(env, "base-" + uuid.uuid4().hex[:4])
+    control.reset_stats()
+    marks.append(("", measured(control.stats())))
+    steps = ("G1", "G2", "G3a", "G3b", "G3c", "G4", "G5", "G6", "G7", "G8", "G9", "G10")
+    with on_step({s: mark_entering(s) for s in steps}):
+        state, exc, seconds = run_flow(gi)
+    marks.append((current[0], measured(control.stats())))
+    if state != "Completed":
+        raise RuntimeError(f"the clean baseline build did not complete: {state} {exc!r}")
+    first: dict[str, str] = {}
+    for (_, before), (step, after) in zip(marks, marks[1:], strict=False):
+        for method in after - before:
+            first.setdefault(method, step)
+    return first, seconds
+
+
+# ------------------------------------------------------------------------------------- the cells
+def _fault_hits(control: VcsimControl) -> int:
+    return sum(int(r.get("count", 0)) for r in control.list_faults())
+
+
+def _started_task(control: VcsimControl, name: str) -> bool:
+    return any(t["name"] == name and not t.get("completed") for t in control.stats()["tasks"])
+
+
+def run_cell(env: dict[str, str], control: VcsimControl, cell: Cell, base_seconds: float) -> Outcome:
+    tag = uuid.uuid4().hex[:6]
+    gi = config(env, tag)
+    out = Outcome(cell)
+    control.clear_faults()
+    control.clear_delays()
+    hooks: dict[str, Callable[[], None]] = {}
+    timers: list[threading.Timer] = []
+    try:
+        if cell.kind == "fault":
+            control.add_fault(
+                cell.target,
+                cell.fault,
+                mode=cell.mode,
+                max_count=TIMES[cell.times],
+                message=f"{cell.fault} (fault matrix)",
+            )
+        elif cell.kind == "delay":
+            control.set_delays({cell.target: 3000})
+        elif cell.kind == "expiry":
+            if cell.mode == "at":
+                hooks[cell.target] = control.invalidate_sessions
+            else:
+
+                def later() -> None:
+                    t = threading.Timer(1.5, control.invalidate_sessions)
+                    timers.append(t)
+                    t.start()
+
+                hooks[cell.target] = later
+        if cell.kind == "kill":
+            out.state, seconds = kill_run(env, control, gi, cell)
+            out.seconds = seconds
+        else:
+            with on_step(hooks):
+                out.state, exc, out.seconds = run_flow(gi)
+            if exc is not None:
+                out.failed_step = getattr(exc, "step_id", None)
+                out.error = f"{type(exc).__name__}: {str(exc)[:160]}"
+        out.hits = _fault_hits(control)
+    finally:
+        for t in timers:
+            t.join()
+        control.clear_faults()
+        control.clear_delays()
+
+    expect = cell.expect
+    if cell.kind == "kill":
+        if out.state != "Killed":
+            out.problems.append(f"the kill point was not reached ({out.state})")
+    elif out.state != expect:
+        out.problems.append(f"ended {out.state}, expected {expect}")
+    if expect == "Failed" and out.state == "Failed":
+        if not out.failed_step:
+            out.problems.append("the failure names no step ID")
+        elif cell.step and out.failed_step != cell.step:
+            out.problems.append(f"failed at {out.failed_step}, expected {cell.step}")
+        if cell.fault in PERMANENT and out.hits != 1:
+            out.problems.append(f"permanent fault hit {out.hits} times (retried)")
+    if out.state == "Completed":
+        out.recovery = max(0.0, out.seconds - base_seconds)
+    else:  # nothing half-made: a fresh run of the same configuration converges
+        state, exc, seconds = run_flow(gi)
+        out.recovery = seconds
+        if state != "Completed":
+            out.problems.append(f"re-run ended {state}: {exc!r}"[:200])
+    out.problems += end_state(env, gi)
+    return out
+
+
+def kill_run(env: dict[str, str], control: VcsimControl, gi: Any, cell: Cell) -> tuple[str, float]:
+    """Run the flow in a child process and kill -9 it at the cell's kill point."""
+    from prefect.settings import PREFECT_API_URL
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        fh.write(gi.model_dump_json())
+        cfg = fh.name
+    child_env = dict(os.environ) | {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    if cell.mode == "boundary":
+        child_env["FAULTS_KILL_AT"] = cell.target
+    else:
+        control.set_delays({cell.target: 15000})
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--child", cfg],
+        env=child_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        if cell.mode == "mid-task":
+            while proc.poll() is None and not _started_task(control, cell.target):
+                if time.monotonic() - t0 > 300:
+                    break
+                time.sleep(0.2)
+            if proc.poll() is None:
+                time.sleep(0.5)
+                proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        control.clear_delays()
+        Path(cfg).unlink(missing_ok=True)
+    state = "Killed" if proc.returncode == -signal.SIGKILL else f"exit {proc.returncode}"
+    return state, time.monotonic() - t0
+
+
+def child(cfg: str) -> int:
+    """The flow run of a kill cell (in its own process, killed by the parent or by itself)."""
+    from winnodes.model.config import GoldenImageConfig
+
+    gi = GoldenImageConfig.model_validate_json(Path(cfg).read_text())
+    kill_at = os.environ.get("FAULTS_KILL_AT", "")
+    hooks = {kill_at: lambda: os.kill(os.getpid(), signal.SIGKILL)} if kill_at else {}
+    with on_step(hooks):
+        state, _exc, _ = run_flow(gi)
+    return 0 if state == "Completed" else 1
+
+
+# -------------------------------------------------------------------------------------- the report
+def report(outcomes: list[Outcome], seed: int | None, base_seconds: float) -> str:
+    passed = sum(o.passed for o in outcomes)
+    slowest = max(outcomes, key=lambda o: o.recovery, default=None)
+    lines = [
+        "# Fault matrix: golden-image flow on the lab",
+        "",
+        f"Cells: **{len(outcomes)}**, passed: **{passed}**, failed: **{len(outcomes) - passed}**"
+        + (f"; sample seed {seed}" if seed is not None else "")
+        + f"; clean build {base_seconds:.1f}s",
+    ]
+    if slowest is not None:
+        lines.append(f"Slowest recovery: {slowest.recovery:.1f}s ({slowest.cell.name})")
+    lines += [
+        "",
+        "| fault point | times | expected | outcome | failed step | hits | run s | recovery s | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for o in outcomes:
+        c = o.cell
+        point = ":".join(p for p in (c.kind, c.target, c.fault, c.mode) if p)
+        verdict = "pass" if o.passed else "FAIL: " + "; ".join(o.problems).replace("|", "/")
+        lines.append(
+            f"| {point} | {c.times} | {c.expect}{'@' + c.step if c.expect == 'Failed' else ''} "
+            f"| {o.state} | {o.failed_step or ''} | {o.hits} | {o.seconds:.1f} "
+            f"| {o.recovery:.1f} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def publish(markdown: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown)
+    print(f"report: {path}", flush=True)
+    if os.environ.get("PREFECT_API_URL"):
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(markdown, key=ARTIFACT_KEY, description="fault matrix")
+
+
+# --------------------------------------------------------------------------------------------- main
+def run_matrix(
+    env: dict[str, str],
+    *,
+    only: str = "",
+    n: int = 0,
+    seed: int | None = None,
+    deadline: float = 0.0,
+    progress: Callable[[Outcome], None] | None = None,
+) -> tuple[list[Outcome], float]:
+    """Baseline, then the cells (all, those matching `only`, or `n` drawn with `seed`), until the
+    monotonic `deadline` (0: none). Needs a Prefect API (server or test harness)."""
+    control = VcsimControl.from_env(env)
+    save_blocks(env)
+    methods, base_seconds = baseline(env, control)
+    print(
+        f"baseline: {len(methods)} SOAP methods in {base_seconds:.1f}s: "
+        + ", ".join(f"{m}@{s or '-'}" for m, s in sorted(methods.items())),
+        flush=True,
+    )
+    cells = [c for c in matrix(methods) if only in c.name]
+    if n:
+        cells = sample(cells, n, DEFAULT_SEED if seed is None else seed)
+    elif seed is not None:  # a time-boxed run covers the matrix evenly, replayably
+        cells = sample(cells, len(cells), seed)
+    outcomes: list[Outcome] = []
+    for i, cell in enumerate(cells, 1):
+        if deadline and time.monotonic() > deadline:
+            print(f"time is up after {i - 1} of {len(cells)} cells", flush=True)
+            break
+        o = run_cell(env, control, cell, base_seconds)
+        outcomes.append(o)
+        print(
+            f"[{i}/{len(cells)}] {cell.name}: {o.state} {o.failed_step or ''} "
+            f"{o.seconds:.1f}s -> {'pass' if o.passed else 'FAIL ' + '; '.join(o.problems)}",
+            flush=True,
+        )
+        if progress:
+            progress(o)
+    return outcomes, base_seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seed", type=int, help="draw the sample with this seed")
+    parser.add_argument("--sample", type=int, default=0, help="run N cells drawn with --seed")
+    parser.add_argument("--only", default="", help="cells whose name contains this text")
+    parser.add_argument("--minutes", type=float, default=0, help="stop starting cells after this")
+    parser.add_argument("--list", action="store_true", help="list the cells and exit")
+    parser.add_argument("--out", default=str(REPO_ROOT / ".artifacts" / "faults.md"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args.child)
+    seed = args.seed if args.seed is not None else (DEFAULT_SEED if args.sample else None)
+    if seed is not None:
+        print(f"seed: {seed} (replay with --seed {seed})", flush=True)
+
+    os.environ.setdefault("WINNODES_RETRY_DELAY", "0.2")
+    if args.list:
+        for c in matrix({m: "" for m in ("CloneVM_Task", "RetrievePropertiesEx")}):
+            print(c.name)
+        return 0
+    deadline = time.monotonic() + args.minutes * 60 if args.minutes else 0.0
+    run_dir = Path(tempfile.mkdtemp(prefix="winnodes-faults-", dir="/tmp"))
+    with cli.private_lab(run_dir / "lab", ["vcsim", "guest.supervisor"]) as ctx:
+        env = dict(ctx.env)
+        harness: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if not os.environ.get("PREFECT_API_URL"):
+            from prefect.testing.utilities import prefect_test_harness
+
+            harness = prefect_test_harness(server_startup_timeout=60)
+        with harness:
+            outcomes, base = run_matrix(
+                env, only=args.only, n=args.sample, seed=seed, deadline=deadline
+            )
+            md = report(outcomes, seed, base)
+            publish(md, Path(args.out))
+    (Path(args.out).with_suffix(".json")).write_text(
+        json.dumps([asdict(o.cell) | {"passed": o.passed, **_row(o)} for o in outcomes], indent=1)
+    )
+    print(md)
+    return 0 if all(o.passed for o in outcomes) else 1
+
+
+def _row(o: Outcome) -> dict[str, Any]:
+    return {
+        "state": o.state,
+        "failed_step": o.failed_step,
+        "seconds": round(o.seconds, 1),
+        "recovery": round(o.recovery, 1),
+        "hits": o.hits,
+        "problems": o.problems,
+        "error": o.error,
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
