@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export GOTOOLCHAIN := local
 
-.PHONY: demo test deps system-deps python-deps lab-bin lab-up lab-down lab-status lint typecheck unit lab-test clean bench bench-calls
+.PHONY: demo test deps system-deps python-deps lab-bin lab-up lab-down lab-status lint typecheck unit lab-test clean bench bench-calls faults
 
 demo: deps lab-bin
 	$(PY) -m lab up
@@ -71,3 +71,6 @@ bench: deps lab-bin
 
 bench-calls: deps lab-bin  # vSphere calls of a golden-image build: product vs a govc script
 	$(PY) benchmarks/vcenter_calls.py
+
+faults: deps lab-bin  # the fault matrix (vCenter faults, delays, session expiry, kill -9): .artifacts/faults.md
+	$(PY) benchmarks/faults.py $(FAULTS_ARGS)

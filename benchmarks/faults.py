@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -208,7 +209,7 @@ def save_blocks(env: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def on_step(hooks: dict[str, Callable[[], None]]) -> Iterator[list[str]]:
+def on_step(hooks: dict[str, Callable[[], object]]) -> Iterator[list[str]]:
     """Call hooks[step ID] when the flow enters that step (the run report's step boundary); yields
     the steps entered, in order."""
     from flows import reporting
@@ -225,7 +226,7 @@ def on_step(hooks: dict[str, Callable[[], None]]) -> Iterator[list[str]]:
         with original(self, step_id, *args, **kwargs) as out:
             yield out
 
-    reporting.RunReport.step = step  # type: ignore[method-assign]
+    reporting.RunReport.step = step  # type: ignore[method-assign,assignment]
     try:
         yield entered
     finally:
@@ -258,7 +259,9 @@ def end_state(env: dict[str, str], gi: Any) -> list[str]:
     problems: list[str] = []
     with scenario.connect(site) as si:
         folder = scenario.find(si, site.folder)
-        view = si.content.viewManager.CreateContainerView(folder, [vim.VirtualMachine], True)
+        views = si.content.viewManager
+        assert views is not None
+        view = views.CreateContainerView(folder, [vim.VirtualMachine], True)
         try:
             mine = [
                 (vm.name, bool(vm.config and vm.config.template))
@@ -308,7 +311,7 @@ def baseline(env: dict[str, str], control: VcsimControl) -> tuple[dict[str, str]
     if state != "Completed":
         raise RuntimeError(f"the clean baseline build did not complete: {state} {exc!r}")
     first: dict[str, str] = {}
-    for (_, before), (step, after) in zip(marks, marks[1:], strict=False):
+    for (_, before), (step, after) in itertools.pairwise(marks):
         for method in after - before:
             first.setdefault(method, step)
     return first, seconds
@@ -323,13 +326,15 @@ def _started_task(control: VcsimControl, name: str) -> bool:
     return any(t["name"] == name and not t.get("completed") for t in control.stats()["tasks"])
 
 
-def run_cell(env: dict[str, str], control: VcsimControl, cell: Cell, base_seconds: float) -> Outcome:
+def run_cell(
+    env: dict[str, str], control: VcsimControl, cell: Cell, base_seconds: float
+) -> Outcome:
     tag = uuid.uuid4().hex[:6]
     gi = config(env, tag)
     out = Outcome(cell)
     control.clear_faults()
     control.clear_delays()
-    hooks: dict[str, Callable[[], None]] = {}
+    hooks: dict[str, Callable[[], object]] = {}
     timers: list[threading.Timer] = []
     try:
         if cell.kind == "fault":
@@ -438,7 +443,9 @@ def child(cfg: str) -> int:
 
     gi = GoldenImageConfig.model_validate_json(Path(cfg).read_text())
     kill_at = os.environ.get("FAULTS_KILL_AT", "")
-    hooks = {kill_at: lambda: os.kill(os.getpid(), signal.SIGKILL)} if kill_at else {}
+    hooks: dict[str, Callable[[], object]] = {}
+    if kill_at:
+        hooks[kill_at] = lambda: os.kill(os.getpid(), signal.SIGKILL)
     with on_step(hooks):
         state, _exc, _ = run_flow(gi)
     return 0 if state == "Completed" else 1
