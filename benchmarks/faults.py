@@ -409,7 +409,7 @@ def kill_run(env: dict[str, str], control: VcsimControl, gi: Any, cell: Cell) ->
     if cell.mode == "boundary":
         child_env["FAULTS_KILL_AT"] = cell.target
     else:
-        control.set_delays({cell.target: 15000})
+        control.set_delays({cell.target: 10000})
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--child", cfg],

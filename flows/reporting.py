@@ -24,6 +24,7 @@ from prefect.artifacts import (
 )
 from prefect.events import emit_event
 
+from winnodes.errors import WinNodesError
 from winnodes.model.steps import StepId
 from winnodes.render.report import StepResult, render_report
 
@@ -74,6 +75,8 @@ class RunReport:
         try:
             yield outcome
         except BaseException as exc:
+            if isinstance(exc, WinNodesError) and exc.step_id is None:
+                exc.step_id = step.value  # an adapter call made without one: name the step here
             self.results[step] = StepResult(step, "failed", time.monotonic() - t0, _describe(exc))
             self.emit("step.failed", step, resource, {"error": _describe(exc)})
             self._update_progress()

@@ -21,6 +21,21 @@ def test_report_without_a_flow_run_is_plain_markdown() -> None:
     assert "| G2 |" in md and "pending" in md
 
 
+def test_a_failure_without_a_step_id_gets_the_step_it_failed_in() -> None:
+    """Found by the fault matrix: a permanent vCenter fault in G1's power-on (an adapter call made
+    without a step ID) failed the flow with an error naming no step."""
+    from winnodes import errors
+
+    report = RunReport("Golden image", [StepId.G1, StepId.G2], key="gi")
+    with pytest.raises(errors.PermanentError) as err, report.step(StepId.G1):
+        raise errors.PermanentError("power on vm-94: vCenter rejected an argument")
+    assert err.value.step_id == "G1"
+    assert str(err.value).startswith("[G1] power on vm-94")
+    with pytest.raises(errors.NotFound) as named, report.step(StepId.G2):
+        raise errors.NotFound("answer ISO", step_id="G1")
+    assert named.value.step_id == "G1"  # an error that names its step keeps it
+
+
 @pytest.mark.usefixtures("prefect_api")
 def test_artifacts_are_published_for_a_flow_run() -> None:
     @flow
