@@ -55,13 +55,14 @@ def test_report_counts_cells_and_names_failures() -> None:
     bad = faults.Outcome(
         faults.Cell("fault", "MarkAsTemplate", "SystemError", "call", "always", "Failed", "G10"),
         "Failed",
-        failed_step="G8",
-        problems=["failed at G8, expected G10"],
+        failed_step="G1",
+        report_step="G8",
+        problems=["step G8 failed, expected G10"],
     )
     md = faults.report([ok, bad], 42, 30.0)
     assert "Cells: **2**, passed: **1**, failed: **1**; sample seed 42" in md
     assert "Slowest recovery: 2.5s (fault:CloneVM_Task:Timedout:task:once)" in md
-    assert "| FAIL: failed at G8, expected G10 |" in md
+    assert "| G8 (G1) |" in md and "| FAIL: step G8 failed, expected G10 |" in md
 
 
 @pytest.fixture(scope="module")
