@@ -75,6 +75,16 @@ TOLERATED = {"Logout", "SessionIsActive", "DeleteDatastoreFile_Task", "Destroy_T
 TIMES = {"once": 1, "three": 3, "always": 0}
 #: Methods called before the vCenter session exists (a fault there fails the login, outside steps).
 LOGIN = {"RetrieveServiceContent", "Login", "LoginByToken"}
+#: Cells that fail because of a product defect found by the matrix and not fixed yet: still run and
+#: reported (as FAIL, with this note) by `make faults`, left out of the CI sample.
+KNOWN_DEFECTS = {
+    "kill:PowerOn:mid-task:once": (
+        "killed between the base VM's power-on and the EFI boot key: the re-run finds the VM on, "
+        "Windows never ran, and leaves it alone (setup may be running), but nobody pressed the "
+        "key, so setup never starts and G2 times out; needs a reset + key press (product) and "
+        "ResetVM_Task in the lab's guest twin"
+    ),
+}
 
 
 # -------------------------------------------------------------------------------------------- cells
@@ -403,6 +413,8 @@ def run_cell(
         if state != "Completed":
             out.problems.append(f"re-run ended {state}: {exc!r}"[:200])
     out.problems += end_state(env, gi)
+    if out.problems and cell.name in KNOWN_DEFECTS:
+        out.problems.append("known defect: " + KNOWN_DEFECTS[cell.name])
     return out
 
 
@@ -436,6 +448,10 @@ def kill_run(env: dict[str, str], control: VcsimControl, gi: Any, cell: Cell) ->
                 time.sleep(0.5)
                 proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=600)
+        if cell.mode == "mid-task":  # the re-run comes after vCenter finished the paused task
+            until = time.monotonic() + 120
+            while _started_task(control, cell.target) and time.monotonic() < until:
+                time.sleep(0.5)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -515,9 +531,11 @@ def run_matrix(
     seed: int | None = None,
     deadline: float = 0.0,
     progress: Callable[[Outcome], None] | None = None,
+    skip_known: bool = False,
 ) -> tuple[list[Outcome], float]:
-    """Baseline, then the cells (all, those matching `only`, or `n` drawn with `seed`), until the
-    monotonic `deadline` (0: none). Needs a Prefect API (server or test harness)."""
+    """Baseline, then the cells (all, those matching `only`, or `n` drawn with `seed`; without the
+    known defects' cells with `skip_known`), until the monotonic `deadline` (0: none). Needs a
+    Prefect API (server or test harness)."""
     control = VcsimControl.from_env(env)
     save_blocks(env)
     methods, base_seconds = baseline(env, control)
@@ -526,7 +544,11 @@ def run_matrix(
         + ", ".join(f"{m}@{s or '-'}" for m, s in sorted(methods.items())),
         flush=True,
     )
-    cells = [c for c in matrix(methods) if only in c.name]
+    cells = [
+        c
+        for c in matrix(methods)
+        if only in c.name and not (skip_known and c.name in KNOWN_DEFECTS)
+    ]
     if n:
         cells = sample(cells, n, DEFAULT_SEED if seed is None else seed)
     elif seed is not None:  # a time-boxed run covers the matrix evenly, replayably
