@@ -24,7 +24,7 @@ from prefect.artifacts import (
 )
 from prefect.events import emit_event
 
-from winnodes.errors import WinNodesError
+from winnodes.errors import ValidationError, WinNodesError
 from winnodes.model.steps import StepId
 from winnodes.render.report import StepResult, render_report
 
@@ -75,7 +75,11 @@ class RunReport:
         try:
             yield outcome
         except BaseException as exc:
-            if isinstance(exc, WinNodesError) and exc.step_id is None:
+            if (
+                isinstance(exc, WinNodesError)
+                and not isinstance(exc, ValidationError)  # its problems name their steps
+                and exc.step_id is None
+            ):
                 exc.step_id = step.value  # an adapter call made without one: name the step here
             self.results[step] = StepResult(step, "failed", time.monotonic() - t0, _describe(exc))
             self.emit("step.failed", step, resource, {"error": _describe(exc)})
