@@ -287,7 +287,10 @@ def g1_create_base_vm(gi: GoldenImageConfig, build_id: str, answer_iso: str) -> 
         )
         _check_base(ref)
         powered = vms.power_on(session, ref.obj, timeout=gi.timeouts.vcenter_task_seconds)
-        keys = _boot_keys(gi, session, ref.obj) if powered and ref.created else ""
+        # A retry after a failed power-on finds the VM its first attempt created (created=False):
+        # its Windows never ran either, so the boot prompt needs the key all the same.
+        fresh = ref.created or _windows_never_ran(session, ref.obj)
+        keys = _boot_keys(gi, session, ref.obj) if powered and fresh else ""
         what = "created" if ref.created else "reused"
         return _info(
             ref,

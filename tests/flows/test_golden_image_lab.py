@@ -196,6 +196,22 @@ def test_efi_install_resumes_with_boot_keys_after_a_failed_g1(
     assert_valid_template(session, env, gi, result)
 
 
+def test_a_failed_power_on_of_the_new_base_vm_is_retried_with_the_boot_key(
+    env: dict[str, str], blocks: None, session: Any
+) -> None:
+    """Found by the fault matrix (fault:PowerOnVM_Task:HostCommunication:task:once): the power-on
+    task of the new base VM failed once; the task's retry found the VM (created=False), powered it
+    on without pressing the EFI boot key, setup never started and G2 timed out."""
+    control = VcsimControl(env["LAB_VCSIM_CONTROL_URL"])
+    gi = make_config(env, "current")
+    control.add_fault("PowerOnVM_Task", "HostCommunication", mode="task", max_count=1)
+    try:
+        result = golden_image(gi)
+    finally:
+        control.clear_faults()
+    assert_valid_template(session, env, gi, result)
+
+
 def test_wrong_image_name_fails_at_g1_before_any_vm(
     env: dict[str, str], blocks: None, session: Any
 ) -> None:
