@@ -504,8 +504,12 @@ def g9_wait_for_power_off(gi: GoldenImageConfig, vm_moid: str, deadline: datetim
 def g10_find_template(gi: GoldenImageConfig, build_id: str) -> VmInfo | None:
     """The template (or clone) of this build if it exists (Conflict if the name is someone else's)."""
     name = template_name(gi.names, build_id)
-    with vcenter(gi) as session:
-        ref = vms.find_vm(session, _placement(session, gi).folder, name)
+    try:
+        with vcenter(gi) as session:
+            ref = vms.find_vm(session, _placement(session, gi).folder, name)
+    except errors.WinNodesError as exc:  # the flow calls this before its first step
+        exc.step_id = exc.step_id or "G10"
+        raise
     if ref is None:
         return None
     if ref.build_id != build_id:

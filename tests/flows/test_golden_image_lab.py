@@ -212,6 +212,21 @@ def test_a_failed_power_on_of_the_new_base_vm_is_retried_with_the_boot_key(
     assert_valid_template(session, env, gi, result)
 
 
+def test_a_permanent_fault_in_the_template_lookup_names_g10(
+    env: dict[str, str], blocks: None
+) -> None:
+    """Found by the fault matrix (fault:FindChild:InvalidArgument:call:always): the lookup of this
+    build's template runs before the first step, and its failure named no step ID."""
+    control = VcsimControl(env["LAB_VCSIM_CONTROL_URL"])
+    control.add_fault("FindChild", "InvalidArgument")
+    try:
+        with pytest.raises(errors.PermanentError) as err:
+            golden_image(make_config(env, "current"))
+    finally:
+        control.clear_faults()
+    assert err.value.step_id == "G10"
+
+
 def test_wrong_image_name_fails_at_g1_before_any_vm(
     env: dict[str, str], blocks: None, session: Any
 ) -> None:
