@@ -116,6 +116,7 @@ class GuestState:
     sysprep_count: int = 0
     generalized: bool = False
     pending_unattend: str = ""  # Windows path of the unattend.xml OOBE applies at next boot
+    winhttp_proxy: str = ""  # `netsh winhttp set proxy`: "host:port" or "" (direct access)
     boot_count: int = 0
     log: list[str] = field(default_factory=list)  # setup/OOBE/sysprep events, newest last
 
@@ -152,6 +153,8 @@ class Runtime:
     supervisor_socket: str = ""
     # Connected CD-ROMs by drive letter ("D", "E", ...) -> host path of the ISO file.
     cdroms: dict[str, str] = field(default_factory=dict)
+    # The lab's timing profile (lab.guest.timing.Timing.to_json), for the emulator behind sshd.
+    timing: dict[str, Any] = field(default_factory=dict)
 
 
 class GuestDisk:

@@ -47,6 +47,7 @@ from lab.guest import boot as guest_boot
 from lab.guest.control import ControlError, ControlServer, SupervisorClient
 from lab.guest.sshd import GuestSshd
 from lab.guest.state import RUNNING, GuestDisk, GuestState, Runtime
+from lab.guest.timing import Timing
 from lab.paths import LabPaths
 from lab.process import LabError, read_pid, start_daemon, stop_daemon
 
@@ -67,7 +68,7 @@ EVENT_TYPES = [
     "VmReconfiguredEvent",
 ]
 WAIT_SECONDS = 5  # bounded WaitForUpdatesEx
-NOTIFY_EVENTS = {"changed", "restart", "shutdown", "sysprep"}
+NOTIFY_EVENTS = {"changed", "restart", "shutdown", "sysprep", "guestinfo"}
 CURRENT_TOOLS = (12, 0, 0)  # Tools at or above this version report guestToolsCurrent
 
 
@@ -96,6 +97,7 @@ class Settings:
     shutdown_delay: (
         float  # Restart-Computer / Stop-Computer / sysprep /shutdown -> the guest goes down
     )
+    timing: Timing = field(default_factory=Timing)  # LAB_TIMING profile (lab.guest.timing)
 
     @classmethod
     def from_env(cls, paths: LabPaths | None = None) -> Settings:
@@ -112,7 +114,9 @@ class Settings:
                 f"guest supervisor: {', '.join(missing)} not set; start lab.vcsim first "
                 "(`python -m lab up`, or LAB_COMPONENTS=vcsim,guest.supervisor)"
             )
+        timing = Timing.from_env(env)
         return cls(
+            timing=timing,
             paths=paths or LabPaths.default(),
             govc_url=env["GOVC_URL"],
             username=env.get("GOVC_USERNAME", "administrator@vsphere.local"),
@@ -122,9 +126,11 @@ class Settings:
             datastore=env["LAB_VSPHERE_DATASTORE"],
             datastore_dir=Path(env["LAB_VSPHERE_DATASTORE_DIR"]),
             guest_net=env.get("LAB_GUEST_NET", "77"),
-            boot_delay=_float_env("LAB_BOOT_DELAY", 0.5),
+            boot_delay=max(_float_env("LAB_BOOT_DELAY", 0.5), timing.seconds("restart")),
             apipa_seconds=_float_env("LAB_APIPA_SECONDS", 0.3),
-            shutdown_delay=_float_env("LAB_GUEST_SHUTDOWN_DELAY", 0.5),
+            shutdown_delay=max(
+                _float_env("LAB_GUEST_SHUTDOWN_DELAY", 0.5), timing.seconds("shutdown")
+            ),
         )
 
 
@@ -378,6 +384,8 @@ class Twin:
     gen: int = 0  # bumped at every power transition; stale timers carry an old one
     ip_ready: bool = False  # DHCP answered (the APIPA phase of this boot is over)
     reported: dict[str, str] = field(default_factory=dict)
+    # Set when Windows goes down: the first-logon thread of that boot stops.
+    down: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(order=True)
@@ -590,7 +598,7 @@ class Supervisor:
         elif item.kind == "reconcile-all":
             self._reconcile_all(item.data.get("why", ""))
         elif item.kind == "boot" and t is not None:
-            self._boot(t, item.data.get("why", "power-on"))
+            self._boot(t, item.data.get("why", "power-on"), item.data)
         elif item.kind == "dhcp" and t is not None:
             t.ip_ready = True
             self._reconcile(t, "DHCP lease obtained")
@@ -641,6 +649,7 @@ class Supervisor:
                 powered_on=t.powered_on,
                 supervisor_socket=str(self.paths.supervisor_socket),
                 cdroms=rt.cdroms if cdroms is None else cdroms,
+                timing=self.s.timing.to_json(),
             )
         )
 
@@ -703,6 +712,7 @@ class Supervisor:
         was = t.powered_on
         t.powered_on, t.booted, t.ip_ready = False, False, False
         t.gen += 1
+        t.down.set()
         if t.sshd.stop():
             self.decide(t.vm, "sshd stopped", f"VM powered off ({why})")
         if t.disk.exists():
@@ -760,10 +770,16 @@ class Supervisor:
             f"{why}: {len(vms)} VMs, {sum(t.powered_on for t in self.twins.values())} powered on",
         )
 
-    def _boot(self, t: Twin, why: str) -> None:
+    def _boot(self, t: Twin, why: str, data: dict[str, Any] | None = None) -> None:
         info = self._refresh_cdroms(t)
         if info is None or info["power"] != "poweredOn":
             self.decide(t.vm, "boot skipped", f"VM is {info['power'] if info else 'gone'}")
+            return
+        setup_time = self.s.timing.seconds("setup")
+        if not t.disk.load().installed and setup_time > 0 and not (data or {}).get("setup_ran"):
+            # Windows Setup copies files and restarts a few times before anyone can log on.
+            self.decide(t.vm, "windows setup", f"installing: {setup_time:.2f}s (timing profile)")
+            self.put("boot", t.vm, {"why": why, "setup_ran": True}, delay=setup_time, gen=t.gen)
             return
         if (
             not t.disk.load().installed
@@ -788,15 +804,46 @@ class Supervisor:
         self._reconcile(t, f"after {outcome.kind}")
         if outcome.running:
             self.put("dhcp", t.vm, delay=self.s.apipa_seconds, gen=t.gen)
-        for event, data in outcome.events:
+        for event, detail in outcome.events:
             if event != "changed":
-                self.put("notify", t.vm, {"event": event, **data})
+                self.put("notify", t.vm, {"event": event, **detail})
+        if outcome.running and outcome.first_logon:
+            self._start_first_logon(t, outcome.first_logon)
+
+    def _start_first_logon(self, t: Twin, commands: list[tuple[int, str, str]]) -> None:
+        """The first logon runs beside the supervisor's worker, as on Windows: Tools report while
+        later FirstLogonCommands still run. Their notifications come back through the queue."""
+        t.down = threading.Event()
+        gen, down = t.gen, t.down
+        sup = self
+
+        class Host:
+            def notify(self, event: str, **data: Any) -> None:
+                sup.put("notify", t.vm, {"event": event, **data}, gen=gen)
+
+        def run() -> None:
+            try:
+                guest_boot.run_first_logon(
+                    t.disk,
+                    commands,
+                    Host(),
+                    lambda msg: self.decide(t.vm, "first logon", msg),
+                    self.s.timing,
+                    lambda: not down.is_set() and t.gen == gen and not self._stop.is_set(),
+                )
+            except Exception as exc:  # a bug in the emulator must not kill the supervisor
+                log.exception("%s: first logon failed: %s", t.vm, exc)
+
+        self.decide(t.vm, "first logon", f"{len(commands)} FirstLogonCommands start")
+        threading.Thread(target=run, name=f"first-logon-{t.vm}", daemon=True).start()
 
     def _on_guest(self, t: Twin, data: dict[str, Any]) -> None:
         event = data.get("event", "")
         detail = {k: v for k, v in data.items() if k != "event"}
         if event == "changed":
             self._reconcile(t, f"guest changed {detail}" if detail else "guest changed")
+        elif event == "guestinfo":
+            self._set_guestinfo(t, str(detail.get("key", "")), str(detail.get("value", "")))
         elif event in ("restart", "shutdown", "sysprep"):
             if not t.booted:
                 self.decide(t.vm, f"{event} ignored", "the guest is not running")
@@ -808,10 +855,34 @@ class Supervisor:
             )
             self.put("go-down", t.vm, {"event": event}, delay=self.s.shutdown_delay, gen=t.gen)
 
+    def _set_guestinfo(self, t: Twin, key: str, value: str) -> None:
+        """`rpctool "info-set guestinfo.<k> <v>"` in the guest: the VMX keeps the variable and
+        vCenter shows it in the VM's config.extraConfig."""
+        from pyVmomi import vim
+
+        if not key.startswith("guestinfo."):
+            self.decide(t.vm, "guestinfo refused", f"{key!r} is not a guestinfo.* variable")
+            return
+
+        def reconfig(si: Any) -> None:
+            spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=key, value=value)])
+            task = _vm_ref(si, t.vm).ReconfigVM_Task(spec)
+            deadline = time.monotonic() + 30
+            while task.info.state in ("queued", "running") and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        try:
+            self.work_vc.call(reconfig)
+        except Exception as exc:
+            self.decide(t.vm, "guestinfo failed", f"{key}: {type(exc).__name__}: {exc}")
+            return
+        self.decide(t.vm, "guestinfo", f"{key} = {value[:200]}")
+
     def _go_down(self, t: Twin, data: dict[str, Any]) -> None:
         event = data["event"]
         t.booted, t.ip_ready = False, False
         t.gen += 1
+        t.down.set()
         if t.sshd.stop():
             self.decide(t.vm, "sshd stopped", f"Windows is going down ({event})")
         with t.disk.edit() as st:
