@@ -47,7 +47,7 @@ from lab.guest import boot as guest_boot
 from lab.guest.control import ControlError, ControlServer, SupervisorClient
 from lab.guest.sshd import GuestSshd
 from lab.guest.state import RUNNING, GuestDisk, GuestState, Runtime
-from lab.guest.timing import Timing
+from lab.guest.timing import Timing, lab_timing
 from lab.paths import LabPaths
 from lab.process import LabError, read_pid, start_daemon, stop_daemon
 
@@ -126,11 +126,9 @@ class Settings:
             datastore=env["LAB_VSPHERE_DATASTORE"],
             datastore_dir=Path(env["LAB_VSPHERE_DATASTORE_DIR"]),
             guest_net=env.get("LAB_GUEST_NET", "77"),
-            boot_delay=max(_float_env("LAB_BOOT_DELAY", 0.5), timing.seconds("restart")),
+            boot_delay=_float_env("LAB_BOOT_DELAY", 0.5),
             apipa_seconds=_float_env("LAB_APIPA_SECONDS", 0.3),
-            shutdown_delay=max(
-                _float_env("LAB_GUEST_SHUTDOWN_DELAY", 0.5), timing.seconds("shutdown")
-            ),
+            shutdown_delay=_float_env("LAB_GUEST_SHUTDOWN_DELAY", 0.5),
         )
 
 
@@ -417,6 +415,17 @@ class Supervisor:
         self.paths.guests.mkdir(parents=True, exist_ok=True)
         (self.paths.logs / "guests").mkdir(parents=True, exist_ok=True)
 
+    # -- timing -------------------------------------------------------------------------------------
+    def timing(self) -> Timing:
+        """LAB_TIMING, or the profile a test switched the running lab to (lab.guest.timing)."""
+        return lab_timing(self.paths.guests, self.s.timing)
+
+    def boot_delay(self) -> float:
+        return max(self.s.boot_delay, self.timing().seconds("restart"))
+
+    def shutdown_delay(self) -> float:
+        return max(self.s.shutdown_delay, self.timing().seconds("shutdown"))
+
     # -- queue ----------------------------------------------------------------------------------
     def put(
         self,
@@ -649,7 +658,7 @@ class Supervisor:
                 powered_on=t.powered_on,
                 supervisor_socket=str(self.paths.supervisor_socket),
                 cdroms=rt.cdroms if cdroms is None else cdroms,
-                timing=self.s.timing.to_json(),
+                timing=self.timing().to_json(),
             )
         )
 
@@ -704,9 +713,9 @@ class Supervisor:
         t.gen += 1
         t.reported.clear()
         self._save_runtime(t)
-        self.decide(t.vm, "powered on", f"{why}; booting in {self.s.boot_delay:.2f}s")
+        self.decide(t.vm, "powered on", f"{why}; booting in {self.boot_delay():.2f}s")
         self._reconcile(t, "power-on: firmware running, no OS yet")
-        self.put("boot", t.vm, {"why": why}, delay=self.s.boot_delay, gen=t.gen)
+        self.put("boot", t.vm, {"why": why}, delay=self.boot_delay(), gen=t.gen)
 
     def _power_off(self, t: Twin, why: str) -> None:
         was = t.powered_on
@@ -775,7 +784,7 @@ class Supervisor:
         if info is None or info["power"] != "poweredOn":
             self.decide(t.vm, "boot skipped", f"VM is {info['power'] if info else 'gone'}")
             return
-        setup_time = self.s.timing.seconds("setup")
+        setup_time = self.timing().seconds("setup")
         if not t.disk.load().installed and setup_time > 0 and not (data or {}).get("setup_ran"):
             # Windows Setup copies files and restarts a few times before anyone can log on.
             self.decide(t.vm, "windows setup", f"installing: {setup_time:.2f}s (timing profile)")
@@ -828,7 +837,7 @@ class Supervisor:
                     commands,
                     Host(),
                     lambda msg: self.decide(t.vm, "first logon", msg),
-                    self.s.timing,
+                    self.timing(),
                     lambda: not down.is_set() and t.gen == gen and not self._stop.is_set(),
                 )
             except Exception as exc:  # a bug in the emulator must not kill the supervisor
@@ -851,9 +860,9 @@ class Supervisor:
             self.decide(
                 t.vm,
                 f"{event} requested",
-                f"the guest goes down in {self.s.shutdown_delay:.2f}s {detail or ''}".rstrip(),
+                f"the guest goes down in {self.shutdown_delay():.2f}s {detail or ''}".rstrip(),
             )
-            self.put("go-down", t.vm, {"event": event}, delay=self.s.shutdown_delay, gen=t.gen)
+            self.put("go-down", t.vm, {"event": event}, delay=self.shutdown_delay(), gen=t.gen)
 
     def _set_guestinfo(self, t: Twin, key: str, value: str) -> None:
         """`rpctool "info-set guestinfo.<k> <v>"` in the guest: the VMX keeps the variable and
@@ -890,8 +899,8 @@ class Supervisor:
                 svc.status = "Stopped"
         self._reconcile(t, f"Windows is going down ({event})")
         if event == "restart":
-            self.decide(t.vm, "restarting", f"boot again in {self.s.boot_delay:.2f}s")
-            self.put("boot", t.vm, {"why": "guest restart"}, delay=self.s.boot_delay, gen=t.gen)
+            self.decide(t.vm, "restarting", f"boot again in {self.boot_delay():.2f}s")
+            self.put("boot", t.vm, {"why": "guest restart"}, delay=self.boot_delay(), gen=t.gen)
         else:
             self.decide(t.vm, "guest shutdown", f"{event}: powering the VM off through vCenter")
             self.control.guest_shutdown(t.vm)

@@ -94,3 +94,31 @@ def spend_on(disk: Any, kind: str) -> None:
     """`spend` with the profile the supervisor wrote into the guest's runtime.json (the emulator
     behind sshd runs in another process)."""
     spend(Timing.from_json(disk.runtime().timing), kind)
+
+
+#: A running lab's profile can be switched without a restart (tests do): this file next to the
+#: guests' disks overrides LAB_TIMING for the supervisor's next decisions.
+TIMING_FILE = "timing.json"
+
+
+def set_lab_timing(guests_dir: Any, timing: Timing | None) -> None:
+    """Switch a running lab's timing profile (None: back to LAB_TIMING)."""
+    import json
+    from pathlib import Path
+
+    path = Path(guests_dir) / TIMING_FILE
+    if timing is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(timing.to_json()))
+
+
+def lab_timing(guests_dir: Any, default: Timing) -> Timing:
+    import json
+    from pathlib import Path
+
+    try:
+        return Timing.from_json(json.loads((Path(guests_dir) / TIMING_FILE).read_text()))
+    except (OSError, ValueError):
+        return default

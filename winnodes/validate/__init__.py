@@ -61,6 +61,7 @@ def golden_image_problems(gi: GoldenImageConfig, prefix: str = "golden_image") -
     if gi.source.mode == "iso":
         out += r.check_datastore_path(gi.source.windows_iso, f"{p}.source.windows_iso")
         out += r.check_datastore_path(gi.source.tools_iso, f"{p}.source.tools_iso", "G2")
+    out += r.check_offline_source(gi, f"{p}.source")
     hw = gi.hardware
     out += r.check_hardware_version(hw.hardware_version, f"{p}.hardware.hardware_version")
     out += r.check_sizes(
