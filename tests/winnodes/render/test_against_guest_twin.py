@@ -173,3 +173,50 @@ def test_g7_is_idempotent_and_g9_sysprep_accepts_the_unattend(installed: tuple[A
     result = emulator.run_command(disk, ps.powershell_command_line(ps.sysprep_command()), host)
     assert result.exit_code == 0, result.stderr
     assert "sysprep" in host.events
+
+
+def test_no_answer_file_copy_survives_setup_and_oobe(tmp_path: Any) -> None:
+    """The base VM's Panther copy of autounattend.xml is removed by the G4 cleanup command; the
+    clone's unattend.xml (sysprep) by SetupComplete.cmd when a node finishes OOBE."""
+    gi = parse_config(config_data()).golden_image
+    win, tools, answer = tmp_path / "win.iso", tmp_path / "tools.iso", tmp_path / "answer.iso"
+    media.build_windows_iso(win, media.WINDOWS_MEDIA["current"])
+    media.build_tools_iso(tools, media.TOOLS_MEDIA["current"])
+    answer.write_bytes(am.render_answer_iso(am.answer_media_files(gi, GOOD_PASSWORD, PUBKEY)))
+    disk = state.GuestDisk(tmp_path / "guests" / "vm-1")
+    disk.create()
+    cdroms = {"D": str(win), "E": str(answer), "F": str(tools)}
+    disk.save_runtime(
+        state.Runtime(vm="vm-1", name="base", ip="127.9.0.5", powered_on=True, cdroms=cdroms)
+    )
+    log: list[str] = []
+    outcome = boot.boot(disk, log.append)
+    boot.run_first_logon(
+        disk, outcome.first_logon, _Host(), log.append, timing.Timing(), lambda: True
+    )
+
+    def hits() -> list[str]:
+        root = disk.disk
+        return [
+            str(p.relative_to(root))
+            for p in root.rglob("*")
+            if p.is_file() and GOOD_PASSWORD.encode() in p.read_bytes()
+        ]
+
+    assert hits(), "Windows Setup keeps its answer file copy (the lab models it)"
+    r = _run(disk, ps.remove_setup_secrets_command())
+    assert r.exit_code == 0 and r.stdout.strip() == "", r.stderr
+    assert hits() == []
+    # G9 on the clone: SetupComplete.cmd and the unattend.xml, then sysprep and a node's OOBE.
+    scripts = disk.host_path(ps.SETUP_COMPLETE)
+    scripts.parent.mkdir(parents=True, exist_ok=True)
+    scripts.write_bytes(ps.setup_complete_cmd().encode("ascii"))
+    disk.host_path(ps.UNATTEND_PATH).write_text(render_unattend(gi.unattend, GOOD_PASSWORD))
+    host = _Host()
+    assert _run(disk, ps.remove_host_keys_command()).exit_code == 0
+    result = emulator.run_command(disk, ps.powershell_command_line(ps.sysprep_command()), host)
+    assert result.exit_code == 0, result.stderr
+    assert hits() == [str(disk.host_path(ps.UNATTEND_PATH).relative_to(disk.disk))]  # the template
+    node = boot.boot(disk, log.append)
+    assert node.kind == "oobe"
+    assert hits() == [] and not scripts.exists()
