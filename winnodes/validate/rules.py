@@ -425,23 +425,23 @@ def check_offline_source(
     src = gi.source
     out: list[Problem] = []
     if src.openssh_msi is not None:
-        out += check_datastore_path(src.openssh_msi, f"{prefix}.openssh_msi", "G4")
-        if not src.openssh_msi.lower().endswith(".msi"):
+        m = DATASTORE_PATH.match(src.openssh_msi)
+        if not m or not m.group("path").lower().endswith(".msi"):
             out.append(
                 _p("G4", f"{prefix}.openssh_msi", "msi-file",
-                   f"{prefix}.openssh_msi: {src.openssh_msi!r} is not an .msi file (the "
-                   "Win32-OpenSSH release MSI, e.g. OpenSSH-Win64-v9.5.0.0.msi) (G4)")
+                   f"{src.openssh_msi!r} is not a datastore path to an .msi "
+                   "file (the Win32-OpenSSH release MSI), like "
+                   "'[datastore1] iso/OpenSSH-Win64-v9.5.0.0.msi'")
             )  # fmt: skip
         if src.mode != "iso":
             out.append(
                 _p("G4", f"{prefix}.openssh_msi", "iso-mode-only",
-                   f"{prefix}.openssh_msi is installed from the answer media, which only "
-                   "source.mode 'iso' uses (G4)")
+                   "the MSI is installed from the answer media, which only source.mode 'iso' uses")
             )  # fmt: skip
     if src.winhttp_proxy is not None and not _PROXY.match(src.winhttp_proxy.strip()):
         out.append(
             _p("G4", f"{prefix}.winhttp_proxy", "host-port",
-               f"{prefix}.winhttp_proxy: {src.winhttp_proxy!r} is not 'host:port' (G4)")
+               f"{src.winhttp_proxy!r} is not 'host:port'")
         )  # fmt: skip
     if not src.offline or src.winhttp_proxy:
         return out
@@ -450,13 +450,13 @@ def check_offline_source(
             _p("G4", f"{prefix}.openssh_msi", "offline-openssh-source",
                f"{prefix}.offline is true but neither {prefix}.openssh_msi nor "
                f"{prefix}.winhttp_proxy is set: without Windows Update, Add-WindowsCapability "
-               "OpenSSH.Server fails (DISM 0x800f0954) and sshd never starts (G4)")
+               "OpenSSH.Server fails (DISM 0x800f0954) and sshd never starts")
         )  # fmt: skip
     if get_profile(gi.profile).runtime == "docker":
         out.append(
             _p("G6", f"{prefix}.winhttp_proxy", "offline-psgallery",
                f"{prefix}.offline is true and profile {gi.profile} installs Docker from "
                f"PSGallery (DockerMsftProvider), which needs the internet: set "
-               f"{prefix}.winhttp_proxy (G6)")
+               f"{prefix}.winhttp_proxy")
         )  # fmt: skip
     return out

@@ -53,5 +53,6 @@ def test_offline_ocp49_needs_a_proxy_for_docker() -> None:
 
 def test_openssh_msi_and_proxy_formats() -> None:
     assert "msi-file" in _rules(_problems(openssh_msi="[LocalDS_0] iso/openssh.zip"))
+    assert not _problems(openssh_msi="[LocalDS_0] iso/OpenSSH-Win64-v9.5.0.0.msi")
     assert "host-port" in _rules(_problems(winhttp_proxy="not a proxy"))
     assert not {"host-port"} & _rules(_problems(winhttp_proxy="http://proxy.corp:8080"))
