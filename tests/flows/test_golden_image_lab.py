@@ -306,17 +306,18 @@ def _guest_log(guests: Path, session: Any, env: dict[str, str], name: str) -> st
     return (guests.parent / "logs" / "guests" / f"{ref.moid}.log").read_text()
 
 
+@pytest.mark.parametrize("profile", ["current", "ocp-4.9"])
 def test_realistic_timing_tools_report_before_sshd(
-    env: dict[str, str], blocks: None, session: Any, guests: Path
+    env: dict[str, str], blocks: None, session: Any, guests: Path, profile: str
 ) -> None:
     """Real order: Tools report the IP, then the first logon adds OpenSSH; G4 waits for sshd."""
     from lab.guest import timing
 
     timing.set_lab_timing(guests, timing.Timing("realistic", 0.01))
-    gi = make_config(env, "current", timeouts={"install_seconds": 120, "ssh_seconds": 60})
+    gi = make_config(env, profile, timeouts={"install_seconds": 120, "ssh_seconds": 60})
     t0 = time.monotonic()
     result = golden_image(gi)
-    print(f"\nrealistic-proportion build: {time.monotonic() - t0:.1f}s wall")
+    print(f"\nrealistic-proportion build {profile}: {time.monotonic() - t0:.1f}s wall")
     assert_valid_template(session, env, gi, result)
     lines = _guest_log(guests, session, env, gi.names.base_vm).splitlines()
     first = {
@@ -382,3 +383,26 @@ def test_offline_site_without_openssh_media_fails_before_any_vm(
     msg = str(info.value)
     assert "golden_image.source.openssh_msi" in msg and "(G4)" in msg
     assert vm_names(session, env, gi.names.base_vm) == []
+
+
+def test_answer_media_of_a_worker_that_died_after_g1_is_removed(
+    env: dict[str, str], blocks: None, session: Any
+) -> None:
+    """A worker killed between G1 and G2 leaves the answer ISO (Administrator password) attached
+    and on the datastore; the next run removes both."""
+    from tasks import vsphere as vt
+
+    gi = make_config(env, "current")
+    answer = vt.g1_upload_answer_media.fn(gi)
+    vt.g1_create_base_vm.fn(gi, "20000101000000", answer)  # ... and the worker dies here
+    assert inventory.datastore_file_exists(session, answer)
+    result = golden_image(gi, build_id="20000101000000")
+    assert_valid_template(session, env, gi, result)  # checks the ISO is gone
+    base = vms.find_vm(
+        session, inventory.folder(session, env["LAB_VSPHERE_FOLDER"]), gi.names.base_vm
+    )
+    assert base is not None
+    devices = inventory.properties(session, base.obj, ["config.hardware.device"])[
+        "config.hardware.device"
+    ]
+    assert not [d for d in devices if answer in str(getattr(d.backing, "fileName", ""))]
