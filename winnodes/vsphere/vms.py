@@ -335,9 +335,7 @@ def upload_file(
     query = urllib.parse.urlencode({"dcPath": datacenter, "dsName": ds_name})
     url = f"/folder/{urllib.parse.quote(rel)}?{query}"
     with boundary(step_id, action=f"upload {ds_path}"):
-        conn = http.client.HTTPSConnection(
-            session.host, session.port, context=session.ssl_context, timeout=timeout
-        )
+        conn = session.https_connection(timeout)
         try:
             conn.request(
                 "PUT",
@@ -373,9 +371,7 @@ def download_file(
     query = urllib.parse.urlencode({"dcPath": datacenter, "dsName": ds_name})
     url = f"/folder/{urllib.parse.quote(rel)}?{query}"
     with boundary(step_id, action=f"download {ds_path}"):
-        conn = http.client.HTTPSConnection(
-            session.host, session.port, context=session.ssl_context, timeout=timeout
-        )
+        conn = session.https_connection(timeout)
         try:
             conn.request("GET", url, headers={"Cookie": session.session_cookie})
             resp = conn.getresponse()
