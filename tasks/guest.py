@@ -106,6 +106,7 @@ def g4_wait_for_sshd(gi: GoldenImageConfig, vm_moid: str, ip: str) -> str:
         WaitTimeout (G4): no handshake in time; names the last completed and the pending
             first-logon command.
     """
+    proxy = WindowsAccess.load(gi.windows_access_block).ssh_proxy  # type: ignore[union-attr]
     budget = float(gi.timeouts.ssh_seconds)
     start = time.monotonic()
     deadline = start + budget
@@ -120,7 +121,7 @@ def g4_wait_for_sshd(gi: GoldenImageConfig, vm_moid: str, ip: str) -> str:
         while True:
             left = deadline - time.monotonic()
             try:
-                fetch_host_key(ip, SSH_PORT, timeout=max(1.0, min(10.0, left)))
+                fetch_host_key(ip, SSH_PORT, timeout=max(1.0, min(10.0, left)), proxy=proxy)
             except errors.SSHDropped as exc:
                 last_error = exc.message
             else:
@@ -176,7 +177,8 @@ def g4_trust_host_key(gi: GoldenImageConfig, vm_moid: str, ip: str) -> HostKey:
         vm = session.moref("VirtualMachine", vm_moid)
         attrs = vms.custom_attributes(session, vm)
         recorded = attrs.get(ATTR_HOST_KEY)
-        key = recorded or fetch_host_key(ip, SSH_PORT, timeout=gi.timeouts.ssh_seconds)
+        proxy = WindowsAccess.load(gi.windows_access_block).ssh_proxy  # type: ignore[union-attr]
+        key = recorded or fetch_host_key(ip, SSH_PORT, timeout=gi.timeouts.ssh_seconds, proxy=proxy)
         updates = {ATTR_HOST_KEY: key, ATTR_GUEST_IP: ip}
         vms.set_custom_attributes(session, vm, updates, step_id="G4")
     fp = host_key_fingerprint(key)
