@@ -7,10 +7,12 @@ deployment run stores its parameters in plain text).
 Order: validate everything (configuration, and the secrets in the blocks) before the first side
 effect -> plan the build ID -> if this build's template already exists, verify it and stop -> G1
 preflight (every vCenter object and ISO exists) -> G1 base VM (from ISO with answer media, or reused)
--> G2 Tools and IPv4 -> G1 answer media removed (it holds the Administrator password) -> G4 host key
-(trust on first use, recorded on the VM; see `tasks.guest`) -> PRE-2 the installed build.UBR meets
-the profile (recorded at G10 for the MachineSet side to check against WMCO) -> G4 sshd, G5 key, G3a/b/c, G6, G7 on
-the base VM, each checked and repaired -> G8 clone -> G9 sysprep on the clone, power-off awaited ->
+-> G2 Tools and IPv4 -> G4 sshd answers (the first logon adds OpenSSH after Tools report) -> G1
+answer media and Setup's answer file copies removed (they hold the Administrator password) -> G4 host
+key (trust on first use, recorded on the VM; see `tasks.guest`) -> PRE-2 the installed build.UBR meets
+the profile (recorded at G10 for the MachineSet side to check against WMCO) -> G4 sshd, G5 key,
+G3a/b/c, G6, G7 on the base VM, each checked and repaired -> G8 clone -> G9 sysprep on the clone,
+power-off awaited ->
 G10 template, verification, provenance, retention.
 
 Resuming. A re-run resumes where the last one stopped and never makes a second VM or template:
@@ -151,6 +153,9 @@ def golden_image(
 
     existing = vt.g10_find_template(gi, build_id)
     if existing is not None and existing.template:
+        if gi.source.mode == "iso":  # a worker that died after G1 may have left it (password)
+            stale = vt.g1_find_base_vm(gi)
+            vt.g1_remove_answer_media(gi, stale.moid if stale is not None else None)
         for step in GOLDEN_IMAGE_STEPS[:-1]:
             with report.step(step) as out:
                 out.skipped(f"template {name} of build {build_id} already exists")
@@ -191,15 +196,27 @@ def golden_image(
         with report.step(StepId.G2) as out:
             facts = vt.g2_wait_for_tools(gi, base.moid, deadline_after(gi.timeouts.install_seconds))
             installed = True
-            removal = vt.g1_remove_answer_media(gi, base.moid) if gi.source.mode == "iso" else ""
-            out.ok(facts.evidence + (f"; {removal}" if removal else ""))
+            out.ok(facts.evidence)
         ip = facts.ip
 
         with report.step(StepId.G4) as out:
+            # Tools report before the first logon has added OpenSSH: wait for sshd, then the answer
+            # media (and Setup's copy of the answer file) can go: both hold the password.
+            ready = gt.g4_wait_for_sshd(gi, base.moid, ip)
+            removal = vt.g1_remove_answer_media(gi, base.moid) if gi.source.mode == "iso" else ""
             hk = gt.g4_trust_host_key(gi, base.moid, ip)
             os_build = gt.pre2_os_build(gi, ip, hk.key)  # refuses an image WMCO cannot use
+            secrets = gt.g4_remove_setup_secrets(gi, ip, hk.key)
             check = gt.g4_openssh(gi, ip, hk.key)
-            _record(out, check, f"{hk.evidence}; {os_build.evidence}")
+            _record(
+                out,
+                check,
+                "; ".join(
+                    x
+                    for x in (ready, removal, hk.evidence, os_build.evidence, secrets.evidence)
+                    if x
+                ),
+            )
         with report.step(StepId.G5) as out:
             _record(out, gt.g5_admin_key(gi, ip, hk.key))
         with report.step(StepId.G3a) as out:

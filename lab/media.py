@@ -159,6 +159,31 @@ def _iso_dir(name: str) -> str:
     return "".join(c for c in name.upper() if c.isalnum() or c == "_")[:8] or "D"
 
 
+#: Offline sources of OpenSSH for sites without Windows Update (see docs/lab-fidelity.md):
+#: Win32-OpenSSH's release MSI, and a Features-on-Demand ISO with the OpenSSH.Server capability.
+OPENSSH_MSI = "OpenSSH-Win64-v9.5.0.0.msi"
+OPENSSH_MSI_BYTES = b"LAB-MSI Win32-OpenSSH v9.5.0.0 (stand-in for the release MSI)\n"
+FOD_ISO = "windows-server-2022-fod.iso"
+FOD_INFO = {
+    "kind": "features-on-demand",
+    "build": 20348,
+    "capabilities": ["OpenSSH.Server~~~~0.0.1.0", "Rsat.ActiveDirectory.DS-LDS.Tools~~~~0.0.1.0"],
+}
+
+
+def build_fod_iso(dest: Path) -> None:
+    build_iso(
+        dest,
+        {
+            MEDIA_INFO: json.dumps(FOD_INFO, indent=1).encode(),
+            "/LanguagesAndOptionalFeatures/OpenSSH-Server-Package~31bf3856ad364e35~amd64~~.cab": (
+                b"lab stand-in for the OpenSSH server FoD package\n"
+            ),
+        },
+        "SSS_X64FRE_EN-US_FOD",
+    )
+
+
 def _add_file(iso: pycdlib.PyCdlib, path: str, data: bytes) -> None:
     parts = [p for p in path.strip("/").split("/") if p]
     for i in range(1, len(parts)):

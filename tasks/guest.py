@@ -28,6 +28,7 @@ therefore happen in the same session, and progress is marked on the clone (`winn
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 from prefect import task
@@ -41,8 +42,9 @@ from winnodes.guest import GuestSession, Result, fetch_host_key, host_key_finger
 from winnodes.model.config import GoldenImageConfig
 from winnodes.model.profiles import get_profile, os_build_problem
 from winnodes.render import powershell as ps
+from winnodes.render.answer_media import PROGRESS_KEY, first_logon_progress
 from winnodes.render.unattend import render_unattend
-from winnodes.vsphere import vms
+from winnodes.vsphere import inventory, vms, waits
 
 SSH_PORT = 22
 
@@ -83,6 +85,89 @@ def _ps(session: GuestSession, script: str, step: str, timeout: float) -> Result
     return session.run_checked(ps.powershell_command_line(script), step_id=step, timeout=timeout)
 
 
+# -- G4 sshd answers ---------------------------------------------------------------------------------
+#: Bounds of one wait between two SSH handshake attempts (the guest's progress marker wakes it early).
+SSHD_RETRY_FIRST, SSHD_RETRY_MAX = 1.0, 15.0
+
+
+@task(name="G4 wait for sshd to answer", **transient_retries())
+def g4_wait_for_sshd(gi: GoldenImageConfig, vm_moid: str, ip: str) -> str:
+    """Tools report the IP as soon as the VMTools service starts, while the first logon is still
+    adding OpenSSH (a Features-on-Demand download of minutes): wait until sshd completes an SSH
+    handshake (not only a TCP connect) and, when the guest reports first-logon progress, its last
+    command is done (sshd starts before that script writes the key), within `timeouts.ssh_seconds`.
+
+    Between attempts the task waits on the base VM's first-logon progress variable
+    (`guestinfo.winnodes.progress`, set by the answer media's scripts through Tools' rpctool) with
+    WaitForUpdatesEx, so a finished OpenSSH script wakes it at once; otherwise it tries again after
+    a bounded, growing interval.
+
+    Raises:
+        WaitTimeout (G4): no handshake in time; names the last completed and the pending
+            first-logon command.
+    """
+    proxy = WindowsAccess.load(gi.windows_access_block).ssh_proxy  # type: ignore[union-attr]
+    budget = float(gi.timeouts.ssh_seconds)
+    start = time.monotonic()
+    deadline = start + budget
+    interval = SSHD_RETRY_FIRST
+    last_error = ""
+    with vcenter(gi) as session:
+        vm = session.moref("VirtualMachine", vm_moid)
+        progress = waits.guest_variable(
+            inventory.properties(session, vm, ["config.extraConfig"])["config.extraConfig"],
+            PROGRESS_KEY,
+        )
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                fetch_host_key(ip, SSH_PORT, timeout=max(1.0, min(10.0, left)), proxy=proxy)
+            except errors.SSHDropped as exc:
+                last_error = exc.message
+            else:
+                state = first_logon_progress(progress)
+                if not state.raw or state.pending is None:
+                    took = time.monotonic() - start
+                    return (
+                        f"sshd at {ip}:{SSH_PORT} answered the SSH handshake after {took:.1f}s "
+                        f"({state.describe()})"
+                    )
+                # sshd starts in the middle of the OpenSSH script: the key (G5) comes after it.
+                last_error = "sshd answers, but the first logon has not finished"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            progress = waits.wait_for_guest_variable_change(
+                session, vm, PROGRESS_KEY, progress, timeout=min(interval, left), step_id="G4"
+            )
+            interval = min(interval * 2, SSHD_RETRY_MAX)
+    raise errors.WaitTimeout(
+        f"sshd at {ip}:{SSH_PORT} did not answer the SSH handshake within {budget:.0f}s "
+        f"(timeouts.ssh_seconds; last error: {last_error}); "
+        f"{first_logon_progress(progress).describe()}",
+        step_id="G4",
+    )
+
+
+# -- secrets Windows Setup leaves on the base VM ----------------------------------------------------
+@task(name="G4 remove the answer file copies from the base VM", **transient_retries())
+def g4_remove_setup_secrets(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
+    """Windows Setup keeps the answer file it used (autounattend.xml, with the Administrator
+    password in plain text) in C:\\Windows\\Panther. Once the first logon is done nothing needs it:
+    remove every copy from the base VM before it is cloned (G8), and check they are gone."""
+    t = gi.timeouts.command_seconds
+    with guest(gi, ip, host_key, "G4") as s:
+        left = _ps(s, ps.remove_setup_secrets_command(), "G4", t).stdout.split()
+    if left:
+        raise errors.GuestCheckFailed(
+            "G4", f"answer file copies could not be removed: {', '.join(left)}"
+        )
+    return Check(
+        status="ok",
+        evidence="no answer file copy left (" + ", ".join(ps.SETUP_SECRET_FILES[:3]) + ", ...)",
+    )
+
+
 # -- G4 host key -----------------------------------------------------------------------------------
 @task(name="G4 trust the SSH host key", **transient_retries())
 def g4_trust_host_key(gi: GoldenImageConfig, vm_moid: str, ip: str) -> HostKey:
@@ -92,7 +177,8 @@ def g4_trust_host_key(gi: GoldenImageConfig, vm_moid: str, ip: str) -> HostKey:
         vm = session.moref("VirtualMachine", vm_moid)
         attrs = vms.custom_attributes(session, vm)
         recorded = attrs.get(ATTR_HOST_KEY)
-        key = recorded or fetch_host_key(ip, SSH_PORT, timeout=gi.timeouts.ssh_seconds)
+        proxy = WindowsAccess.load(gi.windows_access_block).ssh_proxy  # type: ignore[union-attr]
+        key = recorded or fetch_host_key(ip, SSH_PORT, timeout=gi.timeouts.ssh_seconds, proxy=proxy)
         updates = {ATTR_HOST_KEY: key, ATTR_GUEST_IP: ip}
         vms.set_custom_attributes(session, vm, updates, step_id="G4")
     fp = host_key_fingerprint(key)
@@ -358,7 +444,8 @@ def g7_firewall_rules(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
 # -- G9 --------------------------------------------------------------------------------------------
 @task(name="G9 remove host keys, upload unattend.xml, sysprep", **transient_retries())
 def g9_sysprep(gi: GoldenImageConfig, vm_moid: str, ip: str, host_key: str) -> Check:
-    """On the clone, in one SSH session: upload the rendered unattend.xml, remove
+    """On the clone, in one SSH session: write SetupComplete.cmd (removes the unattend.xml on every
+    node after its OOBE), upload the rendered unattend.xml, remove
     `C:\\ProgramData\\ssh\\ssh_host_*` (checked), run `sysprep /generalize /oobe /shutdown`.
     The clone is marked before each irreversible part (`winnodes.sysprep`). The power-off is
     waited for by `g9_wait_for_power_off`."""
@@ -368,6 +455,10 @@ def g9_sysprep(gi: GoldenImageConfig, vm_moid: str, ip: str, host_key: str) -> C
     t = gi.timeouts.command_seconds
     with vcenter(gi) as vc, guest(gi, ip, host_key, "G9") as s:
         vm = vc.moref("VirtualMachine", vm_moid)
+        # Every node runs SetupComplete.cmd after its OOBE: it removes the unattend.xml (password).
+        scripts = ps.ps_quote(ps.SETUP_COMPLETE.rsplit("\\", 1)[0])
+        _ps(s, f"New-Item -ItemType Directory -Path {scripts} -Force | Out-Null", "G9", t)
+        s.put_file(ps.SETUP_COMPLETE, ps.setup_complete_cmd().encode("ascii"), step_id="G9")
         s.put_file(ps.UNATTEND_PATH, unattend, step_id="G9")
         vms.set_custom_attributes(vc, vm, {ATTR_SYSPREP: "keys-removed"}, step_id="G9")
         _ps(s, ps.remove_host_keys_command(), "G9", t)
@@ -383,5 +474,6 @@ def g9_sysprep(gi: GoldenImageConfig, vm_moid: str, ip: str, host_key: str) -> C
     return Check(
         status="ok",
         evidence=f"host keys removed; unattend.xml ({gi.unattend.computer_name}, AutoLogon off) "
-        f"at {ps.UNATTEND_PATH}; sysprep /generalize /oobe /shutdown: {how}",
+        f"at {ps.UNATTEND_PATH}, removed on each node by {ps.SETUP_COMPLETE}; "
+        f"sysprep /generalize /oobe /shutdown: {how}",
     )

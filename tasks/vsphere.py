@@ -172,8 +172,10 @@ def g1_preflight(gi: GoldenImageConfig) -> str:
             for step, path in (
                 (StepId.G1, gi.source.windows_iso),
                 (StepId.G2, gi.source.tools_iso),
+                (StepId.G4, gi.source.openssh_msi),
             ):
-                assert path is not None  # validated
+                if path is None:  # validated: only the optional offline OpenSSH source
+                    continue
                 if not inventory.datastore_file_exists(session, path):
                     raise errors.NotFound(f"{path} does not exist", step_id=step.value)
                 seen.append(f"{path} present")
@@ -218,19 +220,26 @@ def _check_base(ref: vms.VmRef) -> None:
 
 @task(name="G1 upload answer media", **transient_retries())
 def g1_upload_answer_media(gi: GoldenImageConfig) -> str:
-    """Render autounattend.xml and the first-logon scripts, pack them as an ISO and upload it to
-    the datastore, into its directory (`winnodes/`, made with FileManager.MakeDirectory when
-    missing: a datastore does not create directories on upload). Returns its datastore path.
-    Overwrites (idempotent)."""
+    """Render autounattend.xml and the first-logon scripts (plus the Win32-OpenSSH MSI of
+    `source.openssh_msi`, read from the datastore), pack them as an ISO and upload it to the
+    datastore, into its directory (`winnodes/`, made with FileManager.MakeDirectory when missing: a
+    datastore does not create directories on upload). Returns its datastore path. Overwrites
+    (idempotent)."""
     access = WindowsAccess.load(gi.windows_access_block)
-    files = answer_media_files(
-        gi,
-        access.administrator_password.get_secret_value(),  # type: ignore[union-attr]
-        access.public_key("winnodes"),  # type: ignore[union-attr]
-    )
-    iso = render_answer_iso(files)
     path = answer_media_path(gi)
     with vcenter(gi) as session:
+        msi = None
+        if gi.source.openssh_msi:  # offline site: OpenSSH from the Win32-OpenSSH MSI (G4)
+            msi = vms.download_file(
+                session, gi.placement.datacenter, gi.source.openssh_msi, step_id="G4"
+            )
+        files = answer_media_files(
+            gi,
+            access.administrator_password.get_secret_value(),  # type: ignore[union-attr]
+            access.public_key("winnodes"),  # type: ignore[union-attr]
+            openssh_msi=msi,
+        )
+        iso = render_answer_iso(files)
         vms.upload_file(session, gi.placement.datacenter, path, iso, step_id="G1")
     return path
 

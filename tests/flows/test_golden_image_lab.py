@@ -392,3 +392,123 @@ def test_missing_ssh_key_fails_naming_g5(
         golden_image(gi, new_build=True)
     assert "[G5]" in str(refused.value)
     assert vm_names(session, env, "gi-") == before
+
+
+# -- first boot, offline and proxied sites, secrets (issue 9) ------------------------------------------
+@pytest.fixture
+def guests(env: dict[str, str]) -> Iterator[Path]:
+    """The lab's guest directory; the timing profile and the guest network are reset afterwards."""
+    from lab.guest import timing, windows
+
+    path = Path(env["LAB_GUESTS_DIR"])
+    yield path
+    timing.set_lab_timing(path, None)
+    windows.set_network(path, internet=True)
+
+
+def _guest_log(guests: Path, session: Any, env: dict[str, str], name: str) -> str:
+    ref = vms.find_vm(session, inventory.folder(session, env["LAB_VSPHERE_FOLDER"]), name)
+    assert ref is not None
+    return (guests.parent / "logs" / "guests" / f"{ref.moid}.log").read_text()
+
+
+@pytest.mark.parametrize("profile", ["current", "ocp-4.9"])
+def test_realistic_timing_tools_report_before_sshd(
+    env: dict[str, str], blocks: None, session: Any, guests: Path, profile: str
+) -> None:
+    """Real order: Tools report the IP, then the first logon adds OpenSSH; G4 waits for sshd."""
+    from lab.guest import timing
+
+    timing.set_lab_timing(guests, timing.Timing("realistic", 0.01))
+    gi = make_config(env, profile, timeouts={"install_seconds": 120, "ssh_seconds": 60})
+    t0 = time.monotonic()
+    result = golden_image(gi)
+    print(f"\nrealistic-proportion build {profile}: {time.monotonic() - t0:.1f}s wall")
+    assert_valid_template(session, env, gi, result)
+    lines = _guest_log(guests, session, env, gi.names.base_vm).splitlines()
+    first = {
+        what: next(i for i, line in enumerate(lines) if what in line)
+        for what in ("tools report", "sshd started", "FirstLogonCommand 3")
+    }
+    # (the old lab ran every first-logon command before Tools reported)
+    assert first["tools report"] < first["FirstLogonCommand 3"], lines
+    assert first["tools report"] < first["sshd started"], lines
+
+
+def test_g4_names_the_pending_first_logon_command(
+    env: dict[str, str], blocks: None, guests: Path
+) -> None:
+    from lab.guest import timing
+
+    # The OpenSSH download takes far longer than the SSH budget.
+    timing.set_lab_timing(guests, timing.Timing("fast", overrides={"capability": 60.0}))
+    gi = make_config(env, "current", timeouts={"ssh_seconds": 2})
+    with pytest.raises(errors.WaitTimeout) as info:
+        golden_image(gi)
+    msg = str(info.value)
+    assert msg.startswith("[G4]") and "did not answer the SSH handshake within 2s" in msg
+    assert "last completed first-logon command: 2 (G2 install VMware Tools)" in msg
+    assert "pending: 3 (G4/G5 OpenSSH and admin key)" in msg
+
+
+def test_offline_site_builds_with_the_openssh_msi(
+    env: dict[str, str], blocks: None, session: Any, guests: Path
+) -> None:
+    from lab.guest import windows
+
+    windows.set_network(guests, internet=False)
+    gi = make_config(
+        env, "current", source={"offline": True, "openssh_msi": env["LAB_OPENSSH_MSI"]}
+    )
+    result = golden_image(gi)
+    assert_valid_template(session, env, gi, result)
+    assert "0x800f0954" not in _guest_log(guests, session, env, gi.names.base_vm)
+
+
+def test_proxied_site_builds_ocp49_through_winhttp(
+    env: dict[str, str], blocks: None, session: Any, guests: Path
+) -> None:
+    """No direct internet, a site proxy: OpenSSH (Windows Update) and Docker (PSGallery) come
+    through the WinHTTP proxy the first logon sets."""
+    from lab.guest import windows
+
+    windows.set_network(guests, internet=False, proxy="proxy.lab.test:3128")
+    gi = make_config(
+        env, "ocp-4.9", source={"offline": True, "winhttp_proxy": "proxy.lab.test:3128"}
+    )
+    result = golden_image(gi)
+    assert_valid_template(session, env, gi, result)
+
+
+def test_offline_site_without_openssh_media_fails_before_any_vm(
+    env: dict[str, str], blocks: None, session: Any
+) -> None:
+    gi = make_config(env, "current", source={"offline": True})
+    with pytest.raises(errors.ValidationError) as info:
+        golden_image(gi)
+    msg = str(info.value)
+    assert "golden_image.source.openssh_msi" in msg and "(G4)" in msg
+    assert vm_names(session, env, gi.names.base_vm) == []
+
+
+def test_answer_media_of_a_worker_that_died_after_g1_is_removed(
+    env: dict[str, str], blocks: None, session: Any
+) -> None:
+    """A worker killed between G1 and G2 leaves the answer ISO (Administrator password) attached
+    and on the datastore; the next run removes both."""
+    from tasks import vsphere as vt
+
+    gi = make_config(env, "current")
+    answer = vt.g1_upload_answer_media.fn(gi)
+    vt.g1_create_base_vm.fn(gi, "20000101000000", answer)  # ... and the worker dies here
+    assert inventory.datastore_file_exists(session, answer)
+    result = golden_image(gi, build_id="20000101000000")
+    assert_valid_template(session, env, gi, result)  # checks the ISO is gone
+    base = vms.find_vm(
+        session, inventory.folder(session, env["LAB_VSPHERE_FOLDER"]), gi.names.base_vm
+    )
+    assert base is not None
+    devices = inventory.properties(session, base.obj, ["config.hardware.device"])[
+        "config.hardware.device"
+    ]
+    assert not [d for d in devices if answer in str(getattr(d.backing, "fileName", ""))]

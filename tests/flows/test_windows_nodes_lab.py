@@ -103,3 +103,44 @@ def test_no_secret_value_in_prefect_or_lab_records(e2e: Site) -> None:
         leaks += [f"secret #{i} in {p}" for p, text in files if secret in text]
     assert not leaks, leaks
     assert e2e.output and not any(s in e2e.output for s in e2e.secrets)
+
+
+def test_no_administrator_password_on_guest_disks_or_the_datastore(e2e: Site) -> None:
+    """After a full build and a MachineSet run: no copy of any secret on any guest's disk (base VM,
+    nodes) or in the datastore (answer media gone). The only copy allowed is the one a generalized
+    template must carry for its OOBE (C:\\Windows\\Panther\\unattend.xml); every node removes it
+    with SetupComplete.cmd (docs/lab-fidelity.md, First boot, offline sites, secrets)."""
+    import json
+
+    assert e2e.returncode == 0, e2e.output
+    guests = Path(e2e.env["LAB_GUESTS_DIR"])
+    leaks: list[str] = []
+    allowed = 0
+    scanned = 0
+    for vm_dir in sorted(p for p in guests.iterdir() if p.is_dir()):
+        try:
+            generalized = json.loads((vm_dir / "state.json").read_text()).get("generalized")
+        except (OSError, ValueError):
+            generalized = False
+        for path in (vm_dir / "disk").rglob("*"):
+            if not path.is_file():
+                continue
+            scanned += 1
+            data = path.read_bytes()
+            for i, secret in enumerate(e2e.secrets):
+                if secret.encode() not in data:
+                    continue
+                rel = path.relative_to(vm_dir / "disk").as_posix().lower()
+                if generalized and rel == "c:/windows/panther/unattend.xml":
+                    allowed += 1
+                else:
+                    leaks.append(f"secret #{i} in {vm_dir.name}: {rel}")
+    datastore = Path(e2e.env["LAB_VSPHERE_DATASTORE_DIR"])
+    for path, text in _files_text(datastore):
+        scanned += 1
+        leaks += [
+            f"secret #{i} in the datastore: {path}" for i, s in enumerate(e2e.secrets) if s in text
+        ]
+    assert scanned > 100, "no guest disk was searched"
+    assert not leaks, leaks
+    print(f"\nscanned {scanned} files; template copies (needed for OOBE): {allowed}")

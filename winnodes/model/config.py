@@ -85,6 +85,29 @@ class Source(_Model):
         description="Generic (KMS client setup) product key, if the media needs one. Not a secret: "
         "Microsoft publishes these; never put a retail or MAK key here.",
     )
+    offline: bool = Field(
+        default=False,
+        description="The guest network reaches neither Windows Update/WSUS nor the internet "
+        "(air-gapped site): OpenSSH must come from `openssh_msi` (or through `winhttp_proxy`); "
+        "checked before anything is created (G4, and G6 for ocp-4.9's Docker from PSGallery).",
+    )
+    openssh_msi: str | None = Field(
+        default=None,
+        description="Datastore path of the Win32-OpenSSH release MSI, e.g. "
+        "'[datastore1] iso/OpenSSH-Win64-v9.5.0.0.msi' (github.com/PowerShell/Win32-OpenSSH "
+        "releases). Put on the answer media and installed with msiexec at first logon instead of "
+        "the Features-on-Demand download (`Add-WindowsCapability -Online`), which needs Windows "
+        "Update. Needed when `offline` is true and no `winhttp_proxy` is set.",
+    )
+    winhttp_proxy: str | None = Field(
+        default=None,
+        description="HTTP proxy 'host:port' the guest uses for Windows Update and PSGallery: set "
+        "with `netsh winhttp set proxy` at first logon, before OpenSSH is added.",
+    )
+    winhttp_bypass: str = Field(
+        default="<local>",
+        description="WinHTTP proxy bypass list (with `winhttp_proxy`), e.g. '<local>;*.corp'.",
+    )
 
 
 class Hardware(_Model):

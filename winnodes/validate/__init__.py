@@ -63,6 +63,7 @@ def golden_image_problems(gi: GoldenImageConfig, prefix: str = "golden_image") -
         out += r.check_datastore_path(gi.source.tools_iso, f"{p}.source.tools_iso", "G2")
         if gi.source.image_name is not None:
             out += r.check_image_name(gi.source.image_name, gi.profile, f"{p}.source.image_name")
+    out += r.check_offline_source(gi, f"{p}.source")
     hw = gi.hardware
     out += r.check_hardware_version(hw.hardware_version, f"{p}.hardware.hardware_version")
     out += r.check_sizes(

@@ -252,13 +252,51 @@ def wait_for_power_off(
     wait_for_power_state(session, vm, "poweredOff", timeout=timeout, step_id=step_id)
 
 
+def guest_variable(extra_config: Any, key: str) -> str | None:
+    """The value of `key` (e.g. a `guestinfo.*` variable the guest set with rpctool) in a VM's
+    config.extraConfig, or None."""
+    for opt in extra_config or []:
+        if getattr(opt, "key", None) == key:
+            return str(opt.value) if opt.value is not None else None
+    return None
+
+
+def wait_for_guest_variable_change(
+    session: VSphereSession,
+    vm: Any,
+    key: str,
+    current: str | None,
+    *,
+    timeout: float,
+    step_id: str | None = None,
+) -> str | None:
+    """Wait (WaitForUpdatesEx) up to `timeout` for guest variable `key` to differ from `current`;
+    returns its value then, or `current` when nothing changed in time (not an error: the caller
+    decides what a quiet guest means)."""
+    try:
+        v = wait_for(
+            session,
+            vm,
+            ["config.extraConfig"],
+            lambda v: guest_variable(v["config.extraConfig"], key) != current,
+            timeout=timeout,
+            step_id=step_id,
+            what=f"a change of {key}",
+        )
+    except errors.WaitTimeout:
+        return current
+    return guest_variable(v["config.extraConfig"], key)
+
+
 __all__ = [
     "GuestInfo",
+    "guest_variable",
     "is_valid_ipv4",
     "pick_ipv4",
     "task_state",
     "wait_for",
     "wait_for_guest_ip",
+    "wait_for_guest_variable_change",
     "wait_for_power_off",
     "wait_for_power_state",
     "wait_for_task",

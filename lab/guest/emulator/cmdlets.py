@@ -1686,12 +1686,56 @@ def _image_result() -> PSObject:
     )
 
 
+def spend(inv: Invocation, kind: str) -> None:
+    """Let the work of `kind` take its time (the lab's timing profile, lab.guest.timing)."""
+    from lab.guest.timing import spend_on
+
+    spend_on(inv.disk, kind)
+
+
+#: Where a Features-on-Demand ISO keeps its packages (Windows Server 2022 "Languages and Optional
+#: Features" ISO); the lab's stand-in lists its capabilities in LAB_MEDIA.JSON.
+FOD_DIR = "LanguagesAndOptionalFeatures"
+
+
+def _fod_source_has(inv: Invocation, sources: list[str], capability: str) -> bool:
+    """A -Source folder on a Features-on-Demand ISO that carries `capability`."""
+    for src in sources:
+        drive = ntpath.splitdrive(src)[0].rstrip(":").upper()
+        iso = inv.interp.iso(drive) if len(drive) == 1 and drive != "C" else None
+        info = iso.info() if iso is not None else None
+        if not info or info.get("kind") != "features-on-demand":
+            continue
+        rest = ntpath.splitdrive(src)[1].strip("\\").lower()
+        if rest not in ("", FOD_DIR.lower()):
+            continue
+        if any(c.lower() == capability.lower() for c in info.get("capabilities", [])):
+            return True
+    return False
+
+
 @cmdlet("Add-WindowsCapability", [P("Online", "switch"), P("Name", "string", mandatory=True), P("Path", "string"), P("Source", "strings"),
                                   P("LimitAccess", "switch")], command_class="Microsoft.Dism.Commands.AddWindowsCapabilityCommand")  # fmt: skip
 def add_windowscapability(inv: Invocation) -> None:
     if not inv.get("Online") and not inv.has("Path"):
         raise inv.fail("Parameter set cannot be resolved using the specified named parameters.", "AmbiguousParameterSet", "InvalidArgument", exception="ParameterBindingException")  # fmt: skip
     name = inv.get("Name") or ""
+    st0 = inv.state()
+    key0 = next((k for k in st0.capabilities if k.lower() == name.lower()), None)
+    if key0 is not None and st0.capabilities[key0] != "Installed":
+        # The payload comes from -Source (local media) or, unless -LimitAccess, Windows Update
+        # (or WSUS) through WinHTTP. Offline both fail with DISM's real codes (docs/lab-fidelity.md).
+        if _fod_source_has(inv, inv.strings("Source"), key0):
+            spend(inv, "capability_local")
+        elif inv.get("LimitAccess"):
+            raise inv.fail("Add-WindowsCapability failed. Error code = 0x800f081f", "Microsoft.Dism.Commands.AddWindowsCapabilityCommand",
+                           "NotSpecified", exception="COMException")  # fmt: skip
+        elif not windows.internet_reachable(inv.disk):
+            spend(inv, "command")
+            raise inv.fail("Add-WindowsCapability failed. Error code = 0x800f0954", "Microsoft.Dism.Commands.AddWindowsCapabilityCommand",
+                           "NotSpecified", exception="COMException")  # fmt: skip
+        else:
+            spend(inv, "capability")  # the Features-on-Demand download: minutes on real Windows
     with inv.edit() as st:
         key = next((k for k in st.capabilities if k.lower() == name.lower()), None)
         if key is None:
@@ -1809,8 +1853,11 @@ def install_module(inv: Invocation) -> None:
         "dockermsftprovider": ("DockerMsftProvider", "1.0.0.8"),
         "powershellget": ("PowerShellGet", "2.2.5"),
     }
+    online = windows.internet_reachable(inv.disk)
+    if not online:
+        inv.warn("Unable to resolve package source 'https://www.powershellgallery.com/api/v2'.")
     for n in inv.strings("Name"):
-        if n.lower() not in known:
+        if n.lower() not in known or not online:
             inv.error(f"No match was found for the specified search criteria and module name '{n}'. Try Get-PSRepository to see all available registered module repositories.",
                       ["NoMatchFoundForCriteria", "Microsoft.PowerShell.PackageManagement.Cmdlets.InstallPackage"][0], "ObjectNotFound", n, "Exception")  # fmt: skip
             continue
@@ -1828,6 +1875,17 @@ def install_module(inv: Invocation) -> None:
     command_class="Install-PackageProvider",
 )
 def install_packageprovider(inv: Invocation) -> None:
+    if not windows.internet_reachable(inv.disk):
+        inv.warn(
+            "Unable to download from URI 'https://go.microsoft.com/fwlink/?LinkID=627338&clcid=0x409' to ''."
+        )
+        inv.warn(
+            "Unable to download the list of available providers. Check your internet connection."
+        )
+        for n in inv.strings("Name"):
+            inv.error(f"No match was found for the specified search criteria for the provider '{n}'. The package provider requires 'PackageManagement' and 'Provider' tags. Please check if the specified package has the tags.",
+                      "NoMatchFoundForProvider,Microsoft.PowerShell.PackageManagement.Cmdlets.InstallPackageProvider", "InvalidArgument", n, "Exception")  # fmt: skip
+        return
     for n in inv.strings("Name"):
         inv.out(PSObject("PackageProvider", {"Name": n, "Version": "2.8.5.208", "Source": "https://onegetcdn.azureedge.net/providers/Microsoft.PackageManagement.NuGetProvider-2.8.5.208.dll", "Summary": "NuGet provider for the OneGet meta-package manager"}))  # fmt: skip
 
@@ -1848,6 +1906,12 @@ def install_package(inv: Invocation) -> None:
         if not inv.get("Force"):
             raise inv.fail('Exception calling "ShouldContinue" with "2" argument(s): "Windows PowerShell is in NonInteractive mode. Read and Prompt functionality is not available."',
                            "InvalidOperationException", "NotSpecified", exception="MethodInvocationException")  # fmt: skip
+        if not windows.internet_reachable(inv.disk):
+            # DockerMsftProvider downloads its index (go.microsoft.com/fwlink/?LinkID=825636)
+            # before anything else and then reads the file it could not write.
+            raise inv.fail("Cannot find path 'C:\\Users\\Administrator\\AppData\\Local\\Temp\\DockerMsftProvider\\DockerDefault_DockerSearchIndex.json' because it does not exist.",
+                           "PathNotFound,Microsoft.PowerShell.Commands.GetContentCommand", "ObjectNotFound", exception="ItemNotFoundException")  # fmt: skip
+        spend(inv, "psgallery")
         with inv.edit() as st2:
             st2.packages["docker"] = "20.10.9"
             st2.container_runtime = "docker"

@@ -531,3 +531,41 @@ def test_threads_sharing_an_expired_session_log_in_once(
         (mine,) = [s for s in stats["sessions"] if s["key"] == shared.session_key]
         assert mine["logins"] == 1
         assert mine["methods"]["RetrievePropertiesEx"] == 18
+
+
+def test_through_an_http_connect_proxy(env: dict[str, str]) -> None:
+    """A site whose workers reach vCenter only through a proxy (VSphereCredentials.https_proxy):
+    SOAP, the thumbprint probe and datastore transfers all tunnel through it, TLS still verified."""
+    from tests.winnodes.proxy_support import connect_proxy
+
+    server = env["LAB_VSPHERE_SERVER"]
+    path = f"[{env['LAB_VSPHERE_DATASTORE']}] {uuid.uuid4().hex[:8]}-proxy.bin"
+    for trust in (
+        TlsTrust(ca_bundle=env["LAB_VSPHERE_CA_FILE"]),
+        TlsTrust(thumbprint=env["LAB_VSPHERE_THUMBPRINT"]),
+    ):
+        with connect_proxy() as (proxy, seen):
+            with connect(
+                server,
+                env["LAB_VSPHERE_USERNAME"],
+                env["LAB_VSPHERE_PASSWORD"],
+                trust=trust,
+                proxy=proxy,
+            ) as s:
+                assert s.session_key
+                vms.upload_file(s, env["LAB_VSPHERE_DATACENTER"], path, b"through the proxy")
+                got = vms.download_file(s, env["LAB_VSPHERE_DATACENTER"], path)
+                assert got == b"through the proxy"
+            assert seen and set(seen) == {server}
+    with (
+        connect_proxy(refuse=True) as (proxy, _),
+        pytest.raises(errors.WinNodesError),
+        connect(
+            server,
+            env["LAB_VSPHERE_USERNAME"],
+            env["LAB_VSPHERE_PASSWORD"],
+            trust=TlsTrust(ca_bundle=env["LAB_VSPHERE_CA_FILE"]),
+            proxy=proxy,
+        ),
+    ):
+        pass
