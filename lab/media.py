@@ -125,16 +125,7 @@ WINDOWS_MEDIA: dict[str, WindowsMedia] = {
         ubr=169,
         hotfixes=(),
         volume_id="SSS_X64FRE_EN-US_DV9",
-    ),
-    "ws2025": WindowsMedia(  # the November 2024 release media
-        file_name="windows-server-2025.iso",
-        product_name="Windows Server 2025 Datacenter",
-        edition_id="ServerDatacenter",
-        display_version="24H2",
-        build=26100,
-        ubr=1742,
-        hotfixes=(),
-        volume_id="SSS_X64FRE_EN-US_DV9",
+        images=_ltsc_images("2022"),
     ),
     "ws2019": WindowsMedia(  # 1809 LTSC, the September 2019 refresh of the media
         file_name="windows-server-2019-1809.iso",
@@ -145,6 +136,7 @@ WINDOWS_MEDIA: dict[str, WindowsMedia] = {
         ubr=737,
         hotfixes=(),
         volume_id="SSS_X64FRE_EN-US_DV9",
+        images=_ltsc_images("2019"),
     ),
 }
 

@@ -190,7 +190,7 @@ def test_g7_is_idempotent_and_g9_sysprep_accepts_the_unattend(installed: tuple[A
     ("iso", "profile", "refused"),
     [
         ("current", "current", None),
-        ("ws2025", "current", None),
+        ("current-2025", "current", None),
         ("ws2022-rtm", "current", "lacks KB5012637"),
         ("ws2019", "current", "Windows Server 2019"),
         ("ocp-4.9", "ocp-4.9", None),
