@@ -57,9 +57,6 @@ class DrainBlocked(errors.WaitTimeout):
         self.remaining = remaining
         self.budgets = budgets
 
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable for Prefect's task states
-        return (type(self), (self.message, self.remaining, self.budgets))
-
 
 def _pod_key(p: Obj) -> str:
     return f"{p['metadata'].get('namespace')}/{p['metadata']['name']}"
