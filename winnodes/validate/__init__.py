@@ -9,6 +9,8 @@ template exist? is the ISO the profile's?) belong to the tasks.
 
 from __future__ import annotations
 
+import re
+
 from winnodes.errors import Problem, ValidationError
 from winnodes.model.config import GoldenImageConfig, MachineSetConfig, PipelineConfig
 from winnodes.model.naming import template_name
@@ -61,6 +63,18 @@ def golden_image_problems(gi: GoldenImageConfig, prefix: str = "golden_image") -
     if gi.source.mode == "iso":
         out += r.check_datastore_path(gi.source.windows_iso, f"{p}.source.windows_iso")
         out += r.check_datastore_path(gi.source.tools_iso, f"{p}.source.tools_iso", "G2")
+    wu = gi.windows_update
+    if wu.source == "wsus" and not re.match(
+        r"^https?://[A-Za-z0-9.-]+(:\d+)?/?$", wu.wsus_server or ""
+    ):
+        out.append(
+            r._p(
+                "G6u",
+                f"{p}.windows_update.wsus_server",
+                "wsus-url",
+                "source 'wsus' needs the WSUS server's URL, e.g. 'http://wsus.example.com:8530'",
+            )
+        )
     hw = gi.hardware
     out += r.check_hardware_version(hw.hardware_version, f"{p}.hardware.hardware_version")
     out += r.check_sizes(
