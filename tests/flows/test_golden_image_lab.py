@@ -175,11 +175,42 @@ def test_rerun_creates_nothing_new(
 ) -> None:
     gi, first = built
     before = vm_names(session, env, "gi-")
-    again = golden_image(gi)
+    again = golden_image(gi, build_id=first.build_id)
     assert again.build_id == first.build_id and again.template == first.template
-    assert not again.created
+    assert not again.created and again.action == "reused"
+    latest = golden_image(gi, build="latest")
+    assert (latest.template, latest.action) == (first.template, "reused")
     assert vm_names(session, env, "gi-") == before
     assert_valid_template(session, env, gi, again)
+
+
+def test_every_new_run_builds_a_new_template_with_updates(
+    env: dict[str, str],
+    session: Any,
+    site: scenario.Site,
+    built: tuple[GoldenImageConfig, GoldenImageResult],
+) -> None:
+    """Two plain runs (the schedule's) rebuild from the kept base VM: two new templates, counted
+    with pyvmomi; G6u brought the base VM from the ISO's 20348.681 to 20348.768 (KB5014678)."""
+    gi, first = built
+    before = [n for n in vm_names(session, env, gi.names.template_series + "-")]
+    one = golden_image(gi)
+    two = golden_image(gi)
+    assert one.created and two.created and one.action == two.action == "built"
+    assert len({first.build_id, one.build_id, two.build_id}) == 3
+    after = vm_names(session, env, gi.names.template_series + "-")
+    assert sorted(set(after) - set(before)) == sorted([one.template, two.template])
+    (build,) = on_base(
+        site,
+        gi,
+        "Get-ItemProperty -Path 'HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion' | "
+        "Select-Object -Property CurrentBuildNumber, UBR | ConvertTo-Json -Compress",
+    )
+    assert '"UBR":768' in build.replace(" ", "")
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    base = vms.find_vm(session, folder, gi.names.base_vm)
+    assert base is not None
+    assert not vms.custom_attributes(session, base.obj).get("winnodes.build.pending")
 
 
 def test_failure_at_g7_then_resume(
@@ -201,14 +232,20 @@ def test_failure_at_g7_then_resume(
     )
     before = vm_names(session, env, "gi-")
     with pytest.raises(errors.GuestCommandFailed) as failed:
-        golden_image(gi, new_build=True)
+        golden_image(gi)
     assert "[G7]" in str(failed.value)
     assert vm_names(session, env, "gi-") == before  # no clone left behind
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    base = vms.find_vm(session, folder, gi.names.base_vm)
+    assert base is not None
+    pending = vms.custom_attributes(session, base.obj)["winnodes.build.pending"]
     monkeypatch.undo()
 
-    resumed = golden_image(gi)
-    assert resumed.created and resumed.build_id != first.build_id
-    assert vm_names(session, env, "gi-") == sorted([*before, resumed.template])
+    resumed = golden_image(gi, build="resume")
+    assert resumed.created and resumed.build_id == pending != first.build_id
+    now = vm_names(session, env, "gi-")
+    assert set(now) - set(before) == {resumed.template}  # one template more (retention may prune)
+    assert gi.names.base_vm in now
     assert_valid_template(session, env, gi, resumed)
     (rules,) = on_base(
         site,

@@ -111,7 +111,7 @@ def test_run_build_flags() -> None:
 
 
 def test_run_help_documents_the_build_default() -> None:
-    help_text = cli.build_parser()._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr]
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr,index]
     assert "--rebuild" in help_text and "--resume" in help_text
     assert "NEW build" in help_text and "reuses the series' newest template" in help_text
 
