@@ -131,7 +131,7 @@ def _hw_version(text: str | None) -> int:
 @task(name="G1 preflight: placement, media and base VM", **transient_retries())
 def g1_preflight(gi: GoldenImageConfig) -> str:
     """Check everything G1 needs exists before anything is created: datacenter, folder, pool or
-    cluster, datastore, network, the Windows and Tools ISOs (mode 'iso') or the base VM ('base_vm').
+    cluster, datastore, network, the Windows and Tools ISOs (mode 'iso') or the base VM ('base').
 
     Raises:
         NotFound / Conflict (G1, G2): a missing or ambiguous object, named.
@@ -151,7 +151,7 @@ def g1_preflight(gi: GoldenImageConfig) -> str:
         elif vms.find_vm(session, pl.folder, gi.names.base_vm) is None:
             raise errors.NotFound(
                 f"base VM {gi.names.base_vm!r} not found in {gi.placement.folder} (source.mode "
-                "is 'base_vm')",
+                f"is {gi.source.mode!r}: rebuild from the kept base VM; use 'iso' to install one)",
                 step_id="G1",
             )
         return "; ".join(seen)

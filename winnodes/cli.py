@@ -57,7 +57,7 @@ def plan_text(
         src = (
             f"install from {gi.source.windows_iso} (Tools {gi.source.tools_iso})"
             if gi.source.mode == "iso"
-            else "reuse the existing base VM"
+            else "rebuild from the kept base VM (it must exist)"
         )
         lines += [
             f"golden image (G1-G10), profile {gi.profile}, vCenter block "
@@ -65,6 +65,13 @@ def plan_text(
             f"  base VM      {gi.placement.folder}/{gi.names.base_vm}: create if missing; {src}",
             f"  template     {gi.placement.folder}/{template_name(gi.names, build_id)} "
             f"(build {build_id}; {gi.names.build_id_scheme} scheme)",
+            "  updates      G6u Windows updates from "
+            + (
+                "nowhere (off)"
+                if gi.windows_update.source == "off"
+                else gi.windows_update.wsus_server or "Windows Update"
+            )
+            + f", rounds with restarts until none is pending (<= {gi.timeouts.updates_seconds}s)",
             f"  retention    keep the newest {gi.keep_templates} of series "
             f"'{gi.names.template_series}'",
             f"  hardware     {gi.hardware.num_cpus} vCPU, {gi.hardware.memory_mib} MiB, "

@@ -323,3 +323,46 @@ def test_missing_ssh_key_fails_naming_g5(
         golden_image(gi, new_build=True)
     assert "[G5]" in str(refused.value)
     assert vm_names(session, env, "gi-") == before
+
+
+def test_base_mode_rebuilds_from_the_kept_base_vm(
+    env: dict[str, str], session: Any, built: tuple[GoldenImageConfig, GoldenImageResult]
+) -> None:
+    """`source.mode: base` needs no ISO: the kept base VM is powered on, updated (G6u) and
+    re-verified, then cloned; a missing base VM fails at G1 before anything is created."""
+    gi, _ = built
+    base_gi = gi.model_copy(update={"source": gi.source.model_copy(update={"mode": "base"})})
+    result = golden_image(base_gi)
+    assert result.created and result.action == "built"
+    assert_valid_template(session, env, base_gi, result)
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    ref = vms.find_vm(session, folder, result.template)
+    assert ref is not None
+    assert vms.custom_attributes(session, ref.obj)["winnodes.source"].startswith("base VM")
+    missing = base_gi.model_copy(
+        update={"names": base_gi.names.model_copy(update={"base_vm": "gi-no-such-base"})}
+    )
+    before = vm_names(session, env, "gi-")
+    with pytest.raises(errors.NotFound) as failed:
+        golden_image(missing)
+    assert "[G1]" in str(failed.value) and "gi-no-such-base" in str(failed.value)
+    assert vm_names(session, env, "gi-") == before
+
+
+def test_unreachable_wsus_fails_g6u_with_the_windows_hresult(
+    env: dict[str, str], session: Any, built: tuple[GoldenImageConfig, GoldenImageResult]
+) -> None:
+    gi, _ = built
+    wsus = gi.model_copy(
+        update={
+            "windows_update": gi.windows_update.model_copy(
+                update={"source": "wsus", "wsus_server": "http://wsus.invalid:8530"}
+            )
+        }
+    )
+    before = vm_names(session, env, "gi-")
+    with pytest.raises(errors.GuestCheckFailed) as failed:
+        golden_image(wsus)
+    text = str(failed.value)
+    assert text.startswith("[G6u]") and "0x8024402C" in text and "does not resolve" in text
+    assert vm_names(session, env, "gi-") == before  # nothing cloned
