@@ -65,3 +65,4 @@ clean:
 
 bench: deps lab-bin
 	$(PY) benchmarks/lab_figures.py
+	$(PY) benchmarks/rebuild.py

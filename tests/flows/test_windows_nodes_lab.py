@@ -5,7 +5,13 @@ keeps text (database: logs, parameters, artifacts, results, events; result files
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
+import ssl
+import subprocess
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,9 +19,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import yaml
 
 from lab import prefect_server
-from tests.flows.windows_nodes_site import Site, e2e
+from tests.flows.windows_nodes_site import ROOT, Site, e2e
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 __all__ = ["e2e"]
@@ -103,3 +110,103 @@ def test_no_secret_value_in_prefect_or_lab_records(e2e: Site) -> None:
         leaks += [f"secret #{i} in {p}" for p, text in files if secret in text]
     assert not leaks, leaks
     assert e2e.output and not any(s in e2e.output for s in e2e.secrets)
+
+
+# -- day 2: the golden-image-rebuild deployment rebuilds (issue 10) ------------------------------------
+def _series_templates(site: Site) -> set[str]:
+    """The series' templates as vCenter lists them (pyvmomi, not the product's code)."""
+    from pyVim.connect import Disconnect, SmartConnect
+    from pyVmomi import vim
+
+    config = yaml.safe_load(site.config.read_text())
+    series = config["golden_image"]["names"]["template_series"]
+    ctx = ssl.create_default_context(cafile=site.env["LAB_VSPHERE_CA_FILE"])
+    host, _, port = site.env["LAB_VSPHERE_SERVER"].partition(":")
+    si = SmartConnect(
+        host=host,
+        port=int(port or 443),
+        user=site.env["LAB_VSPHERE_USERNAME"],
+        pwd=site.env["LAB_VSPHERE_PASSWORD"],
+        sslContext=ctx,
+    )
+    try:
+        content = si.RetrieveContent()
+        view = content.viewManager.CreateContainerView(
+            content.rootFolder, [vim.VirtualMachine], True
+        )
+        names = {
+            vm.name
+            for vm in view.view
+            if vm.name.startswith(series + "-") and vm.config is not None and vm.config.template
+        }
+        view.Destroy()
+        return names
+    finally:
+        Disconnect(si)
+
+
+def _trigger_rebuild(site: Site) -> subprocess.CompletedProcess[str]:
+    """What a user (or the schedule) does: run the deployment with its stored parameters."""
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "prefect", "deployment", "run"),
+            *("windows-nodes/golden-image-rebuild", "--watch", "--watch-timeout", "900"),
+        ],
+        cwd=ROOT,
+        env=site.product_env,
+        capture_output=True,
+        text=True,
+        timeout=960,
+    )
+
+
+def _run_id(output: str) -> str:
+    found = re.search(r"UUID: ([0-9a-f-]{36})", output)
+    assert found, output
+    return found.group(1)
+
+
+def _wait_final(site: Site, run_id: str, timeout: float = 900) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = httpx.get(site.product_env["PREFECT_API_URL"] + f"/flow_runs/{run_id}", timeout=30)
+        run = resp.json()
+        if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return dict(run)
+        assert time.monotonic() < deadline, f"run {run_id} still {run['state_type']}"
+        time.sleep(2)
+
+
+def test_each_rebuild_run_makes_a_new_template_and_a_retried_failure_none_extra(
+    e2e: Site,
+) -> None:
+    assert e2e.returncode == 0, e2e.output
+    start = _series_templates(e2e)
+    assert start, "the end-to-end run built no template"
+    for _ in range(2):
+        done = _trigger_rebuild(e2e)
+        assert done.returncode == 0, done.stdout + done.stderr
+    after_two = _series_templates(e2e)
+    assert len(after_two - start) == 2, (
+        start,
+        after_two,
+    )  # two new templates (retention may prune)
+
+    # A run that fails at G6u (Microsoft Update times out from the guests), retried from the UI.
+    network = Path(e2e.env["LAB_GUESTS_DIR"]) / "network.json"
+    network.write_text(json.dumps({"windows_update": "timeout"}))
+    try:
+        failed = _trigger_rebuild(e2e)
+    finally:
+        network.unlink()
+    run_id = _run_id(failed.stdout + failed.stderr)
+    assert _wait_final(e2e, run_id)["state_type"] == "FAILED"
+    assert _series_templates(e2e) == after_two
+    _api(
+        e2e,
+        f"/flow_runs/{run_id}/set_state",
+        {"state": {"type": "SCHEDULED", "name": "AwaitingRetry"}, "force": True},
+    )
+    assert _wait_final(e2e, run_id)["state_type"] == "COMPLETED"
+    after_retry = _series_templates(e2e)
+    assert len(after_retry - after_two) == 1, (after_two, after_retry)  # the same build, once
