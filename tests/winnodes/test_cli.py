@@ -128,3 +128,21 @@ def test_failure_lines_name_the_step_and_the_error() -> None:
     (line,) = failure_lines("ignored", exc)
     assert line.startswith("failed at step G6u: GuestCheckFailed: [G6u] Windows Update")
     assert failure_lines(None) == ["failed: (no message)"]
+
+
+def test_summary_says_built_or_reused() -> None:
+    from deployments.run import summary_lines
+    from flows.windows_nodes import WindowsNodesResult, _summary_markdown
+
+    result = WindowsNodesResult(
+        only="golden-image",
+        template="/dc/vm/golden/w-20260101000000",
+        template_action="reused",
+        build_id="20260101000000",
+    )
+    (line,) = summary_lines(result.model_dump())
+    assert line.endswith("(reused, build 20260101000000)") and "built" not in line
+    md = _summary_markdown(result)
+    assert "| Template reused | /dc/vm/golden/w-20260101000000 |" in md and "built" not in md
+    built = result.model_copy(update={"template_action": "built"})
+    assert "| Template built |" in _summary_markdown(built)
