@@ -116,7 +116,7 @@ def test_no_secret_value_in_prefect_or_lab_records(e2e: Site) -> None:
 def _series_templates(site: Site) -> set[str]:
     """The series' templates as vCenter lists them (pyvmomi, not the product's code)."""
     from pyVim.connect import Disconnect, SmartConnect
-    from pyVmomi import vim
+    from pyVmomi import vim, vmodl
 
     config = yaml.safe_load(site.config.read_text())
     series = config["golden_image"]["names"]["template_series"]
@@ -134,12 +134,24 @@ def _series_templates(site: Site) -> set[str]:
         view = content.viewManager.CreateContainerView(
             content.rootFolder, [vim.VirtualMachine], True
         )
-        names = {
-            vm.name
-            for vm in view.view
-            if vm.name.startswith(series + "-") and vm.config is not None and vm.config.template
-        }
+        pc = vmodl.query.PropertyCollector
+        spec = pc.FilterSpec(
+            objectSet=[
+                pc.ObjectSpec(
+                    obj=view,
+                    skip=True,
+                    selectSet=[pc.TraversalSpec(path="view", skip=False, type=type(view))],
+                )
+            ],
+            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["name", "config.template"])],
+        )
+        found = content.propertyCollector.RetrieveContents([spec])  # one consistent read
         view.Destroy()
+        names = set()
+        for obj in found:
+            props = {p.name: p.val for p in obj.propSet}
+            if str(props.get("name", "")).startswith(series + "-") and props.get("config.template"):
+                names.add(str(props["name"]))
         return names
     finally:
         Disconnect(si)
@@ -158,12 +170,6 @@ def _trigger_rebuild(site: Site) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=960,
     )
-
-
-def _run_id(output: str) -> str:
-    found = re.search(r"UUID: ([0-9a-f-]{36})", output)
-    assert found, output
-    return found.group(1)
 
 
 def _wait_final(site: Site, run_id: str, timeout: float = 900) -> dict[str, Any]:
@@ -194,12 +200,28 @@ def test_each_rebuild_run_makes_a_new_template_and_a_retried_failure_none_extra(
 
     # A run that fails at G6u (Microsoft Update times out from the guests), retried from the UI.
     network = Path(e2e.env["LAB_GUESTS_DIR"]) / "network.json"
+    # `winnodes run` says why it failed: the step and the Windows Update error, exit code 1.
     network.write_text(json.dumps({"windows_update": "timeout"}))
     try:
-        failed = _trigger_rebuild(e2e)
+        failed = subprocess.run(
+            [
+                *(sys.executable, "-m", "winnodes.cli", "run", str(e2e.config)),
+                *("--only", "golden-image", "--timeout", "900"),
+                *("--deployment", "windows-nodes/golden-image-rebuild"),
+            ],
+            cwd=ROOT,
+            env=e2e.product_env,
+            capture_output=True,
+            text=True,
+            timeout=960,
+        )
     finally:
         network.unlink()
-    run_id = _run_id(failed.stdout + failed.stderr)
+    out = failed.stdout + failed.stderr
+    assert failed.returncode == 1, out
+    assert "failed at step G6u" in out and "0x80072EE2" in out, out
+    assert "Still processing items" not in out and "Warning" not in out, out
+    run_id = re.findall(r"/runs/flow-run/([0-9a-f-]{36})", out)[0]
     assert _wait_final(e2e, run_id)["state_type"] == "FAILED"
     assert _series_templates(e2e) == after_two
     _api(
