@@ -68,6 +68,7 @@ clean:
 bench: deps lab-bin
 	$(PY) benchmarks/lab_figures.py
 	$(PY) -m lab up && $(PY) benchmarks/rotation.py
+	$(PY) benchmarks/rebuild.py
 
 bench-calls: deps lab-bin  # vSphere calls of a golden-image build: product vs a govc script
 	$(PY) benchmarks/vcenter_calls.py

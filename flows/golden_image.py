@@ -9,16 +9,27 @@ effect -> plan the build ID -> if this build's template already exists, verify i
 preflight (every vCenter object and ISO exists) -> G1 base VM (from ISO with answer media, or reused)
 -> G2 Tools and IPv4 -> G4 sshd answers (the first logon adds OpenSSH after Tools report) -> G1
 answer media and Setup's answer file copies removed (they hold the Administrator password) -> G4 host
-key (trust on first use, recorded on the VM; see `tasks.guest`) -> PRE-2 the installed build.UBR meets
-the profile (recorded at G10 for the MachineSet side to check against WMCO) -> G4 sshd, G5 key,
-G3a/b/c, G6, G7 on the base VM, each checked and repaired -> G8 clone -> G9 sysprep on the clone,
+key (trust on first use, recorded on the VM; see `tasks.guest`) -> G4 sshd, G5 key, G3a/b/c, G6,
+G6u Windows updates, PRE-2 (the build.UBR the updates left meets the profile; recorded at G10 for the
+MachineSet side to check against WMCO), G7 on the base VM, each checked and repaired -> G8 clone -> G9 sysprep on the clone,
 power-off awaited ->
 G10 template, verification, provenance, retention.
 
-Resuming. A re-run resumes where the last one stopped and never makes a second VM or template:
-- the build ID is the result of a cached task (`INPUTS` of the configuration, persisted), so a
-  re-run of the same configuration gets the same ID; `new_build=True` starts a new build (or pass
-  `build_id` explicitly);
+Which build a run works on (the visible rule; `winnodes.model.naming.choose_build`):
+- `build="new"` (the default, and what the golden-image-rebuild deployment, its schedule and
+  `winnodes run --only golden-image` use): every run starts a new build, with a new ID and a new
+  template; `"latest"` reuses the series' newest template and builds only when there is none (the
+  end-to-end default); `"resume"` continues the unfinished build vCenter holds (the base VM's
+  `winnodes.build.pending` marker, or a clone of the series that is no template yet); an explicit
+  `build_id` continues (or verifies) that build.
+- The decision is made once per flow run and stored with it: `plan the build ID` is cached under a
+  key made of the *root* flow run's ID (persisted result), so a failed or crashed run retried from
+  the UI gets the same build back and continues it, never a second one; a new run decides anew.
+- The build ID is stored on the VMs (extraConfig `winnodes.build` from birth) and, while a build
+  uses the base VM, in the base VM's `winnodes.build.pending` attribute (cleared by G10).
+
+Resuming. A resumed build continues where the last attempt stopped and never makes a second VM or
+template:
 - every VM carries its build ID in extraConfig from birth; the tasks find "their" base VM, clone or
   template and converge instead of creating (`winnodes.vsphere.vms`); an in-flight clone task is
   remembered in a Prefect variable and waited on;
@@ -34,10 +45,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
-from prefect.cache_policies import INPUTS
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
@@ -67,6 +77,7 @@ class GoldenImageResult(BaseModel):
     base_vm: str
     ssh_fingerprint: str
     created: bool  # False: the template of this build already existed
+    action: str = "built"  # "built" (this run made the template) or "reused" (it existed)
 
 
 def _load_blocks(gi: GoldenImageConfig) -> WindowsAccess:
@@ -106,6 +117,19 @@ def _load_blocks(gi: GoldenImageConfig) -> WindowsAccess:
     return access  # type: ignore[no-any-return]
 
 
+BuildMode = Literal["new", "resume", "latest"]
+
+
+def _plan(gi: GoldenImageConfig, build: str) -> str:
+    """The build ID, decided once per (root) flow run and persisted with it; see the docstring."""
+    run_id = flow_run.root_flow_run_id or flow_run.get_id() or "local"
+    key = f"winnodes-build-{run_id}-{_key(gi)}"
+    planner = vt.plan_build.with_options(cache_key_fn=lambda *_: key, persist_result=True)
+    plan = planner(gi, build, datetime.now(UTC).isoformat())
+    print(f"build {plan.build_id}: {plan.action} (mode {build!r}; cached for flow run {run_id})")
+    return plan.build_id
+
+
 def _key(gi: GoldenImageConfig) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", f"golden-image-{gi.names.template_series}".lower()).strip(
         "-"
@@ -116,6 +140,7 @@ def _key(gi: GoldenImageConfig) -> str:
 def golden_image(
     config: GoldenImageConfig,
     build_id: str | None = None,
+    build: BuildMode = "new",
     new_build: bool = False,
     openshift_block: str | None = None,
 ) -> GoldenImageResult:
@@ -124,9 +149,11 @@ def golden_image(
     Args:
         config: the build's configuration (placement, source, hardware, profile, unattend, names,
             retention, timeouts, block names).
-        build_id: resume or repeat this build explicitly; default: the cached ID of this
-            configuration's current build.
-        new_build: start a new build (new ID, new template) even if this configuration built one.
+        build_id: continue (or verify) this build explicitly.
+        build: "new" (default: a new build, new template), "resume" (the unfinished build in
+            vCenter) or "latest" (reuse the newest template; build only if there is none). A retry
+            of the same flow run always continues the build that run started.
+        new_build: the same as build="new" (kept for older callers).
         openshift_block: the cluster whose MachineSets and Machines retention must not break
             (G10); without it retention deletes nothing.
 
@@ -143,11 +170,9 @@ def golden_image(
     access = _load_blocks(gi)
     fingerprint = access.fingerprint()
 
-    if build_id is None:
-        planner = vt.plan_build_id.with_options(
-            cache_policy=INPUTS - "now", persist_result=True, refresh_cache=new_build
-        )
-        build_id = planner(gi, datetime.now(UTC).isoformat())
+    if new_build:
+        build = "new"
+    build_id = build_id or _plan(gi, build)
     name = template_name(gi.names, build_id)
     report = RunReport(f"Golden image {name} ({gi.profile})", GOLDEN_IMAGE_STEPS, _key(gi)).start()
 
@@ -184,6 +209,7 @@ def golden_image(
                     # reads it again at this boot; G2 removes it as after a first install
                     vt.g1_upload_answer_media(gi)
                 vt.g1_power_on(gi, base.moid)
+            vt.mark_build_pending(gi, base.moid, build_id)
             evidence.append(base.evidence)
             out.ok("; ".join(evidence))
 
@@ -205,17 +231,12 @@ def golden_image(
             ready = gt.g4_wait_for_sshd(gi, base.moid, ip)
             removal = vt.g1_remove_answer_media(gi, base.moid) if gi.source.mode == "iso" else ""
             hk = gt.g4_trust_host_key(gi, base.moid, ip)
-            os_build = gt.pre2_os_build(gi, ip, hk.key)  # refuses an image WMCO cannot use
             secrets = gt.g4_remove_setup_secrets(gi, ip, hk.key)
             check = gt.g4_openssh(gi, ip, hk.key)
             _record(
                 out,
                 check,
-                "; ".join(
-                    x
-                    for x in (ready, removal, hk.evidence, os_build.evidence, secrets.evidence)
-                    if x
-                ),
+                "; ".join(x for x in (ready, removal, hk.evidence, secrets.evidence) if x),
             )
         with report.step(StepId.G5) as out:
             _record(out, gt.g5_admin_key(gi, ip, hk.key))
@@ -242,6 +263,13 @@ def golden_image(
                 evidence_g6.append(runtime.evidence)
                 runtime = runtime.model_copy(update={"status": "repaired"})
             _record(out, gt.Check(status=runtime.status, evidence="; ".join(evidence_g6)))
+        with report.step(StepId.G6u) as out:
+            ip = _windows_updates(gi, out, base.moid, ip, hk.key)
+        with report.step(StepId.PRE2) as out:
+            # judged on the build the updates left (refuses an image WMCO cannot use), recorded on
+            # the template at G10 for the MachineSet side to check against the installed WMCO
+            os_build = gt.pre2_os_build(gi, ip, hk.key)
+            out.ok(os_build.evidence)
         with report.step(StepId.G7) as out:
             _record(out, gt.g7_firewall_rules(gi, ip, hk.key))
 
@@ -285,6 +313,42 @@ def golden_image(
         raise
     report.publish()
     return result
+
+
+def _windows_updates(gi: GoldenImageConfig, out: Any, vm_moid: str, ip: str, host_key: str) -> str:
+    """G6u: rounds of search -> download -> install until nothing is pending; each restart the
+    updates need is waited for through vCenter (as G6's). Returns the guest's IP after the last
+    restart. Evidence: the KBs installed per round and the OS build before -> after."""
+    source = gi.windows_update.source
+    if source == "off":
+        out.skipped("windows_update.source is 'off'")
+        return ip
+    deadline = deadline_after(gi.timeouts.updates_seconds)
+    before = gt.g6u_os_build(gi, ip, host_key)
+    rounds: list[str] = []
+    for number in range(1, gi.windows_update.max_rounds + 1):
+        if datetime.now(UTC) >= deadline:
+            break
+        done = gt.g6u_install_round(gi, ip, host_key, number)
+        rounds.append(done.evidence)
+        if not done.installed:
+            after = gt.g6u_os_build(gi, ip, host_key)
+            what = f"{source}: OS build {before} -> {after}; " + "; ".join(rounds)
+            if len(rounds) > 1:
+                out.repaired(what)
+            else:
+                out.ok(what)
+            return ip
+        if done.reboot_required:
+            ip = vt.g6_wait_for_restart.with_options(name="G6u wait for the update restart")(
+                gi, vm_moid, deadline, step_id="G6u"
+            ).ip
+    raise errors.WaitTimeout(
+        f"Windows updates still pending after {len(rounds)} round(s) or "
+        f"{gi.timeouts.updates_seconds}s (timeouts.updates_seconds, windows_update.max_rounds): "
+        + "; ".join(rounds),
+        step_id="G6u",
+    )
 
 
 def _record(out: Any, check: gt.Check, prefix: str = "") -> None:
@@ -332,6 +396,7 @@ def _finish(
         if created:
             report.created("VirtualMachine", template.name, "template", f"build {build_id}")
         out.ok(template.evidence + f"; retention keeps {gi.keep_templates}: {retention.summary}")
+    vt.clear_build_pending(gi, build_id)
     path = f"{gi.placement.folder.rstrip('/')}/{template.name}"
     report.emit("template.ready", StepId.G10, path, {"build_id": build_id})
     return GoldenImageResult(
@@ -342,4 +407,5 @@ def _finish(
         base_vm=gi.names.base_vm,
         ssh_fingerprint=fingerprint,
         created=created,
+        action="built" if created else "reused",
     )

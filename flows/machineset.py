@@ -38,7 +38,7 @@ from winnodes.model.config import ClusterConfig, MachineSetConfig, Names, Waits
 from winnodes.model.profiles import parse_os_build, parse_wmco_version, wmco_supports
 from winnodes.model.steps import StepId
 from winnodes.render.machineset import machineset_yaml, render_machineset
-from winnodes.validate import machineset_problems
+from winnodes.validate import machineset_run_problems
 
 STEPS: tuple[StepId, ...] = (
     StepId.M1,
@@ -88,17 +88,7 @@ def render_machineset_yaml(
 
 
 def _input_problems(ms: MachineSetConfig, template: str | None, base_vm: str | None) -> list[Any]:
-    problems = machineset_problems(ms, base_vm=base_vm)
-    if not (template or ms.template):
-        problems.append(
-            errors.Problem(
-                "M7",
-                "machineset.template",
-                "required",
-                "machineset.template: the Windows template's path is required (M7)",
-            )
-        )
-    return problems
+    return machineset_run_problems(ms, template=template, base_vm=base_vm)
 
 
 @flow(name="windows-machineset", log_prints=True)

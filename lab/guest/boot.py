@@ -379,7 +379,12 @@ def _start_automatic_services(state: GuestState) -> None:
 
 
 def _normal_boot(disk: GuestDisk, log: Log) -> BootOutcome:
+    from lab.guest.emulator import wua
+
     with disk.edit() as state:
+        finished = wua.finish_pending(state)
+        if finished:
+            log(f"updates {', '.join(finished)} completed: build {state.build}.{state.ubr}")
         pending = getattr(state, "pending_computer_name", "")
         if pending:
             log(f"pending rename {state.computer_name} -> {pending} takes effect")

@@ -281,11 +281,42 @@ def test_rerun_creates_nothing_new(
 ) -> None:
     gi, first = built
     before = vm_names(session, env, "gi-")
-    again = golden_image(gi)
+    again = golden_image(gi, build_id=first.build_id)
     assert again.build_id == first.build_id and again.template == first.template
-    assert not again.created
+    assert not again.created and again.action == "reused"
+    latest = golden_image(gi, build="latest")
+    assert (latest.template, latest.action) == (first.template, "reused")
     assert vm_names(session, env, "gi-") == before
     assert_valid_template(session, env, gi, again)
+
+
+def test_every_new_run_builds_a_new_template_with_updates(
+    env: dict[str, str],
+    session: Any,
+    site: scenario.Site,
+    built: tuple[GoldenImageConfig, GoldenImageResult],
+) -> None:
+    """Two plain runs (the schedule's) rebuild from the kept base VM: two new templates, counted
+    with pyvmomi; G6u brought the base VM from the ISO's 20348.681 to 20348.768 (KB5014678)."""
+    gi, first = built
+    before = [n for n in vm_names(session, env, gi.names.template_series + "-")]
+    one = golden_image(gi)
+    two = golden_image(gi)
+    assert one.created and two.created and one.action == two.action == "built"
+    assert len({first.build_id, one.build_id, two.build_id}) == 3
+    after = vm_names(session, env, gi.names.template_series + "-")
+    assert sorted(set(after) - set(before)) == sorted([one.template, two.template])
+    (build,) = on_base(
+        site,
+        gi,
+        "Get-ItemProperty -Path 'HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion' | "
+        "Select-Object -Property CurrentBuildNumber, UBR | ConvertTo-Json -Compress",
+    )
+    assert '"UBR":768' in build.replace(" ", "")
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    base = vms.find_vm(session, folder, gi.names.base_vm)
+    assert base is not None
+    assert not vms.custom_attributes(session, base.obj).get("winnodes.build.pending")
 
 
 def test_failure_at_g7_then_resume(
@@ -307,14 +338,20 @@ def test_failure_at_g7_then_resume(
     )
     before = vm_names(session, env, "gi-")
     with pytest.raises(errors.GuestCommandFailed) as failed:
-        golden_image(gi, new_build=True)
+        golden_image(gi)
     assert "[G7]" in str(failed.value)
     assert vm_names(session, env, "gi-") == before  # no clone left behind
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    base = vms.find_vm(session, folder, gi.names.base_vm)
+    assert base is not None
+    pending = vms.custom_attributes(session, base.obj)["winnodes.build.pending"]
     monkeypatch.undo()
 
-    resumed = golden_image(gi)
-    assert resumed.created and resumed.build_id != first.build_id
-    assert vm_names(session, env, "gi-") == sorted([*before, resumed.template])
+    resumed = golden_image(gi, build="resume")
+    assert resumed.created and resumed.build_id == pending != first.build_id
+    now = vm_names(session, env, "gi-")
+    assert set(now) - set(before) == {resumed.template}  # one template more (retention may prune)
+    assert gi.names.base_vm in now
     assert_valid_template(session, env, gi, resumed)
     (rules,) = on_base(
         site,
@@ -512,3 +549,46 @@ def test_answer_media_of_a_worker_that_died_after_g1_is_removed(
         "config.hardware.device"
     ]
     assert not [d for d in devices if answer in str(getattr(d.backing, "fileName", ""))]
+
+
+def test_base_mode_rebuilds_from_the_kept_base_vm(
+    env: dict[str, str], session: Any, built: tuple[GoldenImageConfig, GoldenImageResult]
+) -> None:
+    """`source.mode: base` needs no ISO: the kept base VM is powered on, updated (G6u) and
+    re-verified, then cloned; a missing base VM fails at G1 before anything is created."""
+    gi, _ = built
+    base_gi = gi.model_copy(update={"source": gi.source.model_copy(update={"mode": "base"})})
+    result = golden_image(base_gi)
+    assert result.created and result.action == "built"
+    assert_valid_template(session, env, base_gi, result)
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    ref = vms.find_vm(session, folder, result.template)
+    assert ref is not None
+    assert vms.custom_attributes(session, ref.obj)["winnodes.source"].startswith("base VM")
+    missing = base_gi.model_copy(
+        update={"names": base_gi.names.model_copy(update={"base_vm": "gi-no-such-base"})}
+    )
+    before = vm_names(session, env, "gi-")
+    with pytest.raises(errors.NotFound) as failed:
+        golden_image(missing)
+    assert "[G1]" in str(failed.value) and "gi-no-such-base" in str(failed.value)
+    assert vm_names(session, env, "gi-") == before
+
+
+def test_unreachable_wsus_fails_g6u_with_the_windows_hresult(
+    env: dict[str, str], session: Any, built: tuple[GoldenImageConfig, GoldenImageResult]
+) -> None:
+    gi, _ = built
+    wsus = gi.model_copy(
+        update={
+            "windows_update": gi.windows_update.model_copy(
+                update={"source": "wsus", "wsus_server": "http://wsus.invalid:8530"}
+            )
+        }
+    )
+    before = vm_names(session, env, "gi-")
+    with pytest.raises(errors.GuestCheckFailed) as failed:
+        golden_image(wsus)
+    text = str(failed.value)
+    assert text.startswith("[G6u]") and "0x8024402C" in text and "does not resolve" in text
+    assert vm_names(session, env, "gi-") == before  # nothing cloned

@@ -675,6 +675,12 @@ def list_templates(session: VSphereSession, folder: Any, series: str) -> list[Te
     return sorted(out, key=lambda t: (t.created is None, t.created or datetime.min, t.name))
 
 
+def list_vms(session: VSphereSession, folder: Any) -> list[VmRef]:
+    """Every VM and template directly in `folder` (one property-collector call)."""
+    found = inventory.contents(session, folder, vim.VirtualMachine, VM_PROPS[1:], recursive=False)
+    return [_ref(f, created=False) for f in found]
+
+
 def templates_to_delete(templates: Sequence[TemplateInfo], keep: int) -> list[TemplateInfo]:
     """Retention (pure): everything but the newest `keep` (input oldest first)."""
     return list(templates[: max(0, len(templates) - keep)])

@@ -24,6 +24,7 @@ from lab.guest.emulator.interp import (
     cmdlet,
     get_member,
     like,
+    to_number,
     truthy,
 )
 from lab.guest.emulator.objects import (
@@ -761,6 +762,9 @@ def test_path(inv: Invocation) -> None:
                      P("Force", "switch")], aliases=("ni",))  # fmt: skip
 def new_item(inv: Invocation) -> None:
     for p in inv.strings("Path") or [inv.interp.cwd]:
+        if p.lower().startswith(("hklm:", "hkey_local_machine")):
+            _new_registry_key(inv, p)
+            continue
         full = norm_path(inv.interp, ntpath.join(p, inv.get("Name")) if inv.get("Name") else p)
         hp = host_path(inv.interp, inv.node, "New-Item", full)
         kind = (inv.get("ItemType") or "File").lower()
@@ -941,6 +945,10 @@ def _registry(inv: Invocation, path: str) -> PSObject | None:
             "System.Management.Automation.PSCustomObject",
             {"InstallPath": "C:\\Program Files\\VMware\\VMware Tools\\"},
             view="list",
+        )
+    if key in st.registry:  # keys automation created (policies)
+        return PSObject(
+            "System.Management.Automation.PSCustomObject", dict(st.registry[key]), view="list"
         )
     if key in ("hklm:", "hklm:\\software", "hklm:\\software\\microsoft", "hklm:\\system"):
         return PSObject("System.Management.Automation.PSCustomObject", {}, view="list")
@@ -2055,3 +2063,116 @@ def start_process(inv: Invocation) -> None:
     if inv.get("PassThru"):
         inv.out(PSObject("System.Diagnostics.Process", {"Id": 4242, "ProcessName": ntpath.splitext(ntpath.basename(inv.get("FilePath", "")))[0],
                                                         "ExitCode": code, "HasExited": True}, view="list"))  # fmt: skip
+
+
+# ---- registry writes (the keys automation creates: Windows Update policy) ---------------------------
+_WRITABLE = "hklm:\\software\\policies\\"
+
+
+def _reg_key(path: str) -> str:
+    key = path.replace("/", "\\").rstrip("\\").lower()
+    return key.replace("hkey_local_machine", "hklm:").replace("hklm:\\\\", "hklm:\\")
+
+
+def _new_registry_key(inv: Invocation, path: str) -> None:
+    key = _reg_key(path)
+    if not key.startswith(_WRITABLE):
+        raise inv.fail("Requested registry access is not allowed.", "System.Security.SecurityException,Microsoft.PowerShell.Commands.NewItemCommand",
+                       "PermissionDenied", path, "SecurityException")  # fmt: skip
+    st = inv.state()
+    parent = key.rsplit("\\", 1)[0]
+    known = parent in st.registry or parent == _WRITABLE.rstrip("\\") or parent.count("\\") <= 4
+    if not known and not inv.get("Force"):
+        _not_found(inv, path)
+        return
+    if key in st.registry and not inv.get("Force"):
+        inv.error("A key at this path already exists.", "System.IO.IOException,Microsoft.PowerShell.Commands.NewItemCommand",
+                  "ResourceExists", path, "IOException")  # fmt: skip
+        return
+    with inv.edit() as st2:
+        st2.registry.setdefault(key, {})
+        if inv.get("Force"):
+            while parent.startswith(_WRITABLE) and parent not in st2.registry:
+                st2.registry[parent] = {}
+                parent = parent.rsplit("\\", 1)[0]
+    inv.out(
+        PSObject(
+            "Microsoft.Win32.RegistryKey",
+            {"Name": key.replace("hklm:", "HKEY_LOCAL_MACHINE")},
+            view="list",
+        )
+    )
+
+
+@cmdlet("New-ItemProperty", [P("Path", "strings", 0), P("Name", "string", 1, mandatory=True), P("Value", "any", 2),
+                             P("PropertyType", "string", aliases=("Type",)), P("Force", "switch")])  # fmt: skip
+def new_itemproperty(inv: Invocation) -> None:
+    _set_registry_value(inv, create=True)
+
+
+@cmdlet("Set-ItemProperty", [P("Path", "strings", 0), P("Name", "string", 1, mandatory=True), P("Value", "any", 2),
+                             P("Type", "string"), P("Force", "switch")], aliases=("sp",))  # fmt: skip
+def set_itemproperty(inv: Invocation) -> None:
+    _set_registry_value(inv, create=False)
+
+
+def _set_registry_value(inv: Invocation, create: bool) -> None:
+    name = inv.get("Name") or ""
+    kind = (inv.get("PropertyType") or inv.get("Type") or "String").lower()
+    value = inv.get("Value")
+    if kind == "dword":
+        value = int(to_number(value))
+    elif kind not in ("string", "expandstring"):
+        raise inv.fail(f"Cannot bind parameter 'PropertyType': '{kind}' is not supported by the lab.", "CannotConvertArgument",
+                       "InvalidArgument", exception="ParameterBindingException")  # fmt: skip
+    else:
+        value = to_text(value)
+    for p in inv.strings("Path"):
+        key = _reg_key(p)
+        st = inv.state()
+        if key not in st.registry:
+            _not_found(
+                inv, p.replace("HKLM:", "HKEY_LOCAL_MACHINE").replace("hklm:", "HKEY_LOCAL_MACHINE")
+            )
+            continue
+        if create and name in st.registry[key] and not inv.get("Force"):
+            inv.error("The property already exists.", "System.IO.IOException,Microsoft.PowerShell.Commands.NewItemPropertyCommand",
+                      "ResourceExists", p, "IOException")  # fmt: skip
+            continue
+        with inv.edit() as st2:
+            st2.registry[key][name] = value
+
+
+@cmdlet(
+    "New-Object",
+    [
+        P("TypeName", "string", 0),
+        P("ComObject", "string"),
+        P("ArgumentList", "any", 1),
+        P("Property", "any"),
+    ],
+)
+def new_object(inv: Invocation) -> None:
+    from lab.guest.emulator import wua
+
+    prog = inv.get("ComObject")
+    if prog:
+        obj = wua.new_com_object(prog)
+        if obj is None:
+            raise inv.fail("Retrieving the COM class factory for component with CLSID {00000000-0000-0000-0000-000000000000} failed due to the "
+                           "following error: 80040154 Class not registered (Exception from HRESULT: 0x80040154 (REGDB_E_CLASSNOTREG)).",
+                           "NoCOMClassIdentified", "ResourceUnavailable", exception="COMException")  # fmt: skip
+        inv.out(obj)
+        return
+    tn = (inv.get("TypeName") or "").lower()
+    if tn in ("psobject", "pscustomobject", "system.management.automation.psobject"):
+        props = inv.get("Property")
+        inv.out(
+            PSObject(
+                "System.Management.Automation.PSCustomObject",
+                dict(props) if isinstance(props, dict) else {},
+            )
+        )
+        return
+    raise inv.fail(f"Cannot find type [{inv.get('TypeName')}]: verify that the assembly containing this type is loaded.", "TypeNotFound",
+                   "InvalidType", exception="PSArgumentException")  # fmt: skip
