@@ -314,7 +314,7 @@ def _g5_to_g7_base_vm(run: _Build, ip: str, hk: gt.HostKey) -> gt.OsBuild:
         evidence = [runtime.evidence]
         if runtime.restart_needed:
             deadline = deadline_after(gi.timeouts.install_seconds)
-            ip = vt.g6_wait_for_restart(gi, base.moid, deadline).ip
+            ip = gt.restart_guest(gi, base.moid, ip, hk.key, deadline).ip
             runtime = gt.g6_runtime(gi, ip, hk.key)
             evidence.append(runtime.evidence)
             runtime = runtime.model_copy(update={"status": "repaired"})
@@ -393,8 +393,8 @@ def _windows_updates(gi: GoldenImageConfig, out: Any, vm_moid: str, ip: str, hos
                 out.ok(what)
             return ip
         if done.reboot_required:
-            ip = vt.g6_wait_for_restart.with_options(name="G6u wait for the update restart")(
-                gi, vm_moid, deadline, step_id="G6u"
+            ip = gt.restart_guest.with_options(name="G6u restart for the updates")(
+                gi, vm_moid, ip, host_key, deadline, step_id="G6u"
             ).ip
     raise errors.WaitTimeout(
         f"Windows updates still pending after {len(rounds)} round(s) or "

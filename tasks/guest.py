@@ -30,13 +30,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 from prefect import task
 from pydantic import BaseModel
 
 from blocks.windows import WindowsAccess
-from tasks.policy import transient_retries
-from tasks.vsphere import ATTR_GUEST_IP, ATTR_HOST_KEY, ATTR_SYSPREP, vcenter
+from tasks.policy import seconds_left, transient_retries
+from tasks.vsphere import ATTR_GUEST_IP, ATTR_HOST_KEY, ATTR_SYSPREP, GuestFacts, vcenter
 from winnodes import errors
 from winnodes.guest import GuestSession, Result, fetch_host_key, host_key_fingerprint
 from winnodes.model.config import GoldenImageConfig
@@ -377,7 +378,7 @@ class RuntimeCheck(Check):
 @task(name="G6 container runtime per profile", **transient_retries())
 def g6_runtime(gi: GoldenImageConfig, ip: str, host_key: str) -> RuntimeCheck:
     """ocp-4.9: Docker installed, Running and Automatic (installed here when missing; the
-    Containers feature needs a restart, which this task starts and the flow waits for).
+    Containers feature needs a restart: `restart_guest`).
     current: no runtime preinstalled (WMCO installs containerd itself); a present one fails."""
     profile = get_profile(gi.profile)
     t = gi.timeouts.command_seconds
@@ -396,11 +397,9 @@ def g6_runtime(gi: GoldenImageConfig, ip: str, host_key: str) -> RuntimeCheck:
         if "docker" not in svcs:
             for cmd in ps.install_docker_commands():
                 _ps(s, cmd, "G6", t)
-            with contextlib.suppress(errors.SSHDropped):
-                _ps(s, "Restart-Computer -Force", "G6", t)
             return RuntimeCheck(
                 status="repaired",
-                evidence="docker installed (Containers feature, DockerMsftProvider); restarting",
+                evidence="docker installed (Containers feature, DockerMsftProvider); restart needed",
                 restart_needed=True,
             )
         _ps(s, ps.ensure_service_running_command("docker"), "G6", t)
@@ -410,6 +409,49 @@ def g6_runtime(gi: GoldenImageConfig, ip: str, host_key: str) -> RuntimeCheck:
     if left:
         raise errors.GuestCheckFailed("G6", "; ".join(left))
     return RuntimeCheck(status="repaired", evidence=f"was: {'; '.join(found)}; docker started")
+
+
+# -- restarts (G6, G6u) ----------------------------------------------------------------------------
+@task(name="restart the guest and wait for it", **transient_retries())
+def restart_guest(
+    gi: GoldenImageConfig,
+    vm_moid: str,
+    ip: str,
+    host_key: str,
+    deadline: datetime,
+    step_id: str = "G6",
+) -> GuestFacts:
+    """`Restart-Computer` over SSH, then wait through vCenter until the guest went down and reports
+    Tools and an IPv4 again. The watch on `guest.toolsRunningStatus` starts *before* the restart, so
+    a guest that is back before a separate wait could begin is still seen to have restarted (a wait
+    started afterwards would wait for a "going down" that is already over). Every wait and every
+    retry share the budget that ends at `deadline`."""
+    what = "the guest's restart"
+    t = gi.timeouts.command_seconds
+
+    def restart() -> None:
+        with guest(gi, ip, host_key, step_id) as s, contextlib.suppress(errors.SSHDropped):
+            _ps(s, "Restart-Computer -Force", step_id, t)
+
+    with vcenter(gi) as session:
+        vm = session.moref("VirtualMachine", vm_moid)
+        waits.watch_for_change(
+            session,
+            vm,
+            "guest.toolsRunningStatus",
+            trigger=restart,
+            timeout=seconds_left(deadline, step_id=step_id, what=what),
+            step_id=step_id,
+            what="the guest going down for its restart",
+        )
+        left = seconds_left(deadline, step_id=step_id, what=what)
+        info = waits.wait_for_guest_ip(session, vm, timeout=left, step_id=step_id)
+    return GuestFacts(
+        ip=info.ip,
+        tools_version=str(info.tools_version),
+        host_name=info.host_name,
+        evidence=f"restarted; IPv4 {info.ip}",
+    )
 
 
 # -- G7 --------------------------------------------------------------------------------------------
@@ -502,8 +544,8 @@ def g6u_os_build(gi: GoldenImageConfig, ip: str, host_key: str) -> str:
 @task(name="G6u search, download and install updates", **transient_retries())
 def g6u_install_round(gi: GoldenImageConfig, ip: str, host_key: str, number: int) -> UpdateRound:
     """One round through the Windows Update Agent API from the configured source (WSUS policy
-    written first when the source is 'wsus'). When the updates need a restart, this task starts it
-    (`Restart-Computer`) and the flow waits for it through vCenter.
+    written first when the source is 'wsus'). When the updates need a restart, the flow restarts
+    the guest with `restart_guest`.
 
     Raises:
         GuestCheckFailed (G6u): the source is unreachable (HRESULT 0x8024402C, 0x80072EE2 ...,
@@ -514,9 +556,6 @@ def g6u_install_round(gi: GoldenImageConfig, ip: str, host_key: str, number: int
     with guest(gi, ip, host_key, "G6u") as s:
         _ps(s, wu.source_policy_command(cfg.source, cfg.wsus_server), "G6u", t)
         result = wu.parse_round(_ps(s, wu.install_round_command(cfg.source), "G6u", t).stdout)
-        if result.reboot_required and not result.failed:
-            with contextlib.suppress(errors.SSHDropped):
-                _ps(s, "Restart-Computer -Force", "G6u", t)
     if result.failed:
         raise errors.GuestCheckFailed(
             "G6u",

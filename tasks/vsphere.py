@@ -408,36 +408,6 @@ def g2_tools_state(gi: GoldenImageConfig, vm_moid: str) -> dict[str, str | None]
     }
 
 
-@task(name="G6 wait for the guest to restart", **transient_retries())
-def g6_wait_for_restart(
-    gi: GoldenImageConfig, vm_moid: str, deadline: datetime, step_id: str = "G6"
-) -> GuestFacts:
-    """After a restart the guest first goes down (Tools stop), then reports Tools and an IPv4
-    again: wait for both, event-driven, so the old IP is not mistaken for the new boot. Both
-    waits, and every retry, share the budget that ends at `deadline`. G6u's update restarts use
-    the same wait (with their own deadline and step ID)."""
-    what = "the guest's restart"
-    with vcenter(gi) as session:
-        vm = _vm(session, vm_moid)
-        waits.wait_for(
-            session,
-            vm,
-            ["guest.toolsRunningStatus"],
-            lambda v: v["guest.toolsRunningStatus"] != "guestToolsRunning",
-            timeout=seconds_left(deadline, step_id=step_id, what=what),
-            step_id=step_id,
-            what="the guest going down for its restart",
-        )
-        left = seconds_left(deadline, step_id=step_id, what=what)
-        info = waits.wait_for_guest_ip(session, vm, timeout=left, step_id=step_id)
-    return GuestFacts(
-        ip=info.ip,
-        tools_version=str(info.tools_version),
-        host_name=info.host_name,
-        evidence=f"restarted; IPv4 {info.ip}",
-    )
-
-
 # -- custom attributes (G4 trust record, G9 marker) ----------------------------------------------------
 @task(name="record custom attributes", **transient_retries())
 def record_attributes(gi: GoldenImageConfig, vm_moid: str, values: dict[str, str]) -> list[str]:

@@ -185,4 +185,4 @@ def test_the_parent_flow_serves_no_check_from_the_cache(env: dict[str, str], blo
     assert len(g6) == 2 and all(r.state_name == "Completed" for r in g6), [
         (r.name, r.state_name) for r in g6
     ]
-    assert any(r.name.startswith("G6 wait for the guest to restart") for r in runs)
+    assert any(r.name.startswith("restart the guest and wait for it") for r in runs)

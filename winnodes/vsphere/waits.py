@@ -112,6 +112,70 @@ def _wait_for(
             flt.DestroyPropertyFilter()
 
 
+def watch_for_change(
+    session: VSphereSession,
+    obj: Any,
+    prop: str,
+    *,
+    trigger: Callable[[], None],
+    timeout: float,
+    step_id: str | None = None,
+    what: str = "a change",
+) -> dict[str, Any]:
+    """Start watching `obj`'s `prop`, run `trigger()` (e.g. restart the guest over SSH), then wait
+    until vCenter reports a change of `prop` made after the watch started; returns the values.
+
+    The filter exists before the trigger, so a change that is over before this function would
+    have begun a wait (a guest that restarts in a second: Tools stop and start again) is still
+    reported: the collector answers from the version taken before the trigger, and any reported
+    change of `prop` counts, whatever its value now.
+
+    Raises:
+        WaitTimeout: no change in `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    values: dict[str, Any] = {prop: None}
+    round_cap = max(1, min(MAX_WAIT_SECONDS, int(session.timeout) - 5))
+    with boundary(step_id, action=f"watch {prop} of {obj._moId}"), session.collector() as pc:
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=obj, skip=False)],
+            propSet=[PC.PropertySpec(type=type(obj), pathSet=[prop])],
+        )
+        flt = pc.CreateFilter(spec, partialUpdates=False)
+        try:
+            first = pc.WaitForUpdatesEx("", PC.WaitOptions(maxWaitSeconds=0))
+            version = first.version if first is not None else ""
+            trigger()
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise errors.WaitTimeout(
+                        f"{what} on {obj._moId} not seen after {timeout:.0f}s; {prop} is "
+                        f"{values[prop]!r}",
+                        step_id=step_id,
+                    )
+                opts = PC.WaitOptions(maxWaitSeconds=max(1, min(round_cap, int(left + 0.999))))
+                update = pc.WaitForUpdatesEx(version, opts)
+                if update is None:
+                    continue
+                version = update.version
+                changed = False
+                for fs in update.filterSet or []:
+                    for oc in fs.objectSet or []:
+                        if oc.kind == "leave":
+                            raise errors.NotFound(
+                                f"{obj._moId} was deleted while waiting for {what}", step_id=step_id
+                            )
+                        for change in oc.changeSet or []:
+                            if change.name == prop:
+                                values[prop] = None if change.op == "remove" else change.val
+                                changed = True
+                if changed:
+                    return values
+        finally:
+            flt.DestroyPropertyFilter()
+
+
 def _summary(values: dict[str, Any]) -> str:
     parts = []
     for k, v in values.items():
@@ -300,4 +364,5 @@ __all__ = [
     "wait_for_power_off",
     "wait_for_power_state",
     "wait_for_task",
+    "watch_for_change",
 ]

@@ -332,6 +332,40 @@ def test_wait_for_ip_skips_apipa(
     assert got.ip == "10.20.30.40" and got.tools_version == ToolsVersion(12, 1, 5)
 
 
+def test_a_restart_over_before_the_wait_is_still_seen(
+    session: VSphereSession, placement: vms.Placement, control: VcsimControl, made: list[Any]
+) -> None:
+    """A guest whose Tools stop and start again before anyone waits: a wait for "not running"
+    begun afterwards never ends (the hang seen with fast restarts); a watch started before the
+    restart sees it."""
+    vm = _plain_vm(session, placement, made)
+    vms.power_on(session, vm.obj)
+    control.set_guest(vm.moid, toolsRunningStatus="guestToolsRunning", ipAddress="10.20.30.41")
+
+    def quick_restart() -> None:
+        control.set_guest(vm.moid, toolsRunningStatus="guestToolsNotRunning")
+        control.set_guest(vm.moid, toolsRunningStatus="guestToolsRunning")
+
+    quick_restart()
+    with pytest.raises(errors.WaitTimeout):  # the old way: wait after the fact
+        waits.wait_for(
+            session,
+            vm.obj,
+            ["guest.toolsRunningStatus"],
+            lambda v: v["guest.toolsRunningStatus"] != "guestToolsRunning",
+            timeout=2,
+            what="the guest going down",
+        )
+    seen = waits.watch_for_change(
+        session, vm.obj, "guest.toolsRunningStatus", trigger=quick_restart, timeout=10
+    )
+    assert "guest.toolsRunningStatus" in seen
+    with pytest.raises(errors.WaitTimeout):  # nothing happens: no change reported
+        waits.watch_for_change(
+            session, vm.obj, "guest.toolsRunningStatus", trigger=lambda: None, timeout=2
+        )
+
+
 def test_wait_for_power_off_sees_the_guest_shut_down(
     session: VSphereSession, placement: vms.Placement, control: VcsimControl, made: list[Any]
 ) -> None:
