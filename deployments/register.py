@@ -262,6 +262,9 @@ def ensure_automations(
                     client.delete_automation(extra.id)
             else:
                 client.create_automation(automation)
+        if notify_id is None:  # no block (any more): no notification automation either
+            for stale in client.read_automations_by_name(NOTIFY_AUTOMATION):
+                client.delete_automation(stale.id)
     return [a.name for a in wanted]
 
 

@@ -81,11 +81,12 @@ def start_worker(
     project_dir: Path,
     extra_env: dict[str, str] | None = None,
     name: str = WORKER,
+    limit: int | None = None,
 ) -> int:
     """A process worker on the `winnodes` pool; it runs flows from `project_dir`. Ready once the
     worker's log says it started (it polls the server on its own). Several workers: give each a
-    `name` starting with "prefect-worker" (its pid and log file, and the worker's name in Prefect).
-    Returns its pid."""
+    `name` starting with "prefect-worker" (its pid and log file, and the worker's name in Prefect);
+    `limit`: at most this many flow runs at once on this worker. Returns its pid."""
     log = log_file(paths, name)
     before = log.stat().st_size if log.exists() else 0
 
@@ -95,6 +96,8 @@ def start_worker(
     env = {**prefect_env(paths), **(extra_env or {})}
     argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL]
     argv += ["--type", "process", "--name", f"{name}-{paths.root.name}"]
+    if limit is not None:
+        argv += ["--limit", str(limit)]
     return start_daemon(paths, name, argv, ready=started, env=env, cwd=project_dir)
 
 
