@@ -1,5 +1,5 @@
 """One command registers everything a site needs in Prefect: blocks, storage, work pool, the vCenter
-clone concurrency limit and the deployments of `deployments/prefect.yaml`.
+clone concurrency limit, the deployments of `deployments/prefect.yaml` and the automations.
 
     python -m deployments.register --blocks BLOCKS.yaml --config PIPELINE.yaml [--results-dir DIR]
 

@@ -197,6 +197,10 @@ def status(ctx: LabContext) -> int:
         print(f"  {mod.__name__.removeprefix('lab.'):<24} {line}")
         if not line.startswith("running"):
             worst = 1
+    from lab import postgres
+
+    if postgres not in _components() and (line := postgres.status(ctx)).startswith("running"):
+        print(f"  {'postgres':<24} {line}")  # started by `up` with LAB_PREFECT_DB=postgres
     if ctx.paths.env_file.exists():
         print(f"variables: source {ctx.paths.env_file}")
     return worst
