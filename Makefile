@@ -10,7 +10,7 @@ export GOTOOLCHAIN := local
 PREFECT_DB ?= sqlite
 export LAB_PREFECT_DB := $(PREFECT_DB)
 
-.PHONY: demo test deps system-deps python-deps lab-bin lab-up lab-down lab-status lint typecheck unit lab-test clean
+.PHONY: demo test deps system-deps python-deps lab-bin lab-up lab-down lab-status lint typecheck unit lab-test clean bench bench-calls
 
 demo: deps lab-bin
 	$(PY) -m lab up
@@ -20,6 +20,7 @@ test: deps lab-bin
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest
 
 deps: system-deps python-deps
@@ -55,6 +56,7 @@ lint: python-deps
 
 typecheck: python-deps
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-logo
 
 unit: python-deps
 	$(PY) -m pytest -m "not lab"
@@ -68,3 +70,8 @@ clean:
 
 bench: deps lab-bin
 	$(PY) benchmarks/lab_figures.py
+	$(PY) -m lab up && $(PY) benchmarks/rotation.py
+	$(PY) benchmarks/rebuild.py
+
+bench-calls: deps lab-bin  # vSphere calls of a golden-image build: product vs a govc script
+	$(PY) benchmarks/vcenter_calls.py

@@ -7,7 +7,7 @@ live here: one script that brings up a lab of its own, measures, prints a table 
 down again.
 
 Isolation: the lab runs in a fresh run directory under /tmp (WINNODES_LAB_DIR) on free ports chosen
-at start and its own guest network (LAB_GUEST_NET, default 99), so a lab already running on this
+at start and its own guest network (LAB_GUEST_NET: one nothing listens on), so a lab already running on this
 machine (yours or another engineer's) is not disturbed. The build cache is the machine's: `lab up`
 is timed with the Go servers already built (the script builds them first, untimed, if missing).
 
@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,44 +45,20 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from lab import scenario  # noqa: E402
+from lab import cli, scenario  # noqa: E402
 from lab.controllers import wmco  # noqa: E402
 from lab.paths import LabPaths  # noqa: E402
 
 Obj = dict[str, Any]
 Row = tuple[str, str, str]  # figure, value, note
 
-PORT_VARS = (
-    "LAB_VCSIM_PORT",
-    "LAB_VCSIM_CONTROL_PORT",
-    "LAB_ETCD_PORT",
-    "LAB_ETCD_PEER_PORT",
-    "LAB_APISERVER_PORT",
-    "LAB_DNS_LISTEN_PORT",
-)
-
 
 # ------------------------------------------------------------------------------------- isolation
-def _free_port() -> int:
-    """A port free for TCP and UDP on 127.0.0.1 (the DNS server needs both)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            try:
-                u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-
-
-def bench_env(run_dir: Path, guest_net: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for var in (*PORT_VARS, "LAB_COMPONENTS"):
-        env.pop(var, None)
-    env |= {var: str(_free_port()) for var in PORT_VARS}
-    env |= {"WINNODES_LAB_DIR": str(run_dir), "LAB_GUEST_NET": guest_net, "GOTOOLCHAIN": "local"}
+def bench_env(run_dir: Path, guest_net: int | None) -> dict[str, str]:
+    """The lab's variables for a lab of the benchmark's own (the tests' session lab uses the same
+    lab.cli.private_settings): run directory, ports from the OS, a free guest network."""
+    env = dict(os.environ) | cli.private_settings(run_dir, guest_net=guest_net)
+    env["GOTOOLCHAIN"] = "local"
     return env
 
 
@@ -309,57 +284,7 @@ def key_secret(core: Any, key_file: str) -> None:
 
 
 def machineset(name: str, template: str, site: scenario.Site, infra_id: str) -> Obj:
-    labels = {
-        "machine.openshift.io/cluster-api-cluster": infra_id,
-        "machine.openshift.io/cluster-api-machineset": name,
-    }
-    provider = {
-        "apiVersion": "vsphereprovider.openshift.io/v1beta1",
-        "kind": "VSphereMachineProviderSpec",
-        "credentialsSecret": {"name": "vsphere-cloud-credentials"},
-        "diskGiB": 128,
-        "memoryMiB": 16384,
-        "numCPUs": 4,
-        "numCoresPerSocket": 1,
-        "snapshot": "",
-        "template": template,
-        "network": {"devices": [{"networkName": site.network}]},
-        "userDataSecret": {"name": "windows-user-data"},
-        "workspace": {
-            "datacenter": site.datacenter.strip("/").split("/")[-1],
-            "datastore": site.datastore,
-            "folder": site.folder,
-            "resourcePool": site.resource_pool,
-            "server": site.host_port[0],
-        },
-    }
-    return {
-        "apiVersion": "machine.openshift.io/v1beta1",
-        "kind": "MachineSet",
-        "metadata": {
-            "name": name,
-            "namespace": wmco.MACHINE_API_NAMESPACE,
-            "labels": {"machine.openshift.io/cluster-api-cluster": infra_id},
-        },
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {
-                    "labels": {
-                        **labels,
-                        "machine.openshift.io/os-id": "Windows",
-                        "machine.openshift.io/cluster-api-machine-role": "worker",
-                        "machine.openshift.io/cluster-api-machine-type": "worker",
-                    }
-                },
-                "spec": {
-                    "metadata": {"labels": {"node-role.kubernetes.io/worker": ""}},
-                    "providerSpec": {"value": provider},
-                },
-            },
-        },
-    }
+    return scenario.windows_machineset(name, infra_id, scenario.provider_spec(site, template))
 
 
 def _watch(
@@ -485,8 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--guest-net",
-        default=os.environ.get("BENCH_GUEST_NET", "99"),
-        help="second octet of the guests' 127.x.y.z addresses (default 99)",
+        type=int,
+        default=int(os.environ["BENCH_GUEST_NET"]) if os.environ.get("BENCH_GUEST_NET") else None,
+        help="second octet of the guests' 127.x.y.z addresses (default: one nothing listens on)",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the run directory (logs) after the lab is down"
@@ -499,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="winnodes-bench-", dir="/tmp"))
     env = bench_env(run_dir, args.guest_net)
     paths = LabPaths(root=run_dir, cache=LabPaths.default().cache)
-    print(f"bench lab: {run_dir}; ports " + ", ".join(f"{v}={env[v]}" for v in PORT_VARS))
+    print(f"bench lab: {run_dir}; ports " + ", ".join(f"{v}={env[v]}" for v in cli.PORT_VARS))
     print("building (untimed; cached after the first time) ...", flush=True)
     lab_cmd(env, "build", timeout=3600)
     rows: list[Row] = []

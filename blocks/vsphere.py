@@ -9,6 +9,7 @@ stored encrypted by Prefect and never shown in repr, logs or exceptions. TLS is 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 
 from prefect.blocks.core import Block
@@ -64,6 +65,11 @@ class VSphereCredentials(Block):
         description="DANGER: skip TLS verification entirely, so anyone on the network path can "
         "read the password and impersonate vCenter. Only for throw-away labs.",
     )
+    https_proxy: str | None = Field(
+        default=None,
+        description="HTTP proxy 'host:port' between the product's workers and vCenter (SOAP and "
+        "datastore transfers tunnel through it with CONNECT; TLS stays verified end to end).",
+    )
     timeout_seconds: float = Field(
         default=DEFAULT_TIMEOUT,
         gt=5,
@@ -85,6 +91,31 @@ class VSphereCredentials(Block):
             ca_bundle=self.ca_bundle, thumbprint=self.thumbprint, insecure=self.insecure
         )
 
+    def login(self) -> VSphereSession:
+        """A logged-in vCenter session that the caller must `logout()` (see `connect()` for the
+        errors): for sessions shared beyond one `with` block, e.g. by the tasks of a flow run."""
+        return VSphereSession(
+            self.server,
+            self.username,
+            self.password.get_secret_value(),
+            trust=self.trust(),
+            timeout=self.timeout_seconds,
+        ).login()
+
+    def identity(self) -> str:
+        """A digest of everything a session depends on (server, user, password, TLS trust,
+        timeout): equal digests may share a session. Never shows the password."""
+        parts = [
+            self.server,
+            self.username,
+            self.password.get_secret_value(),
+            self.ca_bundle or "",
+            self.thumbprint or "",
+            str(self.insecure),
+            str(self.timeout_seconds),
+        ]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
     @contextlib.contextmanager
     def connect(self) -> Iterator[VSphereSession]:
         """A logged-in vCenter session, logged out when the block exits.
@@ -100,5 +131,6 @@ class VSphereCredentials(Block):
             self.password.get_secret_value(),
             trust=self.trust(),
             timeout=self.timeout_seconds,
+            proxy=self.https_proxy,
         ) as session:
             yield session

@@ -31,13 +31,14 @@ from flows.cluster_prep import load_blocks
 from flows.reporting import RunReport
 from tasks import machineset as mst
 from tasks import openshift as ocp
-from tasks.vsphere import ATTR_FINGERPRINT
+from tasks.vsphere import ATTR_FINGERPRINT, ATTR_OS_BUILD
 from winnodes import errors
 from winnodes.cluster.wait import MachineSetFailed, MachineSetNotReady
 from winnodes.model.config import ClusterConfig, MachineSetConfig, Names, Waits
+from winnodes.model.profiles import parse_os_build, parse_wmco_version, wmco_supports
 from winnodes.model.steps import StepId
 from winnodes.render.machineset import machineset_yaml, render_machineset
-from winnodes.validate import machineset_problems
+from winnodes.validate import machineset_run_problems
 
 STEPS: tuple[StepId, ...] = (
     StepId.M1,
@@ -48,6 +49,23 @@ STEPS: tuple[StepId, ...] = (
     StepId.C3,
     StepId.V1,
 )
+
+
+def _template_os_supported(tpl: str, attributes: dict[str, str], wmco: str | None) -> str:
+    """PRE-1/PRE-2 on the cluster side: the template's Windows build (recorded at G10) must be one
+    the installed WMCO configures (WS2025 from WMCO 10.22); a WMCO that cannot would leave every
+    Machine without a Node."""
+    recorded = attributes.get(ATTR_OS_BUILD)
+    build = parse_os_build(recorded)
+    if build is None:
+        return (
+            f"template {tpl} has no recorded Windows build ({ATTR_OS_BUILD}); not built by the "
+            f"golden image flow, so PRE-2 cannot be checked against WMCO {wmco or '(unknown)'}"
+        )
+    why = wmco_supports(build[0], parse_wmco_version(wmco))
+    if why is not None:
+        raise errors.Conflict(f"template {tpl}: {why}", step_id="PRE-2")
+    return f"template Windows build {recorded} supported by WMCO {wmco or '(unknown)'}"
 
 
 class MachineSetResult(BaseModel):
@@ -70,17 +88,7 @@ def render_machineset_yaml(
 
 
 def _input_problems(ms: MachineSetConfig, template: str | None, base_vm: str | None) -> list[Any]:
-    problems = machineset_problems(ms, base_vm=base_vm)
-    if not (template or ms.template):
-        problems.append(
-            errors.Problem(
-                "M7",
-                "machineset.template",
-                "required",
-                "machineset.template: the Windows template's path is required (M7)",
-            )
-        )
-    return problems
+    return machineset_run_problems(ms, template=template, base_vm=base_vm)
 
 
 @flow(name="windows-machineset", log_prints=True)
@@ -172,7 +180,7 @@ def machineset(
             assert workspace is not None  # validated above
             network = value["network"]["devices"][0]["networkName"]
             placement = mst.m7_check_vcenter(
-                vsphere_credentials_block, workspace, network, tpl, base_vm
+                vsphere_credentials_block, workspace, network, tpl, base_vm, ms.require_provenance
             )
             secret = value["credentialsSecret"]["name"]
             secret_problems = ocp.m5_check_credentials_secret(
@@ -180,9 +188,17 @@ def machineset(
             )
             if placement.problems or secret_problems:
                 raise errors.ValidationError([*placement.problems, *secret_problems])
+            assert placement.template is not None
+            wmco = ocp.pre1_wmco_version(cluster.openshift_block)
+            os_note = _template_os_supported(tpl, placement.template.attributes, wmco)
             out.ok(
-                "; ".join(placement.evidence)
-                + f"; secret {secret} has the keys of server {workspace.server}"
+                "; ".join(
+                    [
+                        *placement.evidence,
+                        f"secret {secret} has the keys of server {workspace.server}",
+                        os_note,
+                    ]
+                )
             )
 
         with report.step(StepId.PRE3) as out:

@@ -2,7 +2,9 @@
 
 This is what users start first (the `end-to-end` deployment, `winnodes run`). Each part is a subflow,
 so the Prefect UI shows them as separate runs with their own step reports, and `only` runs one part
-alone (the scheduled `golden-image-rebuild` and the on-demand `machineset` deployments use it).
+alone (the scheduled `golden-image-rebuild` and the on-demand `machineset` and `rotate`
+deployments use it). With `rotation.rollout`, a successful golden image build is followed by the
+rolling rotation of the Windows Machines onto the new template (flows/rotate.py).
 
 Parameters are the typed `PipelineConfig` (Prefect renders it as a form) and `only`; the
 configuration names blocks, never secrets. The flow loads those blocks first, to register their
@@ -29,9 +31,11 @@ from flows import redaction
 from flows.cluster_prep import cluster_prep
 from flows.golden_image import golden_image
 from flows.machineset import machineset as machineset_flow
+from flows.rotate import rotate as rotate_flow
 from winnodes.model.config import PipelineConfig
 
-Part = Literal["all", "golden-image", "cluster-prep", "machineset"]
+Part = Literal["all", "golden-image", "cluster-prep", "machineset", "rotate"]
+Build = Literal["new", "resume", "latest"]
 RESULT_STORAGE = "local-file-system/winnodes-results"
 
 
@@ -40,10 +44,15 @@ class WindowsNodesResult(BaseModel):
 
     only: str
     template: str | None = Field(default=None, description="Template path of the build (G10).")
+    template_action: str | None = Field(
+        default=None, description="'built' (this run made it) or 'reused' (it existed)."
+    )
+    build_id: str | None = Field(default=None, description="The golden image's build ID.")
     machineset: str | None = Field(default=None, description="namespace/name of the MachineSet.")
     machineset_template: str | None = Field(default=None, description="Its template (M7).")
     replicas: int | None = Field(default=None, description="Replicas of the MachineSet.")
     ready: str | None = Field(default=None, description="V1: what was seen Ready.")
+    rotation: str | None = Field(default=None, description="ROT1-ROT4: Machines replaced.")
 
 
 def _protect_secrets(config: PipelineConfig) -> None:
@@ -66,11 +75,13 @@ def _protect_secrets(config: PipelineConfig) -> None:
 def _summary_markdown(result: WindowsNodesResult) -> str:
     rows = [
         ("Part run", result.only),
-        ("Template built", result.template or "-"),
+        (f"Template {result.template_action or ''}".strip(), result.template or "-"),
+        ("Build", result.build_id or "-"),
         ("MachineSet", result.machineset or "-"),
         ("MachineSet template (M7)", result.machineset_template or "-"),
         ("Replicas", "-" if result.replicas is None else str(result.replicas)),
         ("Ready (V1)", result.ready or "-"),
+        ("Rotation (ROT1-ROT4)", result.rotation or "-"),
     ]
     lines = ["# Windows nodes", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
@@ -83,13 +94,21 @@ def _summary_markdown(result: WindowsNodesResult) -> str:
     persist_result=True,
     result_storage=RESULT_STORAGE,
 )
-def windows_nodes(config: PipelineConfig, only: Part = "all") -> dict[str, Any]:
+def windows_nodes(
+    config: PipelineConfig, only: Part = "all", build: Build | None = None
+) -> dict[str, Any]:
     """Build the golden image, prepare the cluster, apply the Windows MachineSet and wait until its
     nodes are Ready; or one of these parts alone.
 
     Args:
         config: the whole pipeline's configuration; secrets are in the blocks it names.
-        only: "all", or the one part to run: "golden-image", "cluster-prep", "machineset".
+        only: "all", or the one part to run: "golden-image", "cluster-prep", "machineset",
+            "rotate" (move the Machines onto machineset.template or the series' newest template).
+        build: which golden image build to work on: "new" (a new build and template), "resume"
+            (continue the unfinished build vCenter holds) or "latest" (reuse the newest template,
+            build only if there is none). Default: "new" for only="golden-image" (the
+            golden-image-rebuild deployment and its schedule), "latest" otherwise. A retry of
+            this same flow run always continues the build it started.
 
     Returns:
         `WindowsNodesResult` as a dict (the worker loads this file as a top-level module, so a
@@ -104,9 +123,13 @@ def windows_nodes(config: PipelineConfig, only: Part = "all") -> dict[str, Any]:
     gi = config.golden_image
     result = WindowsNodesResult(only=only)
     template = config.machineset.template
+    built = None
     if only in ("all", "golden-image"):
-        built = golden_image(config=gi)
+        mode = build or ("new" if only == "golden-image" else "latest")
+        built = golden_image(config=gi, build=mode, openshift_block=config.cluster.openshift_block)
         result.template = built.template_path
+        result.template_action = built.action
+        result.build_id = built.build_id
         template = template or built.template
     if only in ("all", "cluster-prep"):
         cluster_prep(
@@ -128,6 +151,13 @@ def windows_nodes(config: PipelineConfig, only: Part = "all") -> dict[str, Any]:
         result.machineset_template = applied.template
         result.replicas = applied.replicas
         result.ready = applied.ready
+    if only == "rotate" or (built is not None and config.rotation.rollout):
+        rotated = rotate_flow(config=config, template=built.template if built else None)
+        result.rotation = (
+            f"{len(rotated.replaced)} machine(s) replaced, all on {rotated.template}; "
+            f"{rotated.retention}"
+        )
+        result.ready = rotated.ready or result.ready
     create_markdown_artifact(
         markdown=_summary_markdown(result),
         key="windows-nodes-summary",

@@ -10,6 +10,7 @@ configuration can point at the lab as they would at a real site. Each component 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -18,13 +19,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from lab.config import LabConfig, infrastructure_id
 from lab.paths import LabPaths
-from lab.process import LabError
+from lab.process import LabError, free_guest_net, free_port
 
 # Start order; stop runs in reverse. LAB_COMPONENTS (comma-separated, without "lab.") selects a subset.
 # LAB_PREFECT_DB=postgres adds lab.postgres (the demo's Prefect server then runs on PostgreSQL).
@@ -204,6 +206,76 @@ def status(ctx: LabContext) -> int:
     if ctx.paths.env_file.exists():
         print(f"variables: source {ctx.paths.env_file}")
     return worst
+
+
+# Every port a lab listens on (the guests' sshd listen on port 22 of their own 127.<net>.x.y).
+PORT_VARS = (
+    "LAB_VCSIM_PORT",
+    "LAB_VCSIM_CONTROL_PORT",
+    "LAB_ETCD_PORT",
+    "LAB_ETCD_PEER_PORT",
+    "LAB_APISERVER_PORT",
+    "LAB_DNS_LISTEN_PORT",
+)
+
+
+@contextlib.contextmanager
+def _environ(overrides: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def private_settings(
+    run_dir: Path, components: Sequence[str] | None = None, *, guest_net: int | None = None
+) -> dict[str, str]:
+    """The variables that make a lab of its own: its run directory, every port from the OS, a
+    guest network nothing listens on (never the one of the environment's lab), `components`
+    (names without "lab."; default: all of them, whatever LAB_COMPONENTS says)."""
+    ports: set[int] = set()
+    while len(ports) < len(PORT_VARS):  # the OS may hand out the same free port twice
+        ports.add(free_port())
+    current = os.environ.get("LAB_GUEST_NET", "")
+    avoid = [int(current)] if current.isdigit() else []
+    names = (
+        components if components is not None else [c.removeprefix("lab.") for c in ALL_COMPONENTS]
+    )
+    return {
+        "LAB_COMPONENTS": ",".join(names),
+        "WINNODES_LAB_DIR": str(run_dir),
+        **{var: str(port) for var, port in zip(PORT_VARS, sorted(ports), strict=True)},
+        "LAB_GUEST_NET": str(guest_net if guest_net is not None else free_guest_net(avoid)),
+    }
+
+
+@contextlib.contextmanager
+def private_lab(
+    run_dir: Path, components: Sequence[str] | None = None, *, guest_net: int | None = None
+) -> Iterator[LabContext]:
+    """A lab of its own for a test session, a test module or a benchmark (see private_settings),
+    so that neither it nor a lab the user runs (`make demo`, `.lab/`, the default ports) sees the
+    other's objects, faults or sessions. Stopped on exit. The settings are in the environment only
+    while the lab starts and stops (its daemons inherit them); clients use `ctx.env`."""
+    overrides = private_settings(run_dir, components, guest_net=guest_net)
+    with _environ(overrides):
+        ctx = context()
+        try:
+            up(ctx)
+        except BaseException:
+            down(ctx)  # whatever had started
+            raise
+    try:
+        yield ctx
+    finally:
+        with _environ(overrides):
+            down(ctx)
 
 
 def load_env(paths: LabPaths | None = None) -> dict[str, str]:

@@ -45,6 +45,9 @@ class LabConfig:
     cluster_name: str
     base_domain: str
     boot_delay: float  # seconds from power-on to Tools reporting (a real boot takes minutes)
+    # how long an EFI guest shows "Press any key to boot from CD or DVD" (a few seconds on real
+    # hardware; scaled like boot_delay)
+    efi_key_window: float = 2.0
 
     @classmethod
     def from_env(cls) -> LabConfig:
@@ -62,6 +65,7 @@ class LabConfig:
             cluster_name=os.environ.get("LAB_CLUSTER", "lab"),
             base_domain=os.environ.get("LAB_BASE_DOMAIN", "winnodes.test"),
             boot_delay=float(os.environ.get("LAB_BOOT_DELAY", "0.5")),
+            efi_key_window=float(os.environ.get("LAB_EFI_KEY_WINDOW", "2.0")),
         )
 
 

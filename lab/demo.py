@@ -105,7 +105,7 @@ def run_demo(ctx: LabContext) -> int:
     env = load_env(ctx.paths)
     config, _ = start_prefect(ctx, env)
     t = _step("winnodes run: golden image -> cluster preparation -> MachineSet -> Ready nodes")
-    cmd = [sys.executable, "-m", "winnodes.cli", "run", str(config)]
+    cmd = [sys.executable, "-m", "app.cli", "run", str(config)]
     rc = subprocess.run(cmd, cwd=PROJECT_DIR, env=product_env(ctx, env)).returncode
     _done(t)
     print(

@@ -7,8 +7,14 @@ OpenShift. So the lab runs the upstream servers, built from the pinned Go module
 way controller-runtime's envtest runs them, installs OpenShift's own CRDs unmodified (so validation
 is the real schema's), and seeds the objects of an installed cluster (`lab.seed.openshift`).
 
+kube-controller-manager (same module, same release) runs the controllers a cluster has and the
+flows depend on: the garbage collector (deleting a MachineSet deletes its Machines, as their owner
+references say), the disruption controller (PodDisruptionBudget status, which the eviction API reads
+during a drain) and the pod garbage collector (pods of a deleted node go away).
+
 Component interface (lab/cli.py): `build(ctx)` compiles into the per-machine cache (skipped when
-cached); `start(ctx)` starts etcd and kube-apiserver, installs CRDs, seeds, writes `<lab>/kubeconfig`
+cached); `start(ctx)` starts etcd, kube-apiserver and kube-controller-manager, installs CRDs,
+seeds, writes `<lab>/kubeconfig`
 and returns KUBECONFIG, LAB_KUBECTL, LAB_APISERVER_URL, LAB_APISERVER_ADDRESS, LAB_ETCD_URL;
 `stop(ctx)`; `status(ctx)`. Data lives in `<lab>/etcd` and survives stop/start; PKI in `<lab>/pki/kube`.
 """
@@ -43,7 +49,13 @@ from lab.process import (
     stop_daemon,
 )
 from lab.seed import OLM_CRDS
-from lab.seed.openshift import SERVICE_NETWORK, SeedObject, Site, seed_objects
+from lab.seed.openshift import (
+    MACHINE_API_NAMESPACE,
+    SERVICE_NETWORK,
+    SeedObject,
+    Site,
+    seed_objects,
+)
 
 if TYPE_CHECKING:
     from lab.cli import LabContext
@@ -106,6 +118,13 @@ BINARIES = {
         "kube-apiserver",
         GO_DIR / "k8s",
         "./cmd/kube-apiserver",
+        KUBERNETES_VERSION,
+        "-s -w " + KUBE_VERSION_LDFLAGS,
+    ),
+    "kube-controller-manager": GoBinary(
+        "kube-controller-manager",
+        GO_DIR / "k8s",
+        "./cmd/kube-controller-manager",
         KUBERNETES_VERSION,
         "-s -w " + KUBE_VERSION_LDFLAGS,
     ),
@@ -399,6 +418,64 @@ def _start_apiserver(ctx: LabContext, pki: Pki) -> None:
     )
 
 
+#: The controllers a drain and a MachineSet deletion need (the rest of a cluster's controllers
+#: manage objects the lab does not run: ReplicaSets, Services, service-account tokens...).
+KCM_CONTROLLERS = "garbagecollector,disruption,podgc"
+#: A PodDisruptionBudget that selects nothing: its status is written only by a running
+#: disruption controller, so it tells when kube-controller-manager is working.
+KCM_PROBE = (MACHINE_API_NAMESPACE, "lab-controller-manager-probe")
+
+
+def _kcm_probe(api: Any) -> None:
+    from kubernetes.client import ApiException
+
+    ns, name = KCM_PROBE
+    body = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"minAvailable": 0, "selector": {"matchLabels": {"lab.winnodes/probe": name}}},
+    }
+    try:
+        request(api, "POST", f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets", body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def _kcm_ready(ctx: LabContext) -> bool:
+    api = client(kubeconfig_path(ctx.paths))
+    try:
+        ns, name = KCM_PROBE
+        pdb = request(api, "GET", f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{name}")
+        observed = (pdb.get("status") or {}).get("observedGeneration") or 0
+        return bool(observed >= pdb["metadata"].get("generation", 1))
+    finally:
+        api.close()
+
+
+def _start_controller_manager(ctx: LabContext) -> None:
+    kcm = binary(ctx.paths, "kube-controller-manager")
+    require_binary(kcm, "build it with `python -m lab build` (or `make lab-bin`)")
+    kubeconfig = kubeconfig_path(ctx.paths)
+    start_daemon(
+        ctx.paths,
+        "kube-controller-manager",
+        [
+            str(kcm),
+            f"--kubeconfig={kubeconfig}",
+            f"--controllers={KCM_CONTROLLERS}",
+            "--leader-elect=false",
+            "--secure-port=0",  # no metrics/health endpoint: nothing to allocate a port for
+            "--use-service-account-credentials=false",
+            "--concurrent-gc-syncs=5",
+            "--v=1",
+        ],
+        ready=lambda: _kcm_ready(ctx),
+        timeout=120,
+    )
+
+
 def _sans(ctx: LabContext) -> tuple[list[str], list[str]]:
     domain = f"{ctx.cfg.cluster_name}.{ctx.cfg.base_domain}"
     dns = [
@@ -434,8 +511,10 @@ def start(ctx: LabContext) -> dict[str, str]:
             ca_bundle_pem=pki.serving_ca_crt.read_text(),
         )
         seed(api, seed_objects(site))
+        _kcm_probe(api)
     finally:
         api.close()
+    _start_controller_manager(ctx)
     return {
         "KUBECONFIG": str(kubeconfig),
         "LAB_KUBECTL": str(binary(ctx.paths, "kubectl")),
@@ -446,6 +525,7 @@ def start(ctx: LabContext) -> dict[str, str]:
 
 
 def stop(ctx: LabContext) -> None:
+    stop_daemon(ctx.paths, "kube-controller-manager", timeout=20)
     stop_daemon(ctx.paths, "kube-apiserver", timeout=20)
     stop_daemon(ctx.paths, "etcd", timeout=20)
 
@@ -457,6 +537,8 @@ def status(ctx: LabContext) -> str:
     problems = []
     if etcd is None:
         problems.append("etcd is not running")
+    if read_pid(ctx.paths, "kube-controller-manager") is None:
+        problems.append("kube-controller-manager is not running")
     if apiserver is None:
         problems.append("kube-apiserver is not running")
     else:

@@ -21,6 +21,9 @@ from typing import Any
 import pycdlib
 
 MEDIA_INFO = "/LAB_MEDIA.JSON"
+#: Where the Windows Tools ISO keeps the PVSCSI storage driver Windows PE needs (VMware Tools 10.x-12.x
+#: ISOs; public Packer templates point DriverPaths here).
+PVSCSI_DRIVER_DIR = "/Program Files/VMware/VMware Tools/Drivers/pvscsi/Win8/amd64"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class WindowsMedia:
     ubr: int
     hotfixes: tuple[str, ...]
     volume_id: str
+    # install.wim's images by /IMAGE/NAME (index order), as `dism /Get-WimInfo` lists them.
+    images: tuple[str, ...] = ()
 
     def info(self) -> dict[str, Any]:
         return {
@@ -45,7 +50,22 @@ class WindowsMedia:
             "build": self.build,
             "ubr": self.ubr,
             "hotfixes": list(self.hotfixes),
+            "images": list(self.images),
         }
+
+
+def _ltsc_images(release: str) -> tuple[str, ...]:
+    """install.wim of a Windows Server 2022/2025 LTSC ISO: index 1-4 (rancher/windows
+    vsphere-templates windows-server.auto.pkrvars.hcl lists the same names and order)."""
+    return tuple(
+        f"Windows Server {release} {e}"
+        for e in (
+            "SERVERSTANDARDCORE",
+            "SERVERSTANDARD",
+            "SERVERDATACENTERCORE",
+            "SERVERDATACENTER",
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,8 @@ WINDOWS_MEDIA: dict[str, WindowsMedia] = {
         ubr=1083,
         hotfixes=("KB4565351",),
         volume_id="SSS_X64FRE_EN-US_DV9",
+        # Semi-Annual Channel releases ship Server Core only ("ACORE" editions).
+        images=("Windows Server SERVERSTANDARDACORE", "Windows Server SERVERDATACENTERACORE"),
     ),
     "current": WindowsMedia(
         file_name="windows-server-2022-kb5012637.iso",
@@ -79,6 +101,42 @@ WINDOWS_MEDIA: dict[str, WindowsMedia] = {
         ubr=681,
         hotfixes=("KB5012637",),
         volume_id="SSS_X64FRE_EN-US_DV9",
+        images=_ltsc_images("2022"),
+    ),
+    "current-2025": WindowsMedia(
+        file_name="windows-server-2025.iso",
+        product_name="Windows Server 2025 Datacenter",
+        edition_id="ServerDatacenter",
+        display_version="24H2",
+        build=26100,
+        ubr=1742,
+        hotfixes=(),
+        volume_id="SSS_X64FRE_EN-US_DV9",
+        images=_ltsc_images("2025"),
+    ),
+    # ISOs no profile builds from by default, for PRE-2's refusals and WMCO's version rule: the
+    # build.UBR their registry reports after setup is what the real release media install.
+    "ws2022-rtm": WindowsMedia(  # the August 2021 release media, before KB5012637 (20348.681)
+        file_name="windows-server-2022-rtm.iso",
+        product_name="Windows Server 2022 Datacenter",
+        edition_id="ServerDatacenter",
+        display_version="21H2",
+        build=20348,
+        ubr=169,
+        hotfixes=(),
+        volume_id="SSS_X64FRE_EN-US_DV9",
+        images=_ltsc_images("2022"),
+    ),
+    "ws2019": WindowsMedia(  # 1809 LTSC, the September 2019 refresh of the media
+        file_name="windows-server-2019-1809.iso",
+        product_name="Windows Server 2019 Datacenter",
+        edition_id="ServerDatacenter",
+        display_version="",
+        build=17763,
+        ubr=737,
+        hotfixes=(),
+        volume_id="SSS_X64FRE_EN-US_DV9",
+        images=_ltsc_images("2019"),
     ),
 }
 
@@ -89,14 +147,45 @@ TOOLS_MEDIA: dict[str, ToolsMedia] = {
 }
 
 
+def _iso_dir(name: str) -> str:
+    return "".join(c for c in name.upper() if c.isalnum() or c == "_")[:8] or "D"
+
+
+#: Offline sources of OpenSSH for sites without Windows Update (see docs/lab-fidelity.md):
+#: Win32-OpenSSH's release MSI, and a Features-on-Demand ISO with the OpenSSH.Server capability.
+OPENSSH_MSI = "OpenSSH-Win64-v9.5.0.0.msi"
+OPENSSH_MSI_BYTES = b"LAB-MSI Win32-OpenSSH v9.5.0.0 (stand-in for the release MSI)\n"
+FOD_ISO = "windows-server-2022-fod.iso"
+FOD_INFO = {
+    "kind": "features-on-demand",
+    "build": 20348,
+    "capabilities": ["OpenSSH.Server~~~~0.0.1.0", "Rsat.ActiveDirectory.DS-LDS.Tools~~~~0.0.1.0"],
+}
+
+
+def build_fod_iso(dest: Path) -> None:
+    build_iso(
+        dest,
+        {
+            MEDIA_INFO: json.dumps(FOD_INFO, indent=1).encode(),
+            "/LanguagesAndOptionalFeatures/OpenSSH-Server-Package~31bf3856ad364e35~amd64~~.cab": (
+                b"lab stand-in for the OpenSSH server FoD package\n"
+            ),
+        },
+        "SSS_X64FRE_EN-US_FOD",
+    )
+
+
 def _add_file(iso: pycdlib.PyCdlib, path: str, data: bytes) -> None:
     parts = [p for p in path.strip("/").split("/") if p]
     for i in range(1, len(parts)):
         d = "/" + "/".join(parts[:i])
         with contextlib.suppress(pycdlib.pycdlibexception.PyCdlibInvalidInput):  # already there
-            iso.add_directory(d.upper(), joliet_path=d, rr_name=parts[i - 1])
+            iso.add_directory(
+                "/" + "/".join(_iso_dir(p) for p in parts[:i]), joliet_path=d, rr_name=parts[i - 1]
+            )
     name = parts[-1]
-    iso_name = "/" + "/".join(p.upper() for p in [*parts[:-1], _iso_level1(name)])
+    iso_name = "/" + "/".join([*(_iso_dir(p) for p in parts[:-1]), _iso_level1(name)])
     iso.add_fp(
         io.BytesIO(data), len(data), iso_name, joliet_path="/" + "/".join(parts), rr_name=name
     )
@@ -142,6 +231,10 @@ def build_tools_iso(dest: Path, media: ToolsMedia) -> None:
             MEDIA_INFO: json.dumps(media.info(), indent=1).encode(),
             "/setup64.exe": b"MZ lab stand-in for VMware Tools setup (64-bit)\n",
             "/setup.exe": b"MZ lab stand-in for VMware Tools setup (32-bit)\n",
+            **{
+                f"{PVSCSI_DRIVER_DIR}/{f}": f"lab stand-in for the PVSCSI driver ({f})\n".encode()
+                for f in ("pvscsi.inf", "pvscsi.sys", "pvscsi.cat")
+            },
         },
         media.volume_id,
     )

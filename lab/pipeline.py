@@ -110,7 +110,14 @@ def pipeline(
                 "windows_iso": env["LAB_WINDOWS_ISO_CURRENT"],
                 "tools_iso": env["LAB_TOOLS_ISO"],
             },
-            "hardware": {"num_cpus": 2, "memory_mib": 4096, "disk_gib": 40},
+            # EFI + PVSCSI; the boot key presses are paced for the lab's scaled boot prompt.
+            "hardware": {
+                "num_cpus": 2,
+                "memory_mib": 4096,
+                "disk_gib": 40,
+                "boot_key_presses": 16,
+                "boot_key_interval_seconds": 0.25,
+            },
             "unattend": {"computer_name": "winhost"},
             "names": {"base_vm": f"{series}-base", "template_series": series},
             "keep_templates": 2,

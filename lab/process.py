@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from lab.paths import LabPaths
@@ -22,6 +23,49 @@ from lab.paths import LabPaths
 
 class LabError(RuntimeError):
     """A problem with the lab itself (not with the product under test), with a message to act on."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for TCP and UDP right now, from the OS (for labs of their own in tests and
+    benchmarks; the DNS server needs both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port: int = s.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind((host, port))
+            except OSError:
+                continue
+        return port
+
+
+def _listening_guest_nets() -> set[int]:
+    """The N of every 127.N.x.y address a TCP socket listens on (Linux: /proc/net/tcp, where the
+    address is little-endian hex, so N is the third byte pair); empty where that file is absent."""
+    nets: set[int] = set()
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return nets
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+            addr = fields[1].split(":")[0]
+            if len(addr) == 8 and addr[6:8] == "7F":
+                nets.add(int(addr[4:6], 16))
+    return nets
+
+
+def free_guest_net(avoid: Collection[int] = ()) -> int:
+    """A guest network (the lab's guests get 127.<net>.x.y) on which nothing listens, chosen at
+    random in 100-249 so that labs started at the same moment rarely pick the same one; never the
+    default (77) nor `avoid` (e.g. the LAB_GUEST_NET of a lab the user runs)."""
+    taken = _listening_guest_nets() | {77, *avoid}
+    choices = [n for n in range(100, 250) if n not in taken]
+    if not choices:
+        raise LabError("no free guest network in 127.100-249.x.y: stop some labs")
+    return random.choice(choices)
 
 
 def port_in_use(host: str, port: int) -> bool:

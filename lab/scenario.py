@@ -219,11 +219,29 @@ def first_logon_script(
     return "\r\n".join(lines) + "\r\n"
 
 
-def autounattend(computer_name: str, admin_password: str, script_drive: str = "F:") -> str:
-    """An autounattend.xml that installs unattended and runs the first-logon script once."""
+#: The image each stand-in Windows ISO installs by default (lab.media lists every image).
+IMAGE_NAMES = {
+    "ocp-4.9": "Windows Server SERVERDATACENTERACORE",
+    "current": "Windows Server 2022 SERVERDATACENTERCORE",
+}
+
+
+def autounattend(
+    computer_name: str,
+    admin_password: str,
+    script_drive: str = "F:",
+    image_name: str = IMAGE_NAMES["current"],
+) -> str:
+    """An autounattend.xml that installs `image_name` unattended and runs the first-logon script
+    once. No DriverPaths: the lab's hand-made VMs use LSI Logic SAS, whose driver Windows has."""
     pw = escape(admin_password)
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <unattend xmlns="urn:schemas-microsoft-com:unattend" xmlns:wcm="http://schemas.microsoft.com/WMIConfig/2002/State">
+  <settings pass="windowsPE">
+    <component name="Microsoft-Windows-Setup" processorArchitecture="amd64" publicKeyToken="31bf3856ad364e35" language="neutral" versionScope="nonSxS">
+      <ImageInstall><OSImage><InstallFrom><MetaData wcm:action="add"><Key>/IMAGE/NAME</Key><Value>{escape(image_name)}</Value></MetaData></InstallFrom></OSImage></ImageInstall>
+    </component>
+  </settings>
   <settings pass="specialize">
     <component name="Microsoft-Windows-Shell-Setup" processorArchitecture="amd64" publicKeyToken="31bf3856ad364e35" language="neutral" versionScope="nonSxS">
       <ComputerName>{escape(computer_name)}</ComputerName>
@@ -341,14 +359,15 @@ def create_windows_vm(
     memory_mb: int = 4096,
     disk_gb: int = 40,
 ) -> vim.VirtualMachine:
-    """A VM with hardware version 19, a disk, a NIC on the network and one CD-ROM per ISO
-    (D:, E:, F: in that order), powered off."""
+    """A BIOS VM with hardware version 19, a disk on LSI Logic SAS (as WMCO's CI template; Windows
+    has its driver), a NIC on the network and one CD-ROM per ISO (D:, E:, F: in that order),
+    powered off."""
     folder = find(si, site.folder)
     pool = find(si, site.resource_pool)
     devices: list[vim.vm.device.VirtualDeviceSpec] = [
         vim.vm.device.VirtualDeviceSpec(
             operation="add",
-            device=vim.vm.device.ParaVirtualSCSIController(
+            device=vim.vm.device.VirtualLsiLogicSASController(
                 key=1000, busNumber=0, sharedBus="noSharing"
             ),
         ),
@@ -517,11 +536,36 @@ def install_windows(
         tools_conf=tools_conf,
     )
     answers = answer_iso(
-        site, f"{name}-answers", autounattend(name.lower()[:15], admin_password), script
+        site,
+        f"{name}-answers",
+        autounattend(name.lower()[:15], admin_password, image_name=IMAGE_NAMES[profile]),
+        script,
     )
     vm = create_windows_vm(si, site, name, [site.windows_iso[profile], site.tools_iso, answers])
     power_on(si, vm)
-    return vm, wait_for_ip(si, vm)
+    ip = wait_for_ip(si, vm)
+    # Tools report while the first logon still runs (as on Windows): wait for its end.
+    wait_for_first_logon(site, vm, commands=1)
+    return vm, ip
+
+
+def wait_for_first_logon(
+    site: Site, vm: vim.VirtualMachine, commands: int, timeout: float = 120
+) -> None:
+    """Until the guest's first logon ran `commands` FirstLogonCommands (read from the twin's disk,
+    the lab's own means; bounded, with growing pauses)."""
+    disk = GuestDisk(Path(site.guests_dir) / vm._moId)
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        with disk.locked():
+            done = sum(1 for line in disk.load().log if line.startswith("FirstLogonCommand"))
+        if done >= commands:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{vm._moId}: {done}/{commands} FirstLogonCommands after {timeout}s")
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 def make_template(
@@ -557,3 +601,75 @@ def make_template(
     wait_powered_off(si, vm)
     vm.MarkAsTemplate()
     return vm
+
+
+def remove_golden(si: vim.ServiceInstance, site: Site, template: str, base: str) -> None:
+    """Destroy a template make_template made from `base` (an install_windows VM, already destroyed)
+    and the answer ISO that install uploaded: what tests sharing a lab remove after themselves."""
+    with contextlib.suppress(LookupError):
+        wait_task(si, vm_by_name(si, site, template).Destroy_Task())
+    (Path(site.datastore_dir) / "iso" / f"{base}-answers.iso").unlink(missing_ok=True)
+
+
+# -- a Windows MachineSet, written by hand as procedure C1 shows ---------------------------------
+
+
+def provider_spec(site: Site, template: str, server: str | None = None) -> dict[str, object]:
+    """The documented VSphereMachineProviderSpec (M5-M9) for this lab's placement."""
+    return {
+        "apiVersion": "vsphereprovider.openshift.io/v1beta1",
+        "kind": "VSphereMachineProviderSpec",
+        "credentialsSecret": {"name": "vsphere-cloud-credentials"},
+        "diskGiB": 128,
+        "memoryMiB": 16384,
+        "numCPUs": 4,
+        "numCoresPerSocket": 1,
+        "snapshot": "",
+        "template": template,
+        "network": {"devices": [{"networkName": site.network}]},
+        "userDataSecret": {"name": "windows-user-data"},
+        "workspace": {
+            "datacenter": site.datacenter.strip("/").split("/")[-1],
+            "datastore": site.datastore,
+            "folder": site.folder,
+            "resourcePool": site.resource_pool,
+            "server": server or site.host_port[0],
+        },
+    }
+
+
+def windows_machineset(
+    name: str, infra_id: str, provider: dict[str, object], replicas: int = 1
+) -> dict[str, object]:
+    """A Windows worker MachineSet with every label of M1-M4 around `provider`."""
+    labels = {
+        "machine.openshift.io/cluster-api-cluster": infra_id,
+        "machine.openshift.io/cluster-api-machineset": name,
+    }
+    return {
+        "apiVersion": "machine.openshift.io/v1beta1",
+        "kind": "MachineSet",
+        "metadata": {
+            "name": name,
+            "namespace": "openshift-machine-api",
+            "labels": {"machine.openshift.io/cluster-api-cluster": infra_id},
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {
+                    "labels": {
+                        **labels,
+                        "machine.openshift.io/os-id": "Windows",
+                        "machine.openshift.io/cluster-api-machine-role": "worker",
+                        "machine.openshift.io/cluster-api-machine-type": "worker",
+                    }
+                },
+                "spec": {
+                    "metadata": {"labels": {"node-role.kubernetes.io/worker": ""}},
+                    "providerSpec": {"value": provider},
+                },
+            },
+        },
+    }

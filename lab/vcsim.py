@@ -26,6 +26,16 @@ Control endpoint (plain HTTP + JSON on 127.0.0.1:LAB_VCSIM_CONTROL_PORT, LAB_VCS
 Errors answer {"error": "..."} with 400 (bad request), 404 (no such VM) or 409 (wrong state).
   GET    /healthz                   {"ok": true, "sessions": n}; 503 until the inventory is built
   GET    /inventory                 inventory paths, names, datastore dir, {"morefs": {path: moref}}
+  GET    /stats                     SOAP calls answered since the last reset (stats.go): {"since",
+                                    "total", "methods": {name: n}, "sessions": [{"key", "user",
+                                    "user_agent", "ip", "logins", "logged_out", "first_call",
+                                    "last_call", "total", "methods"}...] in order of first call,
+                                    "anonymous": {...calls without a session...}, "tasks": [{"id",
+                                    "name" (TaskInfo.name: CloneVm), "type", "entity",
+                                    "entity_name", "session", "user", "state", "queued", "started",
+                                    "completed"}...] by queue time}. Every call is counted, refused
+                                    ones too; a successful Login counts for the session it creates
+  DELETE /stats                     start a new count -> {"reset": true}
   GET    /faults                    {"rules": [rule...]}, each with "id" and "count" (times applied)
   POST   /faults                    add a rule: {"method": "CloneVM_Task" | "*", "fault": "TaskInProgress",
                                     "moref": "vm-42" (optional), "message": "...", "probability": 1.0,
@@ -64,6 +74,10 @@ Errors answer {"error": "..."} with 400 (bad request), 404 (no such VM) or 409 (
   POST   /vms/<moref>/guest-shutdown power off as the guest's own shutdown does: runtime.powerState
                                     poweredOff with no client task, Tools not running, IP cleared,
                                     VmPoweredOffEvent posted; 409 if the VM is not powered on
+  GET    /vms/<moref>/keys          {"keys": [{"at": unix seconds, "usb_hid_code": n, "hid_usage": n}]}:
+                                    the key events VirtualMachine.PutUsbScanCodes delivered (vcsim
+                                    lacks that method; vcsim-lab implements it: InvalidPowerState
+                                    unless the VM is powered on, returns the number of events)
 
 Without a session the simulator lets property reads through; vcsim-lab answers NotAuthenticated like
 vCenter does (only RetrieveServiceContent, Login* and reads of the ServiceInstance itself are anonymous).
@@ -99,6 +113,9 @@ a listener, each with a goroutine dump of the waiting lock holders on a hang).
        left the template in its pool's `vm`; MarkAsVirtualMachine joined no pool or host list.
 These two are covered by tests/lab/test_vcsim.py (datastore section; "independent clients": govc's
 find/ls after clones, a folder destroy, a template turned back into a VM and session invalidation).
+  0005 VirtualMachine.PutUsbScanCodes (absent from the simulator): recorded per VM with its time
+       (lab/go/vcsim/keys.go, `GET /vms/<moref>/keys`) so the guest twin can model the EFI
+       "Press any key to boot from CD or DVD" prompt; InvalidPowerState when the VM is off.
 
 Component interface (lab/cli.py): `build(ctx)` compiles vcsim-lab (cache key: GOVMOMI_VERSION and a hash
 of the Go sources and patches) and installs govc GOVC_VERSION; `start(ctx)` returns GOVC_* and LAB_VSPHERE_* (see
@@ -418,6 +435,15 @@ class VcsimControl:
         result: dict[str, Any] = self._call("GET", "/inventory")
         return result
 
+    # call accounting
+    def stats(self) -> dict[str, Any]:
+        """SOAP calls per method and per session, and the task timeline, since the last reset."""
+        result: dict[str, Any] = self._call("GET", "/stats")
+        return result
+
+    def reset_stats(self) -> None:
+        self._call("DELETE", "/stats")
+
     # faults
     def add_fault(
         self,
@@ -502,10 +528,49 @@ class VcsimControl:
         result: dict[str, Any] = self._call("POST", f"/vms/{moref}/guest", body)
         return result
 
+    def keys(self, moref: str) -> list[dict[str, Any]]:
+        """Key events delivered to the VM by PutUsbScanCodes, oldest first ("at": Unix seconds)."""
+        result: list[dict[str, Any]] = self._call("GET", f"/vms/{moref}/keys")["keys"] or []
+        return result
+
     def guest_shutdown(self, moref: str) -> dict[str, Any]:
         """Power the VM off as its guest OS's own shutdown does (no task; VmPoweredOffEvent)."""
         result: dict[str, Any] = self._call("POST", f"/vms/{moref}/guest-shutdown")
         return result
+
+
+def max_in_flight(tasks: list[dict[str, Any]], name: str | None = None) -> int:
+    """Most tasks (named `name`, e.g. "CloneVm", or all) running at once in a GET /stats task
+    timeline: a task is in flight from its start until its completion (still running: until now)."""
+    edges: list[tuple[str, int]] = []
+    for t in tasks:
+        if (name is None or t["name"] == name) and t.get("started"):
+            edges.append((t["started"], 1))
+            if t.get("completed"):
+                edges.append((t["completed"], -1))
+    # At equal times ends come first, so back-to-back tasks do not count as overlapping.
+    edges.sort(key=lambda e: (_ts(e[0]), e[1]))
+    running = peak = 0
+    for _, delta in edges:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def _ts(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def stats(ctx: LabContext) -> dict[str, Any]:
+    """The lab vCenter's call accounting (GET /stats): calls per method and session, tasks."""
+    return VcsimControl(control_url(ctx)).stats()
+
+
+def reset_stats(ctx: LabContext) -> None:
+    """Start a new count (DELETE /stats)."""
+    VcsimControl(control_url(ctx)).reset_stats()
 
 
 # -------------------------------------------------------------------------------------- component
@@ -529,14 +594,26 @@ def _upload_media(ctx: LabContext, datastore_dir: Path) -> dict[str, str]:
     items += [(m.file_name, m) for m in media.TOOLS_MEDIA.values()]
     for file_name, m in items:
         built = ctx.paths.media / file_name
-        if not built.exists():
-            if isinstance(m, media.WindowsMedia):
-                media.build_windows_iso(built, m)
-            else:
-                media.build_tools_iso(built, m)
+        # Rebuilt every start (tiny), so a lab directory never keeps stand-ins of an older layout.
+        if isinstance(m, media.WindowsMedia):
+            media.build_windows_iso(built, m)
+        else:
+            media.build_tools_iso(built, m)
+        dest = iso_dir / file_name
+        if not dest.exists() or dest.read_bytes() != built.read_bytes():
+            shutil.copyfile(built, dest)
+        out[file_name] = f"[{_datastore_name()}] {ISO_FOLDER}/{file_name}"
+    # Offline OpenSSH sources (issue 9): the Win32-OpenSSH MSI and a Features-on-Demand ISO.
+    fod = ctx.paths.media / media.FOD_ISO
+    if not fod.exists():
+        media.build_fod_iso(fod)
+    for file_name, src in ((media.FOD_ISO, fod), (media.OPENSSH_MSI, None)):
         dest = iso_dir / file_name
         if not dest.exists():
-            shutil.copyfile(built, dest)
+            if src is None:
+                dest.write_bytes(media.OPENSSH_MSI_BYTES)
+            else:
+                shutil.copyfile(src, dest)
         out[file_name] = f"[{_datastore_name()}] {ISO_FOLDER}/{file_name}"
     return out
 
@@ -578,8 +655,11 @@ def _env(ctx: LabContext, inv: dict[str, Any], isos: dict[str, str]) -> dict[str
         ),
         "LAB_WINDOWS_ISO_OCP49": isos[media.WINDOWS_MEDIA["ocp-4.9"].file_name],
         "LAB_WINDOWS_ISO_CURRENT": isos[media.WINDOWS_MEDIA["current"].file_name],
+        "LAB_WINDOWS_ISO_2025": isos[media.WINDOWS_MEDIA["current-2025"].file_name],
         "LAB_TOOLS_ISO": isos[media.TOOLS_MEDIA["current"].file_name],
         "LAB_TOOLS_ISO_OLD": isos[media.TOOLS_MEDIA["old"].file_name],
+        "LAB_OPENSSH_MSI": isos[media.OPENSSH_MSI],
+        "LAB_FOD_ISO": isos[media.FOD_ISO],
     }
 
 

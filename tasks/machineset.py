@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from blocks.vsphere import VSphereCredentials
@@ -38,11 +38,23 @@ def m7_check_vcenter(
     network: str,
     template: str,
     base_vm: str | None,
+    require_provenance: bool = False,
 ) -> PlacementReport:
-    """Template (exists, is a template, powered off, not the base VM), network, datastore, folder
-    and resource pool, resolved as machine-api resolves them; every problem at once."""
+    """Template (exists, is a template, powered off, a Windows guest, not the base VM, winnodes
+    provenance), network, datastore, folder and resource pool, resolved as machine-api resolves
+    them; every problem at once. A template without provenance is a warning in the evidence (and
+    the log) unless `require_provenance`."""
     creds: Any = VSphereCredentials.load(vsphere_credentials_block)
     with creds.connect() as session:
-        return check_placement(
-            session, workspace=workspace, network=network, template=template, base_vm=base_vm
+        report = check_placement(
+            session,
+            workspace=workspace,
+            network=network,
+            template=template,
+            base_vm=base_vm,
+            require_provenance=require_provenance,
         )
+    for line in report.evidence:
+        if line.startswith("WARNING"):
+            get_run_logger().warning(line)
+    return report

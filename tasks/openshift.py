@@ -15,7 +15,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from blocks.openshift import OpenShiftCredentials
 from blocks.windows import WindowsAccess
-from tasks.policy import transient_retries
+from tasks.policy import LIVE_STATE, transient_retries
 from winnodes.cluster import machinesets, prereqs, wait
 from winnodes.cluster.machinesets import ApplyResult
 from winnodes.cluster.prereqs import KeySecretAction, PrerequisiteReport
@@ -33,6 +33,13 @@ def pre_prerequisites(openshift_block: str) -> PrerequisiteReport:
     """Platform vSphere, WMCO installed (PRE-1), hybrid overlay (PRE-4): every missing item."""
     with _creds(openshift_block).get_client() as api:
         return prereqs.check_prerequisites(api)
+
+
+@task(name="PRE-1 installed WMCO version", **transient_retries())
+def pre1_wmco_version(openshift_block: str) -> str | None:
+    """The version of the WMCO that OLM installed (its Succeeded CSV), for PRE-2's cluster side."""
+    with _creds(openshift_block).get_client() as api:
+        return prereqs.wmco_version(api)
 
 
 @task(name="PRE-3 key secret cloud-private-key", **transient_retries())
@@ -87,7 +94,7 @@ def c3_apply(openshift_block: str, manifest: dict[str, Any]) -> ApplyResult:
         return machinesets.apply_machineset(api, manifest)
 
 
-@task(name="V1 wait until the MachineSet is ready")
+@task(name="V1 wait until the MachineSet is ready", **LIVE_STATE)
 def v1_wait_ready(
     openshift_block: str, name: str, timeout_seconds: float, since: datetime | None = None
 ) -> Readiness:

@@ -6,16 +6,25 @@ jitter, anything else (bad credentials, missing template, invalid spec, a guest 
 fails the task at once. Declaring it here keeps the decision out of message text and out of the flows.
 
 `WINNODES_RETRY_DELAY` (seconds, default 2) scales the backoff: tests and the lab use a small value.
+
+Deadlines. A wait's budget is its step's configured time *in total*, across retries. The flow
+computes one absolute deadline per wait (`deadline_after`) and passes it to the task; the task asks
+`seconds_left` at the start of every attempt, so a retry after a dropped connection waits only for
+what is left, and an attempt that starts after the deadline fails at once. `WaitTimeout` is
+permanent, so a wait that ran out is not started again. (The deadline is an input of the task: a
+later flow run computes a new one, which is how a re-run resumes a wait with a fresh budget.)
 """
 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from winnodes.errors import TransientError
+from winnodes.errors import TransientError, WaitTimeout
 
 RETRIES = 4
 
@@ -42,12 +51,41 @@ def _base_delay() -> float:
     return max(value, 0.0)
 
 
+#: Every task that reads or changes live state (vCenter, the guest, the cluster, DNS) is never
+#: served from Prefect's cache: with `persist_result=True` (the parent flow) the default policy
+#: (inputs + source + flow run) would answer a second call with the same inputs from the first one's
+#: result, e.g. the G6 runtime check after the restart, which must look again. Only deterministic
+#: planning (C1 render, the build ID) may be cached.
+LIVE_STATE: dict[str, Any] = {"cache_policy": NO_CACHE}
+
+
 def transient_retries(retries: int = RETRIES) -> dict[str, Any]:
-    """Keyword arguments for `@task(...)`: retries of transient failures only, with backoff
-    (base, 2x base, 4x base, ...) and 50 % jitter."""
+    """Keyword arguments for `@task(...)` of a task that does I/O: retries of transient failures
+    only, with backoff (base, 2x base, 4x base, ...) and 50 % jitter, and no cache (`LIVE_STATE`)."""
     return {
+        **LIVE_STATE,
         "retries": retries,
         "retry_delay_seconds": exponential_backoff(backoff_factor=_base_delay()),
         "retry_jitter_factor": 0.5,
         "retry_condition_fn": retry_transient,
     }
+
+
+def deadline_after(seconds: float) -> datetime:
+    """The absolute end (UTC) of a budget of `seconds` that starts now: computed once per wait, in
+    the flow, and passed to the task that waits."""
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def seconds_left(deadline: datetime, *, step_id: str, what: str) -> float:
+    """What is left of the budget ending at `deadline`; `WaitTimeout` when nothing is.
+
+    Called at the start of each attempt of a waiting task, so retries share one budget."""
+    left = (deadline - datetime.now(UTC)).total_seconds()
+    if left <= 0:
+        raise WaitTimeout(
+            f"{what}: the step's time ran out at {deadline:%Y-%m-%d %H:%M:%S} UTC "
+            f"({-left:.0f}s ago) before this attempt could wait",
+            step_id=step_id,
+        )
+    return left

@@ -1,36 +1,41 @@
 """The golden image's vCenter steps (G1, G2, G8, G9's wait, G10) as Prefect tasks.
 
 Each task is thin: it loads the `VSphereCredentials` block *by name* (secrets never travel as
-parameters, see field notes), opens one session, reads the real state and converges with one or two
-`winnodes.vsphere` calls, and returns a small result plus an evidence string for the run report.
-Idempotence comes from vCenter itself: every VM the build creates carries its build ID in extraConfig
-from birth (`winnodes.vsphere.vms`), so a re-run finds "its" base VM, clone or template instead of
-making a second one. Retries: transient errors only (`tasks.policy`); permanent ones fail at once.
+parameters, see field notes), uses the flow run's shared session (`vcenter`), reads the real state
+and converges with one or two `winnodes.vsphere` calls, and returns a small result plus an evidence
+string for the run report. Idempotence comes from vCenter itself: every VM the build creates carries
+its build ID in extraConfig from birth (`winnodes.vsphere.vms`), so a re-run finds "its" base VM,
+clone or template instead of making a second one. Retries: transient errors only (`tasks.policy`);
+permanent ones fail at once.
 
 VMs travel between tasks as managed object IDs (`vm-42`): small, JSON-serialisable, persistable.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from prefect import task
 from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
 from prefect.variables import Variable
 from pydantic import BaseModel
 
 from blocks.vsphere import VSphereCredentials
 from blocks.windows import WindowsAccess
-from tasks.policy import transient_retries
+from tasks.policy import seconds_left, transient_retries
 from winnodes import errors
 from winnodes.model.config import GoldenImageConfig
-from winnodes.model.naming import template_name
+from winnodes.model.naming import NothingToResume, build_id_of, choose_build, template_name
 from winnodes.model.profiles import MIN_HARDWARE_VERSION, get_profile
 from winnodes.model.steps import StepId
-from winnodes.render.answer_media import answer_media_files, render_answer_iso
+from winnodes.render.answer_media import INSTALL_CDS, answer_media_files, render_answer_iso
 from winnodes.vsphere import VSphereSession, inventory, media, vms, waits
+from winnodes.vsphere.session import SharedSessions
 from winnodes.vsphere.tools import ToolsVersion
 
 #: Custom attributes the build writes (G4 trust, G9 progress, G10 provenance).
@@ -43,6 +48,9 @@ ATTR_PROFILE = "winnodes.profile"
 ATTR_SOURCE = "winnodes.source"
 ATTR_TOOLS = "winnodes.tools.version"
 ATTR_FLOW_RUN = "winnodes.flow.run"
+ATTR_OS_BUILD = "winnodes.os.build"  # "20348.681": PRE-2's build.UBR, read back by the M checks
+#: On the base VM: the build that uses it and has not reached G10 yet (what `resume` continues).
+ATTR_PENDING = "winnodes.build.pending"
 #: Where G1 puts the answer media, relative to the placement datastore.
 ANSWER_DIR = "winnodes"
 
@@ -57,6 +65,15 @@ class VmInfo(BaseModel):
     power_state: str | None = None
     template: bool = False
     evidence: str = ""
+    windows_never_ran: bool = False  # vCenter has never seen its Tools (setup never finished)
+
+
+class BuildPlan(BaseModel):
+    """The build a run works on: its ID, and "new", "resumed" or "reused" (`choose_build`)."""
+
+    build_id: str
+    action: str
+    unfinished: list[str] = []
 
 
 class GuestFacts(BaseModel):
@@ -68,11 +85,39 @@ class GuestFacts(BaseModel):
     evidence: str = ""
 
 
+#: The vCenter sessions of the flow runs in this process, one per run and credentials.
+_SESSIONS = SharedSessions()
+atexit.register(_SESSIONS.close_all)  # a process that ends without the flow's hooks (last resort)
+
+
 @contextlib.contextmanager
 def vcenter(gi: GoldenImageConfig) -> Iterator[VSphereSession]:
-    """A session from the credentials block the configuration names (logged out on exit)."""
-    with VSphereCredentials.load(gi.vsphere_credentials_block).connect() as session:  # type: ignore[union-attr]
-        yield session
+    """The flow run's vCenter session for the credentials block the configuration names.
+
+    Inside a flow run, every task of the run (in this process, in any thread) shares one logged-in
+    session: one Login per run instead of one per task, re-login on expiry (`VSphereSession`),
+    logged out by the flow's `close_vcenter_sessions` hooks when the run ends, however it ends.
+    Outside a flow run (a task called on its own) the session is logged out on exit."""
+    creds: Any = VSphereCredentials.load(gi.vsphere_credentials_block)
+    run_id = flow_run.get_id()
+    if run_id is None:
+        with creds.connect() as session:
+            yield session
+    else:
+        yield _SESSIONS.get(str(run_id), creds.identity(), creds.login)
+
+
+def close_vcenter_sessions(flow: Any, run: Any, state: Any) -> None:
+    """Flow hook (on_completion, on_failure, on_crashed, on_cancellation): log out the sessions
+    `vcenter()` opened for this flow run."""
+    _SESSIONS.close(str(run.id))
+
+
+#: What a flow that runs these tasks passes to `@flow(...)`: its vCenter sessions end with it.
+VCENTER_SESSION_HOOKS: dict[str, Any] = {
+    hook: [close_vcenter_sessions]
+    for hook in ("on_completion", "on_failure", "on_crashed", "on_cancellation")
+}
 
 
 def _vm(session: VSphereSession, moid: str) -> Any:
@@ -92,15 +137,20 @@ def _info(ref: vms.VmRef, evidence: str = "") -> VmInfo:
 
 
 def _placement(session: VSphereSession, gi: GoldenImageConfig) -> vms.Placement:
+    """The placement's managed objects, resolved once per session (so once per flow run; they do
+    not move during a build) and handed to every later task of the run by reference."""
     pl = gi.placement
-    return vms.resolve_placement(
-        session,
-        datacenter=pl.datacenter,
-        folder=pl.folder,
-        datastore=pl.datastore,
-        network=pl.network,
-        cluster=pl.cluster,
-        resource_pool=pl.resource_pool,
+    return session.memo(  # type: ignore[no-any-return]
+        ("placement", pl.model_dump_json()),
+        lambda: vms.resolve_placement(
+            session,
+            datacenter=pl.datacenter,
+            folder=pl.folder,
+            datastore=pl.datastore,
+            network=pl.network,
+            cluster=pl.cluster,
+            resource_pool=pl.resource_pool,
+        ),
     )
 
 
@@ -120,7 +170,7 @@ def _hw_version(text: str | None) -> int:
 @task(name="G1 preflight: placement, media and base VM", **transient_retries())
 def g1_preflight(gi: GoldenImageConfig) -> str:
     """Check everything G1 needs exists before anything is created: datacenter, folder, pool or
-    cluster, datastore, network, the Windows and Tools ISOs (mode 'iso') or the base VM ('base_vm').
+    cluster, datastore, network, the Windows and Tools ISOs (mode 'iso') or the base VM ('base').
 
     Raises:
         NotFound / Conflict (G1, G2): a missing or ambiguous object, named.
@@ -132,15 +182,17 @@ def g1_preflight(gi: GoldenImageConfig) -> str:
             for step, path in (
                 (StepId.G1, gi.source.windows_iso),
                 (StepId.G2, gi.source.tools_iso),
+                (StepId.G4, gi.source.openssh_msi),
             ):
-                assert path is not None  # validated
+                if path is None:  # validated: only the optional offline OpenSSH source
+                    continue
                 if not inventory.datastore_file_exists(session, path):
                     raise errors.NotFound(f"{path} does not exist", step_id=step.value)
                 seen.append(f"{path} present")
         elif vms.find_vm(session, pl.folder, gi.names.base_vm) is None:
             raise errors.NotFound(
                 f"base VM {gi.names.base_vm!r} not found in {gi.placement.folder} (source.mode "
-                "is 'base_vm')",
+                f"is {gi.source.mode!r}: rebuild from the kept base VM; use 'iso' to install one)",
                 step_id="G1",
             )
         return "; ".join(seen)
@@ -154,7 +206,13 @@ def g1_find_base_vm(gi: GoldenImageConfig) -> VmInfo | None:
         if ref is None:
             return None
         _check_base(ref)
-        return _info(ref, f"base VM {ref.name} ({ref.moid}, {ref.hardware_version}) reused")
+        info = _info(ref, f"base VM {ref.name} ({ref.moid}, {ref.hardware_version}) reused")
+        return info.model_copy(update={"windows_never_ran": _windows_never_ran(session, ref.obj)})
+
+
+def _windows_never_ran(session: VSphereSession, vm: Any) -> bool:
+    seen = inventory.properties(session, vm, ["guest.toolsVersion"])["guest.toolsVersion"]
+    return str(seen or "0") == "0"  # vCenter shows "0" until Tools first report
 
 
 def _check_base(ref: vms.VmRef) -> None:
@@ -172,30 +230,58 @@ def _check_base(ref: vms.VmRef) -> None:
 
 @task(name="G1 upload answer media", **transient_retries())
 def g1_upload_answer_media(gi: GoldenImageConfig) -> str:
-    """Render autounattend.xml and the first-logon scripts, pack them as an ISO and upload it to
-    the datastore, into its directory (`winnodes/`, made with FileManager.MakeDirectory when
-    missing: a datastore does not create directories on upload). Returns its datastore path.
-    Overwrites (idempotent)."""
+    """Render autounattend.xml and the first-logon scripts (plus the Win32-OpenSSH MSI of
+    `source.openssh_msi`, read from the datastore), pack them as an ISO and upload it to the
+    datastore, into its directory (`winnodes/`, made with FileManager.MakeDirectory when missing: a
+    datastore does not create directories on upload). Returns its datastore path. Overwrites
+    (idempotent)."""
     access = WindowsAccess.load(gi.windows_access_block)
-    files = answer_media_files(
-        gi,
-        access.administrator_password.get_secret_value(),  # type: ignore[union-attr]
-        access.public_key("winnodes"),  # type: ignore[union-attr]
-    )
-    iso = render_answer_iso(files)
     path = answer_media_path(gi)
     with vcenter(gi) as session:
+        msi = None
+        if gi.source.openssh_msi:  # offline site: OpenSSH from the Win32-OpenSSH MSI (G4)
+            msi = vms.download_file(
+                session, gi.placement.datacenter, gi.source.openssh_msi, step_id="G4"
+            )
+        files = answer_media_files(
+            gi,
+            access.administrator_password.get_secret_value(),  # type: ignore[union-attr]
+            access.public_key("winnodes"),  # type: ignore[union-attr]
+            openssh_msi=msi,
+        )
+        iso = render_answer_iso(files)
         vms.upload_file(session, gi.placement.datacenter, path, iso, step_id="G1")
     return path
 
 
+def _boot_keys(gi: GoldenImageConfig, session: VSphereSession, vm: Any) -> str:
+    """EFI only: answer "Press any key to boot from CD or DVD" right after this run's power-on."""
+    hw = gi.hardware
+    if hw.firmware != "efi":
+        return "BIOS boots the CD without a key"
+    n = vms.press_boot_key(
+        session,
+        vm,
+        presses=hw.boot_key_presses,
+        interval=hw.boot_key_interval_seconds,
+        timeout=gi.timeouts.vcenter_task_seconds,
+    )
+    return (
+        f"EFI boot prompt answered: {n} spacebar presses, "
+        f"{hw.boot_key_interval_seconds:g}s apart, from power-on"
+    )
+
+
 @task(name="G1 create base VM from ISO", **transient_retries())
 def g1_create_base_vm(gi: GoldenImageConfig, build_id: str, answer_iso: str) -> VmInfo:
-    """Create the base VM (hardware version, disk, NIC, CD-ROMs: Windows ISO, answer media, Tools
-    ISO) and power it on; Windows setup then runs unattended. An existing base VM is reused."""
+    """Create the base VM (hardware version, system disk on the configured controller, NIC,
+    CD-ROMs in `INSTALL_CDS` order: Windows ISO D:, Tools ISO E:, answer media F:) and power it
+    on; on EFI, press the boot key while the ISO's boot loader asks for one. Windows setup then
+    runs unattended. An existing base VM is reused (and never gets keys: it may be installing)."""
     profile = get_profile(gi.profile)
     hw = gi.hardware
     assert gi.source.windows_iso and gi.source.tools_iso  # validated (mode 'iso')
+    by_role = {"windows": gi.source.windows_iso, "tools": gi.source.tools_iso, "answer": answer_iso}
     spec = vms.VmSpec(
         name=gi.names.base_vm,
         guest_id=hw.guest_id or profile.guest_id,
@@ -205,7 +291,8 @@ def g1_create_base_vm(gi: GoldenImageConfig, build_id: str, answer_iso: str) -> 
         num_cores_per_socket=hw.num_cores_per_socket,
         memory_mib=hw.memory_mib,
         disk_gib=hw.disk_gib,
-        isos=(gi.source.windows_iso, answer_iso, gi.source.tools_iso),
+        isos=tuple(by_role[role] for role in INSTALL_CDS),
+        disk_controller=hw.disk_controller,
         annotation=f"winnodes golden image base VM ({gi.profile}); never sysprep, never a template",
     )
     with vcenter(gi) as session:
@@ -219,22 +306,31 @@ def g1_create_base_vm(gi: GoldenImageConfig, build_id: str, answer_iso: str) -> 
         )
         _check_base(ref)
         powered = vms.power_on(session, ref.obj, timeout=gi.timeouts.vcenter_task_seconds)
+        keys = _boot_keys(gi, session, ref.obj) if powered and ref.created else ""
         what = "created" if ref.created else "reused"
         return _info(
             ref,
             f"{ref.name} ({ref.moid}) {what}: {hw.hardware_version}, {hw.firmware}, "
-            f"{hw.num_cpus} vCPU, {hw.memory_mib} MiB, {hw.disk_gib} GiB, NIC on "
-            f"{gi.placement.network}; {'powered on' if powered else 'already on'}",
+            f"{hw.disk_controller} disk, {hw.num_cpus} vCPU, {hw.memory_mib} MiB, "
+            f"{hw.disk_gib} GiB, NIC on {gi.placement.network}; "
+            f"{'powered on' if powered else 'already on'}" + (f"; {keys}" if keys else ""),
         )
 
 
 @task(name="G1 power on base VM", **transient_retries())
 def g1_power_on(gi: GoldenImageConfig, vm_moid: str) -> bool:
-    """A reused base VM must run for the checks (G2-G7). True when this call powered it on."""
+    """A reused base VM must run for the checks (G2-G7). True when this call powered it on.
+
+    A base VM whose Windows never ran (vCenter has never seen its Tools: an earlier run stopped
+    between power-on and the end of setup) boots the ISO again: on EFI it needs the boot key, which
+    this call then presses. A running VM is left alone (setup may be in progress)."""
     with vcenter(gi) as session:
-        return vms.power_on(
-            session, _vm(session, vm_moid), timeout=gi.timeouts.vcenter_task_seconds, step_id="G1"
-        )
+        vm = _vm(session, vm_moid)
+        fresh = _windows_never_ran(session, vm)
+        powered = vms.power_on(session, vm, timeout=gi.timeouts.vcenter_task_seconds, step_id="G1")
+        if powered and fresh and gi.source.mode == "iso":
+            _boot_keys(gi, session, vm)
+        return powered
 
 
 @task(name="G1 remove answer media", **transient_retries())
@@ -261,19 +357,19 @@ def g1_remove_answer_media(gi: GoldenImageConfig, vm_moid: str | None) -> str:
 
 # -- G2 ----------------------------------------------------------------------------------------------
 @task(name="G2 wait for VMware Tools and IPv4", **transient_retries())
-def g2_wait_for_tools(gi: GoldenImageConfig, vm_moid: str, timeout: float) -> GuestFacts:
-    """Wait (WaitForUpdatesEx, deadline) until Tools run and report a usable IPv4 (not APIPA, not
-    link-local), then check the Tools version against the profile (>= 11.0.6).
+def g2_wait_for_tools(gi: GoldenImageConfig, vm_moid: str, deadline: datetime) -> GuestFacts:
+    """Wait (WaitForUpdatesEx) until Tools run and report a usable IPv4 (not APIPA, not
+    link-local), then check the Tools version against the profile (>= 11.0.6). `deadline` bounds
+    the wait across retries (`tasks.policy.deadline_after(install_seconds)`, computed by the flow).
 
     Raises:
-        WaitTimeout (G2): not reached before `timeout` (transient: a re-run resumes the wait).
+        WaitTimeout (G2): not reached before `deadline` (permanent; a new flow run resumes).
         GuestCheckFailed (G2): Tools are older than the profile's minimum or report no version.
     """
     profile = get_profile(gi.profile)
+    left = seconds_left(deadline, step_id="G2", what="VMware Tools and IPv4")
     with vcenter(gi) as session:
-        info = waits.wait_for_guest_ip(
-            session, _vm(session, vm_moid), timeout=timeout, step_id="G2"
-        )
+        info = waits.wait_for_guest_ip(session, _vm(session, vm_moid), timeout=left, step_id="G2")
     minimum = ToolsVersion(*profile.min_tools_version)
     if info.tools_version is None:
         raise errors.GuestCheckFailed(
@@ -313,9 +409,14 @@ def g2_tools_state(gi: GoldenImageConfig, vm_moid: str) -> dict[str, str | None]
 
 
 @task(name="G6 wait for the guest to restart", **transient_retries())
-def g6_wait_for_restart(gi: GoldenImageConfig, vm_moid: str) -> GuestFacts:
+def g6_wait_for_restart(
+    gi: GoldenImageConfig, vm_moid: str, deadline: datetime, step_id: str = "G6"
+) -> GuestFacts:
     """After a restart the guest first goes down (Tools stop), then reports Tools and an IPv4
-    again: wait for both, event-driven, so the old IP is not mistaken for the new boot."""
+    again: wait for both, event-driven, so the old IP is not mistaken for the new boot. Both
+    waits, and every retry, share the budget that ends at `deadline`. G6u's update restarts use
+    the same wait (with their own deadline and step ID)."""
+    what = "the guest's restart"
     with vcenter(gi) as session:
         vm = _vm(session, vm_moid)
         waits.wait_for(
@@ -323,13 +424,12 @@ def g6_wait_for_restart(gi: GoldenImageConfig, vm_moid: str) -> GuestFacts:
             vm,
             ["guest.toolsRunningStatus"],
             lambda v: v["guest.toolsRunningStatus"] != "guestToolsRunning",
-            timeout=gi.timeouts.install_seconds,
-            step_id="G6",
+            timeout=seconds_left(deadline, step_id=step_id, what=what),
+            step_id=step_id,
             what="the guest going down for its restart",
         )
-        info = waits.wait_for_guest_ip(
-            session, vm, timeout=gi.timeouts.install_seconds, step_id="G6"
-        )
+        left = seconds_left(deadline, step_id=step_id, what=what)
+        info = waits.wait_for_guest_ip(session, vm, timeout=left, step_id=step_id)
     return GuestFacts(
         ip=info.ip,
         tools_version=str(info.tools_version),
@@ -410,12 +510,11 @@ def g8_clone(gi: GoldenImageConfig, base_moid: str, build_id: str) -> VmInfo:
 
 # -- G9 ----------------------------------------------------------------------------------------------
 @task(name="G9 wait for power-off after sysprep", **transient_retries())
-def g9_wait_for_power_off(gi: GoldenImageConfig, vm_moid: str) -> str:
-    """Sysprep shuts the clone down: wait for `poweredOff` (WaitForUpdatesEx, deadline)."""
+def g9_wait_for_power_off(gi: GoldenImageConfig, vm_moid: str, deadline: datetime) -> str:
+    """Sysprep shuts the clone down: wait for `poweredOff` (WaitForUpdatesEx), until `deadline`."""
+    left = seconds_left(deadline, step_id="G9", what="power-off after sysprep")
     with vcenter(gi) as session:
-        waits.wait_for_power_off(
-            session, _vm(session, vm_moid), timeout=gi.timeouts.sysprep_seconds, step_id="G9"
-        )
+        waits.wait_for_power_off(session, _vm(session, vm_moid), timeout=left, step_id="G9")
     return f"{vm_moid} powered off by sysprep /shutdown"
 
 
@@ -467,20 +566,49 @@ def g10_make_template(
     )
 
 
+class RetentionResult(BaseModel):
+    """What G10 retention deleted and what it kept, with the reason for each."""
+
+    deleted: list[str]
+    kept: list[tuple[str, str]]
+
+    @property
+    def summary(self) -> str:
+        kept = "; ".join(f"{n} ({why})" for n, why in self.kept) or "none"
+        return f"deleted {', '.join(self.deleted) or 'nothing'}; kept {kept}"
+
+
 @task(name="G10 retention", **transient_retries())
-def g10_retention(gi: GoldenImageConfig, keep_build_id: str) -> list[str]:
-    """Delete the series' templates beyond the newest `keep_templates` (never this build's)."""
+def g10_retention(
+    gi: GoldenImageConfig, keep_build_id: str | None, openshift_block: str | None = None
+) -> RetentionResult:
+    """Delete the series' templates beyond the newest `keep_templates`, never this build's and never
+    one that a MachineSet or Machine in openshift-machine-api names (read through
+    `openshift_block`; without it nothing is deleted: unknown references are not permission)."""
+    from blocks.openshift import OpenShiftCredentials
+    from winnodes.cluster.rotation import all_machine_templates
+    from winnodes.plan.retention import TemplateRef, plan_retention, references_by_template
+
+    references = None
+    if openshift_block:
+        creds: Any = OpenShiftCredentials.load(openshift_block)
+        with creds.get_client() as api:
+            references = references_by_template(all_machine_templates(api, "G10"))
     with vcenter(gi) as session:
-        folder = _placement(session, gi).folder
+        folder = inventory.find_by_path(session, gi.placement.folder)
         series = vms.list_templates(session, folder, gi.names.template_series)
-        doomed = [
-            t
-            for t in vms.templates_to_delete(series, gi.keep_templates)
-            if t.build_id != keep_build_id
+        protect = [t.name for t in series if keep_build_id and t.build_id == keep_build_id]
+        refs = [
+            TemplateRef(t.name, t.build_id, t.created.isoformat() if t.created else "")
+            for t in series
         ]
+        plan = plan_retention(refs, gi.keep_templates, references, protect)
+        doomed = [t for t in series if t.name in plan.delete]
         for t in doomed:
             vms.destroy(session, t.obj, timeout=gi.timeouts.vcenter_task_seconds, step_id="G10")
-    return [t.name for t in doomed]
+    return RetentionResult(
+        deleted=[t.name for t in doomed], kept=[(k.name, k.reason) for k in plan.kept]
+    )
 
 
 # -- cleanup -------------------------------------------------------------------------------------------
@@ -510,20 +638,76 @@ def cleanup_failed_build(gi: GoldenImageConfig, build_id: str, base_moid: str | 
 
 
 # -- the build ID --------------------------------------------------------------------------------------
+def _unfinished_builds(session: VSphereSession, gi: GoldenImageConfig) -> list[str]:
+    """Build IDs started but not finished, newest first: the base VM's pending marker (set when a
+    build starts using it, cleared by G10), then clones of the series that are not templates yet."""
+    folder = _placement(session, gi).folder
+    found: list[str] = []
+    base = vms.find_vm(session, folder, gi.names.base_vm)
+    if base is not None and not base.template:
+        marker = vms.custom_attributes(session, base.obj).get(ATTR_PENDING, "")
+        if marker:
+            found.append(marker)
+    clones = [
+        ref
+        for ref in vms.list_vms(session, folder)
+        if not ref.template
+        and ref.build_id
+        and build_id_of(gi.names, ref.name) == ref.build_id
+        and ref.name != gi.names.base_vm
+    ]
+    for ref in sorted(clones, key=lambda r: int(r.build_id or 0), reverse=True):
+        if ref.build_id not in found:
+            found.append(ref.build_id or "")
+    return found
+
+
 @task(name="plan the build ID", **transient_retries())
-def plan_build_id(gi: GoldenImageConfig, now: str) -> str:
-    """A new build ID per the naming scheme: the UTC timestamp `now` (ISO 8601), or 1 + the highest
-    counter among the series' templates. The flow caches this task's result by the configuration,
-    so a re-run of the same build gets the same ID back (and so finds its VMs and template)."""
-    from datetime import datetime
+def plan_build(gi: GoldenImageConfig, mode: str, now: str) -> BuildPlan:
+    """The build this run works on (`winnodes.model.naming.choose_build`): a new ID, the unfinished
+    build found in vCenter ("resume"), or the newest template ("latest"). The flow caches this
+    task's result per flow run (`flows.golden_image`), so a retry of the same run gets the same
+    build back, while every new run decides again from vCenter's real state.
 
-    from winnodes.model.naming import next_build_id
+    Raises:
+        NotFound (G1): "resume" was asked for, but no unfinished build exists.
+    """
+    with vcenter(gi) as session:
+        folder = _placement(session, gi).folder
+        templates = [t.name for t in vms.list_templates(session, folder, gi.names.template_series)]
+        unfinished = _unfinished_builds(session, gi)
+    try:
+        build_id, action = choose_build(
+            gi.names,
+            mode,
+            now=datetime.fromisoformat(now),
+            templates=templates,
+            unfinished=unfinished,
+        )
+    except NothingToResume as exc:
+        raise errors.NotFound(
+            f"{exc}: nothing to resume (start a new build instead)", step_id="G1"
+        ) from None
+    return BuildPlan(build_id=build_id, action=action, unfinished=unfinished)
 
-    existing: list[str] = []
-    if gi.names.build_id_scheme == "counter":
-        with vcenter(gi) as session:
-            folder = _placement(session, gi).folder
-            existing = [
-                t.name for t in vms.list_templates(session, folder, gi.names.template_series)
-            ]
-    return next_build_id(gi.names, now=datetime.fromisoformat(now), existing=existing)
+
+@task(name="mark the build pending on the base VM", **transient_retries())
+def mark_build_pending(gi: GoldenImageConfig, base_moid: str, build_id: str) -> None:
+    """Record on the base VM which build uses it until G10 (`resume` finds it there)."""
+    with vcenter(gi) as session:
+        vms.set_custom_attributes(
+            session, _vm(session, base_moid), {ATTR_PENDING: build_id}, step_id="G1"
+        )
+
+
+@task(name="clear the base VM's pending build", **transient_retries())
+def clear_build_pending(gi: GoldenImageConfig, build_id: str) -> bool:
+    """G10 done: the base VM no longer carries this build as unfinished. True when cleared."""
+    with vcenter(gi) as session:
+        base = vms.find_vm(session, _placement(session, gi).folder, gi.names.base_vm)
+        if base is None or base.template:
+            return False
+        if vms.custom_attributes(session, base.obj).get(ATTR_PENDING) != build_id:
+            return False
+        vms.set_custom_attributes(session, base.obj, {ATTR_PENDING: ""}, step_id="G10")
+        return True

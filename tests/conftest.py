@@ -1,5 +1,7 @@
-"""Shared fixtures. `lab_env` brings the whole lab up once per test session (or reuses a lab that is
-already running, e.g. after `make lab-up`) and takes it down at the end if it started it."""
+"""Shared fixtures. `lab_env` starts a lab of the test session's own (all components, in a
+temporary run directory, on ports from the OS and a guest network nothing else uses) and stops it
+at the end: the suite never touches a lab the user runs (`make demo`, `.lab/`, the default ports),
+and can run while one is up. See README, "How the tests isolate themselves"."""
 
 from __future__ import annotations
 
@@ -11,16 +13,9 @@ from lab import cli
 
 
 @pytest.fixture(scope="session")
-def lab_env() -> Iterator[dict[str, str]]:
-    ctx = cli.context()
-    if all(mod.status(ctx).startswith("running") for mod in cli._components()):
-        yield cli.load_env(ctx.paths)
-        return
-    cli.up(ctx)
-    try:
+def lab_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    with cli.private_lab(tmp_path_factory.mktemp("session-lab") / "lab") as ctx:
         yield dict(ctx.env)
-    finally:
-        cli.down(ctx)
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ enters (`raise VCenterBusy(...) from exc`). Nobody parses message text to decide
     │   ├── ConnectionLost             TCP reset, TLS EOF, timeout on a connected socket
     │   ├── SessionExpired             vCenter NotAuthenticated after a working login
     │   ├── ApiUnavailable             Kubernetes 5xx / 429 (`status` holds the HTTP code)
-    │   ├── SSHDropped                 the guest's SSH session ended mid-command (reboot, sysprep...)
-    │   └── WaitTimeout                a bounded wait ended before its condition (re-run resumes)
+    │   └── SSHDropped                 the guest's SSH session ended mid-command (reboot, sysprep...)
     └── PermanentError                 retrying cannot help: a human (or the configuration) must act
+        ├── WaitTimeout                a wait used up its step's whole budget (a new run starts anew)
         ├── ConfigError                bad input; `problems`: list[Problem] (field, rule, step ID)
         │   └── ValidationError        raised by `validate_all` with *every* problem found
         ├── AuthenticationError        wrong password / key / token / TSIG secret
@@ -20,10 +20,23 @@ enters (`raise VCenterBusy(...) from exc`). Nobody parses message text to decide
         ├── Conflict                   something exists and differs: api-int pointing elsewhere,
         │   │                          an SSH host key or key fingerprint that does not match
         │   └── HostKeyMismatch        the guest's SSH host key is not the trusted one (security)
+        ├── IncompatiblePeer           the SSH peer shares no kex/cipher/MAC/host key algorithm with
+        │                              us, or does not speak SSH-2 at all (wrong port, old server)
         └── GuestCheckFailed           a check inside the guest failed and could not be repaired;
             │                          `evidence` holds what was seen
             └── GuestCommandFailed     a command exited non-zero: command (no secrets), exit code,
                                        stderr tail
+
+Why `WaitTimeout` is permanent. A wait's budget is the step's configured time *in total*: the
+tasks compute one deadline per step and pass it down, so a retry after a dropped connection waits
+only for what is left. When the deadline has passed, retrying cannot help within this run (a
+transient class made every bounded wait run up to five times its configured time). A later run of
+the flow gets a fresh budget and resumes from the real state.
+
+Pickling. Prefect persists a failed task's exception and reads it back (result storage, retries
+from the UI). `Exception.__reduce__` re-calls `cls(*args)`, which breaks every class with its own
+`__init__`; `WinNodesError.__reduce__` instead restores the instance's attributes as they are, so
+every subclass, present and future, survives a pickle round trip (tested for the whole tree).
 
 Secrets rule: no exception message, `evidence`, `Problem.message` or `repr` ever contains a secret
 value (passwords, private keys, tokens, TSIG secrets). Name the *field* ("windows_access.password is the
@@ -36,6 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from xml.sax.saxutils import escape as _xml_escape
 
 #: Longest evidence/detail text kept in an exception (bodies are truncated, see kopf/httpx habits).
@@ -72,6 +86,18 @@ class WinNodesError(Exception):
     def __str__(self) -> str:
         return f"[{self.step_id}] {self.message}" if self.step_id else self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by state, not by constructor: subclasses' `__init__` signatures differ."""
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[WinNodesError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Unpickle a `WinNodesError` without calling its subclass's `__init__`."""
+    obj = cls.__new__(cls)
+    Exception.__init__(obj, *args)
+    obj.__dict__.update(state)
+    return obj
+
 
 class TransientError(WinNodesError):
     """The same operation may succeed if retried later (with backoff)."""
@@ -103,12 +129,13 @@ class SSHDropped(TransientError):
     """The SSH session to the guest ended before the command finished (reboot, sysprep, network)."""
 
 
-class WaitTimeout(TransientError):
-    """A bounded wait ended before its condition held; re-running resumes the wait."""
-
-
 class PermanentError(WinNodesError):
     """Retrying cannot help: the configuration, the credentials or the environment must change."""
+
+
+class WaitTimeout(PermanentError):
+    """A bounded wait used up its step's whole budget before its condition held. Not retried: the
+    budget is the step's configured time across retries (a new flow run starts a new budget)."""
 
 
 class ConfigError(PermanentError):
@@ -149,6 +176,11 @@ class NotFound(PermanentError):
 class Conflict(PermanentError):
     """An object exists and differs from what is required, and overwriting it is not allowed
     (api-int pointing elsewhere, a host key or SSH key fingerprint that does not match)."""
+
+
+class IncompatiblePeer(PermanentError):
+    """The peer cannot speak the protocol with us: no common SSH algorithm, an SSH-1 or non-SSH
+    server on the port. The same attempt fails the same way until one side is reconfigured."""
 
 
 class GuestCheckFailed(PermanentError):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 CONTROLLERS: dict[str, str] = {
     "machine-api": "lab.controllers.machine_api",
     "wmco": "lab.controllers.wmco",
+    "kubelet": "lab.controllers.kubelet",
 }
 
 REQUIRED_ENV = ("KUBECONFIG", "GOVC_URL")

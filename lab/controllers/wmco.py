@@ -456,9 +456,15 @@ def gather_facts(run: Runner) -> GuestFacts:
     return facts
 
 
-def check_guest(run: Runner, profile: Profile, facts: GuestFacts | None = None) -> list[str]:
+def check_guest(
+    run: Runner,
+    profile: Profile,
+    facts: GuestFacts | None = None,
+    wmco_version: str = WMCO_VERSION,
+) -> list[str]:
     """Every check the profile needs that can be made inside the guest; one message per failure,
-    each naming what is wrong and the procedure step that fixes it."""
+    each naming what is wrong and the procedure step that fixes it. `wmco_version` is the version
+    this simulated operator claims (its CSV), which decides whether Windows Server 2025 is known."""
     failures: list[str] = []
     facts = facts or gather_facts(run)
     tools = facts.services.get("vmtools")
@@ -488,7 +494,7 @@ def check_guest(run: Runner, profile: Profile, facts: GuestFacts | None = None) 
                     f"runtime: {rt} is preinstalled; WMCO installs and manages containerd itself "
                     f"and the image must not carry a runtime (G6, profile {profile.name})"
                 )
-    failures += _windows_failures(facts, profile)
+    failures += _windows_failures(facts, profile, wmco_version)
     return failures
 
 
@@ -513,13 +519,36 @@ def _firewall_failures(run: Runner, profile: Profile) -> list[str]:
     return failures
 
 
-def _windows_failures(facts: GuestFacts, profile: Profile) -> list[str]:
+#: Windows Server 2025 is listed as supported from WMCO 10.22 (docs/wmco-prerequisites.md on the
+#: release-4.22 branch; not on release-4.21, WMCO 10.21).
+WS2025_MIN_WMCO = (10, 22)
+
+
+def _wmco_minor(version: str) -> tuple[int, int]:
+    m = re.match(r"v?(\d+)\.(\d+)", version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def _windows_failures(facts: GuestFacts, profile: Profile, wmco_version: str) -> list[str]:
+    """PRE-2 as the WMCO docs state it. WMCO's own code does not compare build numbers; an image it
+    does not support fails later (the hybrid overlay's HNS network, the kubelet), so the lab refuses
+    here, naming the build, which is the stricter and clearer behaviour."""
     found = f"{facts.product_name or 'Windows'} build {facts.build}.{facts.ubr}"
     if profile.name == "ocp-4.9":
+        if facts.build != 19042:
+            return [
+                f"windows: {found} is not Windows Server SAC 20H2 (build 19042), which the "
+                "OpenShift 4.9 procedure requires on vSphere (G1, PRE-2, profile ocp-4.9)"
+            ]
         if "KB4565351" not in facts.hotfixes:
             return [f"windows: KB4565351 is not installed on {found} (G1, PRE-2, profile ocp-4.9)"]
         return []
-    if facts.build < 20348:
+    if facts.build == 17763:
+        return [
+            f"windows: {found} (Windows Server 2019) is not supported on vSphere: it cannot use "
+            "the custom hybrid overlay VXLAN port (G1, PRE-2, profile current)"
+        ]
+    if facts.build not in (20348, 26100):
         return [
             f"windows: {found} is not supported; WMCO needs Windows Server 2022 LTSC (20348.681 or "
             "later) or 2025 (G1, PRE-2, profile current)"
@@ -528,6 +557,11 @@ def _windows_failures(facts: GuestFacts, profile: Profile) -> list[str]:
         return [
             f"windows: {found} lacks KB5012637 (needs 20348.681 or later) (G1, PRE-2, profile "
             "current)"
+        ]
+    if facts.build == 26100 and _wmco_minor(wmco_version) < WS2025_MIN_WMCO:
+        return [
+            f"windows: {found} (Windows Server 2025) is not supported by WMCO {wmco_version}; "
+            "it is supported from WMCO 10.22 (G1, PRE-1, PRE-2, profile current)"
         ]
     return []
 

@@ -9,7 +9,10 @@ turns each VM into a Windows guest twin (`lab.guest.state.GuestDisk` in `<lab>/g
   against the lab CA, and re-logs in after any failure without losing events (keys already handled are
   skipped when the new collector replays the history);
 - clone → copies the source's disk; power-on → after a boot delay, setup / OOBE / normal boot
-  (`lab.guest.boot`); then reports Tools state, version, host name and IP through the vcsim control
+  (`lab.guest.boot`); an EFI VM with an empty disk and the Windows ISO first shows "Press any key to
+  boot from CD or DVD" for LAB_EFI_KEY_WINDOW seconds and boots the CD only if vCenter delivered a key
+  (PutUsbScanCodes, read from the vcsim control endpoint) while it showed; the VM's firmware and its
+  boot disk's controller go into runtime.json for Windows PE's driver rule; then reports Tools state, version, host name and IP through the vcsim control
   endpoint while the guest's `VMTools` service runs (first a short-lived APIPA address, as DHCP is slow
   on a real boot); and runs a real `sshd` (`lab.guest.sshd`) while the guest's sshd service runs and
   the firewall allows TCP 22;
@@ -47,6 +50,7 @@ from lab.guest import boot as guest_boot
 from lab.guest.control import ControlError, ControlServer, SupervisorClient
 from lab.guest.sshd import GuestSshd
 from lab.guest.state import RUNNING, GuestDisk, GuestState, Runtime
+from lab.guest.timing import Timing, lab_timing
 from lab.paths import LabPaths
 from lab.process import LabError, read_pid, start_daemon, stop_daemon
 
@@ -67,7 +71,7 @@ EVENT_TYPES = [
     "VmReconfiguredEvent",
 ]
 WAIT_SECONDS = 5  # bounded WaitForUpdatesEx
-NOTIFY_EVENTS = {"changed", "restart", "shutdown", "sysprep"}
+NOTIFY_EVENTS = {"changed", "restart", "shutdown", "sysprep", "guestinfo"}
 CURRENT_TOOLS = (12, 0, 0)  # Tools at or above this version report guestToolsCurrent
 
 
@@ -96,6 +100,8 @@ class Settings:
     shutdown_delay: (
         float  # Restart-Computer / Stop-Computer / sysprep /shutdown -> the guest goes down
     )
+    efi_key_window: float = 2.0  # how long "Press any key to boot from CD or DVD" shows (scaled)
+    timing: Timing = field(default_factory=Timing)  # LAB_TIMING profile (lab.guest.timing)
 
     @classmethod
     def from_env(cls, paths: LabPaths | None = None) -> Settings:
@@ -112,7 +118,9 @@ class Settings:
                 f"guest supervisor: {', '.join(missing)} not set; start lab.vcsim first "
                 "(`python -m lab up`, or LAB_COMPONENTS=vcsim,guest.supervisor)"
             )
+        timing = Timing.from_env(env)
         return cls(
+            timing=timing,
             paths=paths or LabPaths.default(),
             govc_url=env["GOVC_URL"],
             username=env.get("GOVC_USERNAME", "administrator@vsphere.local"),
@@ -125,6 +133,7 @@ class Settings:
             boot_delay=_float_env("LAB_BOOT_DELAY", 0.5),
             apipa_seconds=_float_env("LAB_APIPA_SECONDS", 0.3),
             shutdown_delay=_float_env("LAB_GUEST_SHUTDOWN_DELAY", 0.5),
+            efi_key_window=_float_env("LAB_EFI_KEY_WINDOW", 2.0),
         )
 
 
@@ -282,6 +291,7 @@ def _retrieve_vm(si: Any, moref: str) -> dict[str, Any] | None:
                     "runtime.powerState",
                     "config.template",
                     "config.guestId",
+                    "config.firmware",
                     "config.hardware.device",
                 ],
             )
@@ -299,8 +309,33 @@ def _retrieve_vm(si: Any, moref: str) -> dict[str, Any] | None:
         "power": str(props.get("runtime.powerState", "")),
         "template": bool(props.get("config.template", False)),
         "guest_id": str(props.get("config.guestId") or ""),
+        "firmware": str(props.get("config.firmware") or "bios"),
         "devices": list(props.get("config.hardware.device", []) or []),
     }
+
+
+def boot_disk_controller(devices: list[Any]) -> str:
+    """The kind of controller the VM's first disk (lowest controller/unit) hangs on."""
+    from pyVmomi import vim
+
+    kinds = [
+        (vim.vm.device.ParaVirtualSCSIController, "pvscsi"),
+        (vim.vm.device.VirtualLsiLogicSASController, "lsilogic-sas"),
+        (vim.vm.device.VirtualLsiLogicController, "lsilogic"),
+        (vim.vm.device.VirtualBusLogicController, "buslogic"),
+        (vim.vm.device.VirtualNVMEController, "nvme"),
+        (vim.vm.device.VirtualSATAController, "sata"),
+        (vim.vm.device.VirtualIDEController, "ide"),
+    ]
+    by_key = {d.key: d for d in devices}
+    disks = sorted(
+        (d for d in devices if isinstance(d, vim.vm.device.VirtualDisk)),
+        key=lambda d: (d.controllerKey or 0, d.unitNumber or 0),
+    )
+    if not disks:
+        return ""
+    ctrl = by_key.get(disks[0].controllerKey)
+    return next((name for cls, name in kinds if isinstance(ctrl, cls)), "")
 
 
 def _retrieve_all_vms(si: Any) -> dict[str, dict[str, Any]]:
@@ -378,6 +413,8 @@ class Twin:
     gen: int = 0  # bumped at every power transition; stale timers carry an old one
     ip_ready: bool = False  # DHCP answered (the APIPA phase of this boot is over)
     reported: dict[str, str] = field(default_factory=dict)
+    # Set when Windows goes down: the first-logon thread of that boot stops.
+    down: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(order=True)
@@ -408,6 +445,17 @@ class Supervisor:
         self.server: ControlServer | None = None
         self.paths.guests.mkdir(parents=True, exist_ok=True)
         (self.paths.logs / "guests").mkdir(parents=True, exist_ok=True)
+
+    # -- timing -------------------------------------------------------------------------------------
+    def timing(self) -> Timing:
+        """LAB_TIMING, or the profile a test switched the running lab to (lab.guest.timing)."""
+        return lab_timing(self.paths.guests, self.s.timing)
+
+    def boot_delay(self) -> float:
+        return max(self.s.boot_delay, self.timing().seconds("restart"))
+
+    def shutdown_delay(self) -> float:
+        return max(self.s.shutdown_delay, self.timing().seconds("shutdown"))
 
     # -- queue ----------------------------------------------------------------------------------
     def put(
@@ -590,7 +638,7 @@ class Supervisor:
         elif item.kind == "reconcile-all":
             self._reconcile_all(item.data.get("why", ""))
         elif item.kind == "boot" and t is not None:
-            self._boot(t, item.data.get("why", "power-on"))
+            self._boot(t, item.data.get("why", "power-on"), item.data)
         elif item.kind == "dhcp" and t is not None:
             t.ip_ready = True
             self._reconcile(t, "DHCP lease obtained")
@@ -631,8 +679,11 @@ class Supervisor:
                 return ip
         raise AssertionError("unreachable")
 
-    def _save_runtime(self, t: Twin, cdroms: dict[str, str] | None = None) -> None:
+    def _save_runtime(
+        self, t: Twin, cdroms: dict[str, str] | None = None, hardware: tuple[str, str] | None = None
+    ) -> None:
         rt = t.disk.runtime()
+        firmware, controller = hardware or (rt.firmware, rt.boot_disk_controller)
         t.disk.save_runtime(
             Runtime(
                 vm=t.vm,
@@ -641,6 +692,9 @@ class Supervisor:
                 powered_on=t.powered_on,
                 supervisor_socket=str(self.paths.supervisor_socket),
                 cdroms=rt.cdroms if cdroms is None else cdroms,
+                firmware=firmware,
+                boot_disk_controller=controller,
+                timing=self.timing().to_json(),
             )
         )
 
@@ -695,14 +749,15 @@ class Supervisor:
         t.gen += 1
         t.reported.clear()
         self._save_runtime(t)
-        self.decide(t.vm, "powered on", f"{why}; booting in {self.s.boot_delay:.2f}s")
+        self.decide(t.vm, "powered on", f"{why}; booting in {self.boot_delay():.2f}s")
         self._reconcile(t, "power-on: firmware running, no OS yet")
-        self.put("boot", t.vm, {"why": why}, delay=self.s.boot_delay, gen=t.gen)
+        self.put("boot", t.vm, {"why": why}, delay=self.boot_delay(), gen=t.gen)
 
     def _power_off(self, t: Twin, why: str) -> None:
         was = t.powered_on
         t.powered_on, t.booted, t.ip_ready = False, False, False
         t.gen += 1
+        t.down.set()
         if t.sshd.stop():
             self.decide(t.vm, "sshd stopped", f"VM powered off ({why})")
         if t.disk.exists():
@@ -729,7 +784,7 @@ class Supervisor:
         cdroms, notes = cdrom_letters(info["devices"], self.s.datastore, self.s.datastore_dir)
         if t.name != info["name"]:
             t.name = info["name"]
-        self._save_runtime(t, cdroms)
+        self._save_runtime(t, cdroms, (info["firmware"], boot_disk_controller(info["devices"])))
         for note in notes:
             self.guest_log(t, f"CD-ROM {note}")
         return info
@@ -760,7 +815,8 @@ class Supervisor:
             f"{why}: {len(vms)} VMs, {sum(t.powered_on for t in self.twins.values())} powered on",
         )
 
-    def _boot(self, t: Twin, why: str) -> None:
+    def _boot(self, t: Twin, why: str, data: dict[str, Any] | None = None) -> None:
+        data = data or {}
         info = self._refresh_cdroms(t)
         if info is None or info["power"] != "poweredOn":
             self.decide(t.vm, "boot skipped", f"VM is {info['power'] if info else 'gone'}")
@@ -776,6 +832,18 @@ class Supervisor:
                 f"guestId {info['guest_id']} and no Windows on the disk: left as vCenter shows it",
             )
             return
+        if (
+            not data.get("setup_ran")
+            and guest_boot.needs_boot_key(t.disk)
+            and not self._boot_key(t, why, data.get("prompt_at"))
+        ):
+            return
+        setup_time = self.timing().seconds("setup")
+        if not t.disk.load().installed and setup_time > 0 and not data.get("setup_ran"):
+            # Windows Setup copies files and restarts a few times before anyone can log on.
+            self.decide(t.vm, "windows setup", f"installing: {setup_time:.2f}s (timing profile)")
+            self.put("boot", t.vm, {"why": why, "setup_ran": True}, delay=setup_time, gen=t.gen)
+            return
         cds = t.disk.runtime().cdroms
         self.decide(
             t.vm,
@@ -788,15 +856,81 @@ class Supervisor:
         self._reconcile(t, f"after {outcome.kind}")
         if outcome.running:
             self.put("dhcp", t.vm, delay=self.s.apipa_seconds, gen=t.gen)
-        for event, data in outcome.events:
+        for event, detail in outcome.events:
             if event != "changed":
-                self.put("notify", t.vm, {"event": event, **data})
+                self.put("notify", t.vm, {"event": event, **detail})
+        if outcome.running and outcome.first_logon:
+            self._start_first_logon(t, outcome.first_logon)
+
+    def _start_first_logon(self, t: Twin, commands: list[tuple[int, str, str]]) -> None:
+        """The first logon runs beside the supervisor's worker, as on Windows: Tools report while
+        later FirstLogonCommands still run. Their notifications come back through the queue."""
+        t.down = threading.Event()
+        gen, down = t.gen, t.down
+        sup = self
+
+        class Host:
+            def notify(self, event: str, **data: Any) -> None:
+                sup.put("notify", t.vm, {"event": event, **data}, gen=gen)
+
+        def run() -> None:
+            try:
+                guest_boot.run_first_logon(
+                    t.disk,
+                    commands,
+                    Host(),
+                    lambda msg: self.decide(t.vm, "first logon", msg),
+                    self.timing(),
+                    lambda: not down.is_set() and t.gen == gen and not self._stop.is_set(),
+                )
+            except Exception as exc:  # a bug in the emulator must not kill the supervisor
+                log.exception("%s: first logon failed: %s", t.vm, exc)
+
+        self.decide(t.vm, "first logon", f"{len(commands)} FirstLogonCommands start")
+        threading.Thread(target=run, name=f"first-logon-{t.vm}", daemon=True).start()
+
+    def _boot_key(self, t: Twin, why: str, prompt_at: float | None) -> bool:
+        """EFI + Windows ISO + empty disk: the boot loader's "Press any key to boot from CD or DVD"
+        shows for `efi_key_window` seconds. True when a key (PutUsbScanCodes) came in time."""
+        window = self.s.efi_key_window
+        if prompt_at is None:
+            self.decide(
+                t.vm,
+                "press any key",
+                f"{why}; EFI firmware started the CD's boot loader: 'Press any key to boot from CD "
+                f"or DVD...' for {window:.2f}s",
+            )
+            self.put("boot", t.vm, {"why": why, "prompt_at": time.time()}, delay=window, gen=t.gen)
+            return False
+        try:
+            keys = self.control.keys(t.vm)
+        except Exception as exc:
+            self.decide(t.vm, "keys unreadable", f"{exc}; treated as no key")
+            keys = []
+        after = guest_boot.key_in_window(keys, prompt_at, window)
+        if after is not None:
+            self.decide(t.vm, "key pressed", f"{after:.2f}s into the prompt: booting from CD")
+            return True
+        early = sum(1 for k in keys if float(k.get("at", 0)) < prompt_at)
+        reason = (
+            f"no key within {window:.2f}s of 'Press any key to boot from CD or DVD' "
+            f"({len(keys)} key events on this VM, {early} before the prompt showed): the firmware "
+            "fell through to network boot and found no operating system; Windows Setup never "
+            "starts, VMware Tools never report"
+        )
+        self.decide(t.vm, "boot result", f"no-os: {reason}")
+        with t.disk.edit() as st:
+            st.log.append(f"firmware: {reason}")
+        self._reconcile(t, "EFI boot prompt timed out")
+        return False
 
     def _on_guest(self, t: Twin, data: dict[str, Any]) -> None:
         event = data.get("event", "")
         detail = {k: v for k, v in data.items() if k != "event"}
         if event == "changed":
             self._reconcile(t, f"guest changed {detail}" if detail else "guest changed")
+        elif event == "guestinfo":
+            self._set_guestinfo(t, str(detail.get("key", "")), str(detail.get("value", "")))
         elif event in ("restart", "shutdown", "sysprep"):
             if not t.booted:
                 self.decide(t.vm, f"{event} ignored", "the guest is not running")
@@ -804,14 +938,38 @@ class Supervisor:
             self.decide(
                 t.vm,
                 f"{event} requested",
-                f"the guest goes down in {self.s.shutdown_delay:.2f}s {detail or ''}".rstrip(),
+                f"the guest goes down in {self.shutdown_delay():.2f}s {detail or ''}".rstrip(),
             )
-            self.put("go-down", t.vm, {"event": event}, delay=self.s.shutdown_delay, gen=t.gen)
+            self.put("go-down", t.vm, {"event": event}, delay=self.shutdown_delay(), gen=t.gen)
+
+    def _set_guestinfo(self, t: Twin, key: str, value: str) -> None:
+        """`rpctool "info-set guestinfo.<k> <v>"` in the guest: the VMX keeps the variable and
+        vCenter shows it in the VM's config.extraConfig."""
+        from pyVmomi import vim
+
+        if not key.startswith("guestinfo."):
+            self.decide(t.vm, "guestinfo refused", f"{key!r} is not a guestinfo.* variable")
+            return
+
+        def reconfig(si: Any) -> None:
+            spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=key, value=value)])
+            task = _vm_ref(si, t.vm).ReconfigVM_Task(spec)
+            deadline = time.monotonic() + 30
+            while task.info.state in ("queued", "running") and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        try:
+            self.work_vc.call(reconfig)
+        except Exception as exc:
+            self.decide(t.vm, "guestinfo failed", f"{key}: {type(exc).__name__}: {exc}")
+            return
+        self.decide(t.vm, "guestinfo", f"{key} = {value[:200]}")
 
     def _go_down(self, t: Twin, data: dict[str, Any]) -> None:
         event = data["event"]
         t.booted, t.ip_ready = False, False
         t.gen += 1
+        t.down.set()
         if t.sshd.stop():
             self.decide(t.vm, "sshd stopped", f"Windows is going down ({event})")
         with t.disk.edit() as st:
@@ -819,8 +977,8 @@ class Supervisor:
                 svc.status = "Stopped"
         self._reconcile(t, f"Windows is going down ({event})")
         if event == "restart":
-            self.decide(t.vm, "restarting", f"boot again in {self.s.boot_delay:.2f}s")
-            self.put("boot", t.vm, {"why": "guest restart"}, delay=self.s.boot_delay, gen=t.gen)
+            self.decide(t.vm, "restarting", f"boot again in {self.boot_delay():.2f}s")
+            self.put("boot", t.vm, {"why": "guest restart"}, delay=self.boot_delay(), gen=t.gen)
         else:
             self.decide(t.vm, "guest shutdown", f"{event}: powering the VM off through vCenter")
             self.control.guest_shutdown(t.vm)
@@ -947,6 +1105,7 @@ def start(ctx: Any) -> dict[str, str]:
         "WINNODES_LAB_DIR": str(paths.root),
         "LAB_GUEST_NET": ctx.cfg.guest_net,
         "LAB_BOOT_DELAY": str(ctx.cfg.boot_delay),
+        "LAB_EFI_KEY_WINDOW": str(ctx.cfg.efi_key_window),
     }
     client = SupervisorClient(paths.supervisor_socket, timeout=1.0)
     start_daemon(
@@ -960,6 +1119,7 @@ def start(ctx: Any) -> dict[str, str]:
     return {
         "LAB_GUESTS_DIR": str(paths.guests),
         "LAB_SUPERVISOR_SOCKET": str(paths.supervisor_socket),
+        "LAB_GUEST_NET": ctx.cfg.guest_net,
     }
 
 

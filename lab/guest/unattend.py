@@ -44,6 +44,10 @@ class Unattend:
     first_logon_commands: list[tuple[int, str, str]] = field(default_factory=list)
     passes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # found while parsing (e.g. not well formed)
+    # windowsPE pass: ImageInstall/OSImage/InstallFrom/MetaData (key, value) pairs, and the
+    # Microsoft-Windows-PnpCustomizationsWinPE DriverPaths/PathAndCredentials/Path values.
+    image_metadata: list[tuple[str, str]] = field(default_factory=list)
+    driver_paths: list[str] = field(default_factory=list)
 
     def validate_for_sysprep(self) -> list[str]:
         """Problems that make the file unusable for the procedure's sysprep (G9), each naming the
@@ -147,6 +151,9 @@ def parse(text: str | bytes) -> Unattend:
             if _local(comp.tag) != "component":
                 continue
             cname = comp.get("name", "")
+            if pass_name == "windowsPE":
+                _windows_pe(u, cname, comp)
+                continue
             if cname != "Microsoft-Windows-Shell-Setup":
                 continue
             for el in comp:
@@ -190,3 +197,20 @@ def parse(text: str | bytes) -> Unattend:
                         )
     u.first_logon_commands.sort(key=lambda c: c[0])
     return u
+
+
+def _windows_pe(u: Unattend, cname: str, comp: ET.Element) -> None:
+    """What Windows PE takes from the windowsPE pass: the image to install and the driver paths."""
+    if cname == "Microsoft-Windows-PnpCustomizationsWinPE":
+        for pc in comp.iter():
+            if _local(pc.tag) == "PathAndCredentials":
+                path = _text(_child(pc, "Path"))
+                if path:
+                    u.driver_paths.append(path)
+    elif cname == "Microsoft-Windows-Setup":
+        for el in comp.iter():
+            if _local(el.tag) == "InstallFrom":
+                for md in el:
+                    if _local(md.tag) == "MetaData":
+                        key = _text(_child(md, "Key")) or ""
+                        u.image_metadata.append((key, _text(_child(md, "Value")) or ""))

@@ -58,7 +58,14 @@ def test_prefect_yaml_shares_definitions_and_declares_the_schedule() -> None:
     data = yaml.safe_load(text)
     assert "definitions" in data and "&winnodes_pool" in text
     by_name = {d["name"]: d for d in data["deployments"]}
-    assert set(by_name) == {"end-to-end", "golden-image-rebuild", "machineset", "golden-image"}
+    assert set(by_name) == {
+        "end-to-end",
+        "golden-image-rebuild",
+        "machineset",
+        "rotate",
+        "golden-image",
+    }
+    assert by_name["rotate"]["parameters"] == {"only": "rotate"}
     assert "concurrency_limit" not in by_name["golden-image"]  # series build in parallel
     (schedule,) = by_name["golden-image-rebuild"]["schedules"]
     assert schedule["cron"] and schedule["timezone"]
@@ -88,6 +95,7 @@ def test_register_creates_blocks_pool_limit_and_deployments(
         "windows-nodes/golden-image",
         "windows-nodes/golden-image-rebuild",
         "windows-nodes/machineset",
+        "windows-nodes/rotate",
     ]
     secret: Any = Secret.load(name)
     assert secret.get() == "Value-Of-The-Secret"

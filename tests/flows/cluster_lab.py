@@ -48,19 +48,24 @@ def env(lab_env: dict[str, str]) -> dict[str, str]:
     return lab_env
 
 
-@pytest.fixture(scope="session")
-def blocks(env: dict[str, str], prefect_api: None) -> None:
-    OpenShiftCredentials(kubeconfig_path=env["KUBECONFIG"]).save(OCP_BLOCK, overwrite=True)
+def save_vcenter_and_windows_blocks(env: dict[str, str], vsphere: str, windows: str) -> None:
+    """Save the lab's vCenter credentials and Windows access (its SSH key, PASSWORD) as blocks."""
     VSphereCredentials(
         server=env["LAB_VSPHERE_SERVER"],
         username=env["LAB_VSPHERE_USERNAME"],
         password=SecretStr(env["LAB_VSPHERE_PASSWORD"]),
         ca_bundle=env["LAB_VSPHERE_CA_FILE"],
-    ).save(VC_BLOCK, overwrite=True)
+    ).save(vsphere, overwrite=True)
     WindowsAccess(
         ssh_private_key=SecretStr(Path(env["LAB_SSH_PRIVATE_KEY"]).read_text()),
         administrator_password=SecretStr(PASSWORD),
-    ).save(WIN_BLOCK, overwrite=True)
+    ).save(windows, overwrite=True)
+
+
+@pytest.fixture(scope="session")
+def blocks(env: dict[str, str], prefect_api: None) -> None:
+    OpenShiftCredentials(kubeconfig_path=env["KUBECONFIG"]).save(OCP_BLOCK, overwrite=True)
+    save_vcenter_and_windows_blocks(env, VC_BLOCK, WIN_BLOCK)
     key = read_tsig_key(Path(env["LAB_TSIG_KEYFILE"]))
     DnsUpdateCredentials(
         server=env["LAB_DNS_SERVER"],
@@ -228,3 +233,10 @@ def build_template(
             tpl = inventory.vm(session, name).obj
             vms.set_custom_attributes(session, tpl, {ATTR_FINGERPRINT: fingerprint})
     return name
+
+
+def remove_template(env: dict[str, str], name: str) -> None:
+    """Remove what build_template made (the template, its answer ISO): the session lab is shared."""
+    site = scenario.Site.from_env(env)
+    with contextlib.suppress(Exception), scenario.connect(site) as si:
+        scenario.remove_golden(si, site, name, name.replace("-tmpl-", "-"))

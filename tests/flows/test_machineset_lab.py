@@ -31,6 +31,7 @@ from tests.flows.cluster_lab import (
     env,
     machineset_config,
     other_key_pem,
+    remove_template,
     resolver,
 )
 from winnodes import errors
@@ -52,11 +53,13 @@ def prepared(env: dict[str, str], blocks: None, cluster: Cluster) -> None:
 
 
 @pytest.fixture(scope="module")
-def template(env: dict[str, str], prepared: None) -> str:
+def template(env: dict[str, str], prepared: None) -> Iterator[str]:
     from blocks.windows import WindowsAccess
 
     fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
-    return build_template(env, "good", fingerprint=fp)
+    name = build_template(env, "good", fingerprint=fp)
+    yield name
+    remove_template(env, name)
 
 
 @pytest.fixture
@@ -282,6 +285,28 @@ def test_template_with_another_key_is_refused(
             vms.set_custom_attributes(session, tpl, {"winnodes.ssh.fingerprint": fp})
 
 
+def test_template_wmco_does_not_support_is_refused(
+    env: dict[str, str], set_name: str, cluster: Cluster, template: str
+) -> None:
+    """PRE-1/PRE-2: the lab's WMCO is 10.18.1 (its CSV); a Windows Server 2025 template (build
+    recorded at G10) needs 10.22+: refused before anything is written, naming PRE-2."""
+    from tests.flows.cluster_lab import vcenter
+    from winnodes.vsphere import inventory, vms
+
+    with vcenter(env) as session:
+        tpl = inventory.vm(session, template).obj
+        vms.set_custom_attributes(session, tpl, {"winnodes.os.build": "26100.1742"})
+    try:
+        with pytest.raises(errors.Conflict, match=r"WMCO 10\.18") as exc:
+            run(env, machineset_config(env, set_name, template))
+        assert exc.value.step_id == "PRE-2" and "10.22" in str(exc.value)
+        assert cluster.machineset(set_name) is None
+    finally:
+        with vcenter(env) as session:
+            tpl = inventory.vm(session, template).obj
+            vms.set_custom_attributes(session, tpl, {"winnodes.os.build": "20348.681"})
+
+
 def test_secret_with_another_key_is_diagnosed(
     env: dict[str, str], set_name: str, cluster: Cluster, template: str
 ) -> None:
@@ -302,14 +327,18 @@ def test_secret_with_another_key_is_diagnosed(
 
 
 def test_missing_firewall_rule_is_diagnosed(
-    env: dict[str, str], set_name: str, prepared: None
+    env: dict[str, str], set_name: str, prepared: None, cluster: Cluster
 ) -> None:
     from blocks.windows import WindowsAccess
 
     fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
     tpl = build_template(env, "nofw", fingerprint=fp, firewall_ports=(9182,))
-    with pytest.raises(MachineSetFailed) as exc:
-        run(env, machineset_config(env, set_name, tpl))
+    try:
+        with pytest.raises(MachineSetFailed) as exc:
+            run(env, machineset_config(env, set_name, tpl))
+    finally:
+        cluster.delete_machineset(set_name)
+        remove_template(env, tpl)
     d = exc.value.diagnosis
     assert d.causes[0] == "firewall", d.text()
     assert any("10250" in e.message for e in d.events)

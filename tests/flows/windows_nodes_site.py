@@ -7,7 +7,6 @@ Shared by tests/flows/test_windows_nodes_lab.py and tests/ui/ (import the `e2e` 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,6 +19,7 @@ import yaml
 
 from lab import pipeline, prefect_server
 from lab.paths import LabPaths
+from lab.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,12 +35,6 @@ class Site:
     returncode: int
     run_url: str
     secrets: list[str]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _secrets(env: dict[str, str]) -> list[str]:
@@ -59,7 +53,7 @@ def e2e(lab_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
     tmp = tmp_path_factory.mktemp("e2e")
     paths = LabPaths(root=tmp / "site", cache=LabPaths.default().cache)
     old_port = os.environ.get("WINNODES_PREFECT_PORT")
-    os.environ["WINNODES_PREFECT_PORT"] = str(_free_port())
+    os.environ["WINNODES_PREFECT_PORT"] = str(free_port())
     extra = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
     try:
         prefect_server.start_server(paths, extra)
@@ -87,7 +81,7 @@ def e2e(lab_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
         worker_env = {k: v for k, v in penv.items() if k.startswith(("WINNODES_", "PREFECT_"))}
         prefect_server.start_worker(paths, ROOT, worker_env)
         proc = subprocess.run(
-            [sys.executable, "-m", "winnodes.cli", "run", str(config), "--timeout", "900"],
+            [sys.executable, "-m", "app.cli", "run", str(config), "--timeout", "900"],
             cwd=ROOT,
             env=penv,
             capture_output=True,

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from lab import cli
+from lab import cli, vcsim
 from lab.config import LabConfig, infrastructure_id
 from lab.paths import LabPaths
-from lab.process import LabError, port_in_use, require_binary, require_free_port
+from lab.process import (
+    LabError,
+    free_guest_net,
+    free_port,
+    port_in_use,
+    require_binary,
+    require_free_port,
+)
 
 
 def _ctx(tmp_path: Path) -> cli.LabContext:
@@ -77,8 +86,6 @@ def test_missing_lab_is_reported(tmp_path: Path) -> None:
 
 
 def test_port_in_use_and_missing_binary_are_clear(tmp_path: Path) -> None:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
@@ -101,3 +108,118 @@ def test_prefect_db_selects_the_postgres_component(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("LAB_PREFECT_DB", "mysql")
     with pytest.raises(LabError, match="LAB_PREFECT_DB"):
         cli.component_names()
+
+
+# ------------------------------------------------------------------ labs of their own (tests' isolation)
+USER_DEFAULTS = {  # what `make demo` runs on: LabConfig's defaults
+    "LAB_VCSIM_PORT": "18989",
+    "LAB_VCSIM_CONTROL_PORT": "18990",
+    "LAB_ETCD_PORT": "12379",
+    "LAB_ETCD_PEER_PORT": "12380",
+    "LAB_APISERVER_PORT": "16443",
+    "LAB_DNS_LISTEN_PORT": "15353",
+    "LAB_GUEST_NET": "77",
+}
+
+
+def test_private_settings_stay_off_the_users_lab(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session lab's settings share nothing with the environment's lab (e.g. after `source
+    .lab/env`, or a helper's ports in the environment): run directory, ports, guest network; and
+    it has every component whatever LAB_COMPONENTS says."""
+    for var, value in USER_DEFAULTS.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("LAB_COMPONENTS", "vcsim")
+    monkeypatch.setenv("WINNODES_LAB_DIR", str(tmp_path / "users"))
+    s = cli.private_settings(tmp_path / "mine")
+    assert s["WINNODES_LAB_DIR"] == str(tmp_path / "mine")
+    ports = [int(s[var]) for var in cli.PORT_VARS]
+    assert len(set(ports)) == len(ports)
+    assert not set(ports) & {int(v) for v in USER_DEFAULTS.values()}
+    assert s["LAB_GUEST_NET"] != "77"
+    assert s["LAB_COMPONENTS"].split(",") == [c.removeprefix("lab.") for c in cli.ALL_COMPONENTS]
+    monkeypatch.setenv("LAB_GUEST_NET", "150")
+    assert all(cli.private_settings(tmp_path)["LAB_GUEST_NET"] != "150" for _ in range(50))
+    assert os.environ["LAB_VCSIM_PORT"] == "18989"  # nothing written to the environment
+
+
+def test_free_guest_net_skips_networks_in_use() -> None:
+    """A guest network where something listens (a running lab's guests' sshd) is never chosen."""
+    socks = []
+    try:
+        for net in range(100, 250):
+            if net == 123:
+                continue
+            s = socket.socket()
+            socks.append(s)
+            s.bind((f"127.{net}.0.1", 0))
+            s.listen()
+        assert free_guest_net() == 123
+        assert free_guest_net() == 123
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _vms(env: dict[str, str]) -> list[str]:
+    out = subprocess.run(
+        [env["LAB_GOVC"], "find", "/", "-type", "m"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return sorted(out.stdout.split())
+
+
+@pytest.mark.lab
+def test_the_session_lab_leaves_a_running_users_lab_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lab the user runs (a stand-in for `make demo`'s, vcsim only, its settings in the
+    environment as after `source .lab/env`) and the session fixture's mechanism (cli.private_lab)
+    started beside it: the private lab gets another directory, ports and guest network, a VM made
+    in it does not appear in the user's lab, and the user's lab still runs, unchanged, after the
+    private one is down. (The fixture used to reuse whatever lab ran in `.lab/`.)"""
+    monkeypatch.setenv("WINNODES_LAB_DIR", str(tmp_path / "users"))
+    monkeypatch.setenv("LAB_COMPONENTS", "vcsim")
+    monkeypatch.setenv("LAB_VCSIM_PORT", str(free_port()))
+    monkeypatch.setenv("LAB_VCSIM_CONTROL_PORT", str(free_port()))
+    monkeypatch.setenv("LAB_GUEST_NET", str(free_guest_net()))
+    users = cli.context()
+    cli.up(users)
+    try:
+        before = _vms(users.env)
+        assert before
+        with cli.private_lab(tmp_path / "session", ["vcsim"]) as mine:
+            assert mine.paths.root != users.paths.root
+            assert mine.env["GOVC_URL"] != users.env["GOVC_URL"]
+            assert mine.cfg.guest_net != users.cfg.guest_net
+            env = mine.env
+            folder = env["LAB_VSPHERE_FOLDER"]
+            subprocess.run(
+                [
+                    env["LAB_GOVC"],
+                    "vm.clone",
+                    "-vm",
+                    f"{folder}/{env['LAB_VSPHERE_TEMPLATE']}",
+                    "-on=false",
+                    "-folder",
+                    folder,
+                    "-pool",
+                    env["LAB_VSPHERE_RESOURCE_POOL"],
+                    "e2e-isolation",
+                ],
+                env={**os.environ, **env},
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            assert f"{folder}/e2e-isolation" in _vms(env)
+        assert os.environ["WINNODES_LAB_DIR"] == str(tmp_path / "users")
+        assert vcsim.status(users).startswith("running")
+        assert _vms(users.env) == before
+    finally:
+        cli.down(users)

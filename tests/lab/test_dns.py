@@ -26,31 +26,16 @@ from lab import dns as lab_dns
 from lab.cli import LabContext
 from lab.config import LabConfig
 from lab.paths import LabPaths
-from lab.process import LabError
+from lab.process import LabError, free_port
 
 pytestmark = pytest.mark.lab
-
-
-def _free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind(("127.0.0.1", 0))
-            port = t.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return int(port)
-    raise RuntimeError("no free port")
 
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabContext]:
     root = tmp_path_factory.mktemp("lab-dns")
     paths = LabPaths(root=root, cache=root / "cache")
-    cfg = dataclasses.replace(LabConfig.from_env(), dns_port=_free_port())
+    cfg = dataclasses.replace(LabConfig.from_env(), dns_port=free_port())
     c = LabContext(paths=paths, cfg=cfg, infra_id="lab-test1", env={})
     c.env.update(lab_dns.start(c))
     yield c

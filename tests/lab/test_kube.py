@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -23,7 +22,7 @@ from lab import kube
 from lab.cli import LabContext
 from lab.config import LabConfig
 from lab.paths import LabPaths
-from lab.process import LabError, read_pid
+from lab.process import LabError, free_port, read_pid
 from lab.seed.openshift import MACHINE_API_NAMESPACE, WMCO_CSV, WMCO_NAMESPACE
 
 pytestmark = pytest.mark.lab
@@ -36,20 +35,9 @@ def _custom(api: Any) -> Any:
     return k8s.CustomObjectsApi(api)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _context(name: str, tmp_path_factory: pytest.TempPathFactory) -> LabContext:
     root = tmp_path_factory.mktemp(name)
-    etcd, peer, api = _free_ports(3)
+    etcd, peer, api = free_port(), free_port(), free_port()
     cfg = dataclasses.replace(
         LabConfig.from_env(), etcd_port=etcd, etcd_peer_port=peer, apiserver_port=api
     )

@@ -2,9 +2,82 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pickle
+import pkgutil
+from typing import Any
+
 import pytest
 
+import winnodes
 from winnodes import errors as e
+from winnodes.render.diagnosis import Diagnosis
+
+# Every product module is imported so that the walk below finds every error class, wherever it is
+# defined (a new module's new class is covered without editing this file).
+for _mod in pkgutil.walk_packages(winnodes.__path__, "winnodes."):
+    importlib.import_module(_mod.name)
+
+_PROBLEM = e.Problem("M2", "machineset.name", "max-length", "machineset.name: too long (M2)")
+
+#: Sample values by constructor parameter name, for classes with an `__init__` of their own.
+_SAMPLES: dict[str, Any] = {
+    "message": "something went wrong",
+    "step_id": "G6",
+    "problems": [_PROBLEM],
+    "evidence": "seen: docker Stopped",
+    "command": "Get-Service -Name docker",
+    "exit_code": 3,
+    "stderr_tail": "Get-Service : Cannot find any service",
+    "status": 503,
+    "remaining": ["apps/web-0"],
+    "budgets": ["apps/web (0 disruptions allowed)"],
+    "diagnosis": Diagnosis(summary="0/1 ready", machines=[], events=[], causes=[]),
+}
+
+
+def _all_error_classes() -> list[type[e.WinNodesError]]:
+    found: list[type[e.WinNodesError]] = []
+    todo: list[type[e.WinNodesError]] = [e.WinNodesError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return sorted(set(found), key=lambda c: f"{c.__module__}.{c.__qualname__}")
+
+
+def _instance(cls: type[e.WinNodesError]) -> e.WinNodesError:
+    kwargs: dict[str, Any] = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if name not in _SAMPLES:
+            if param.default is not param.empty:
+                continue
+            raise AssertionError(f"{cls.__qualname__}: add a sample for parameter {name!r}")
+        kwargs[name] = _SAMPLES[name]
+    return cls(**kwargs)
+
+
+def test_the_walk_finds_the_classes_with_their_own_init() -> None:
+    names = {c.__name__ for c in _all_error_classes()}
+    assert {"GuestCheckFailed", "GuestCommandFailed", "ValidationError"} <= names
+    assert {"MachineSetNotReady", "MachineSetFailed", "ApiUnavailable"} <= names
+
+
+@pytest.mark.parametrize("cls", _all_error_classes(), ids=lambda c: c.__qualname__)
+def test_every_error_class_survives_pickle(cls: type[e.WinNodesError]) -> None:
+    """Prefect persists a failed task's exception and reads it back: type, message and every
+    attribute must come back as they were."""
+    err = _instance(cls)
+    err.__cause__ = ValueError("upstream")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is cls
+    assert str(back) == str(err)
+    assert back.args == err.args
+    assert vars(back) == vars(err)
+    assert back.transient is err.transient
 
 
 @pytest.mark.parametrize(
@@ -15,7 +88,7 @@ from winnodes import errors as e
         (e.SessionExpired, True),
         (e.ApiUnavailable, True),
         (e.SSHDropped, True),
-        (e.WaitTimeout, True),
+        (e.WaitTimeout, False),  # the step's budget is spent: retrying cannot help
         (e.ConfigError, False),
         (e.ValidationError, False),
         (e.AuthenticationError, False),

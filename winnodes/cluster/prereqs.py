@@ -136,6 +136,9 @@ def _wmco_problems(api: k8s.ApiClient) -> tuple[list[Problem], list[str]]:
         )
     else:
         seen.append(f"Subscription installedCSV={(sub.get('status') or {}).get('installedCSV')}")
+    version = installed_wmco_version(wmco_csvs)
+    if version:
+        seen.append(f"WMCO {version}")
     if not any((c.get("status") or {}).get("phase") == "Succeeded" for c in wmco_csvs):
         phases = ", ".join(
             f"{c['metadata']['name']}={(c.get('status') or {}).get('phase')}" for c in wmco_csvs
@@ -152,6 +155,31 @@ def _wmco_problems(api: k8s.ApiClient) -> tuple[list[Problem], list[str]]:
     else:
         seen.append("CSV Succeeded")
     return problems, seen
+
+
+def installed_wmco_version(csvs: list[Obj]) -> str | None:
+    """The version of the Succeeded WMCO ClusterServiceVersion (`spec.version`, else the `.vX.Y.Z`
+    of its name), as `oc get csv -n openshift-windows-machine-config-operator` shows it."""
+    for csv in csvs:
+        name = str((csv.get("metadata") or {}).get("name") or "")
+        if not name.startswith(WMCO_DEPLOYMENT):
+            continue
+        if (csv.get("status") or {}).get("phase") != "Succeeded":
+            continue
+        version = (csv.get("spec") or {}).get("version")
+        if not version and ".v" in name:
+            version = name.rsplit(".v", 1)[1]
+        return str(version) if version else None
+    return None
+
+
+def wmco_version(api: k8s.ApiClient) -> str | None:
+    """PRE-1: the installed WMCO's version (None when no Succeeded WMCO CSV is found)."""
+    with boundary("PRE-1", "read the WMCO ClusterServiceVersion"):
+        csvs = _list_ns(
+            api, "operators.coreos.com", "v1alpha1", WMCO_NAMESPACE, "clusterserviceversions"
+        )
+    return installed_wmco_version(csvs)
 
 
 def _network_problems(api: k8s.ApiClient) -> tuple[list[Problem], list[str]]:

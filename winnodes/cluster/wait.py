@@ -48,9 +48,6 @@ class MachineSetNotReady(errors.WaitTimeout):
         super().__init__(message, step_id="V1")
         self.diagnosis = diagnosis
 
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable for Prefect's task states
-        return (type(self), (self.message, self.diagnosis))
-
 
 class MachineSetFailed(errors.PermanentError):
     """The set cannot become ready by waiting; `diagnosis` names the prerequisite to fix."""
@@ -58,9 +55,6 @@ class MachineSetFailed(errors.PermanentError):
     def __init__(self, message: str, diagnosis: Diagnosis) -> None:
         super().__init__(message, step_id="V1")
         self.diagnosis = diagnosis
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable for Prefect's task states
-        return (type(self), (self.message, self.diagnosis))
 
 
 Progress = Callable[[Readiness], None]
@@ -120,6 +114,10 @@ def _stream(
                 out.put(("error", kind, exc))
                 return
             stop.wait(min(0.5 * 2**failures, 10.0))
+
+
+#: The list+watch feeder, for the other waits of the cluster adapter (rotation, drain).
+watch_stream = _stream
 
 
 def _parse_time(value: Any) -> datetime | None:

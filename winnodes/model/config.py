@@ -59,10 +59,12 @@ class Placement(_Model):
 class Source(_Model):
     """Where Windows comes from: a fresh install from ISO, or an existing un-sysprepped base VM."""
 
-    mode: Literal["iso", "base_vm"] = Field(
+    mode: Literal["iso", "base", "base_vm"] = Field(
         default="iso",
-        description="'iso': install the base VM from the Windows ISO (reused if it already exists); "
-        "'base_vm': the base VM named in names.base_vm already exists and is reused.",
+        description="'iso': install the base VM from the Windows ISO when it does not exist yet (an "
+        "existing base VM is rebuilt from, as with 'base'); 'base': rebuild from the kept, "
+        "un-sysprepped base VM named in names.base_vm (power on, Windows updates G6u, re-verify "
+        "G2-G7, then G8-G10); it must exist. 'base_vm' is the old name of 'base'.",
     )
     windows_iso: str | None = Field(
         default=None,
@@ -76,12 +78,37 @@ class Source(_Model):
     )
     image_name: str | None = Field(
         default=None,
-        description="/IMAGE/NAME of the edition to install from install.wim; default per profile.",
+        description="/IMAGE/NAME of the edition to install from install.wim, e.g. 'Windows Server "
+        "2022 SERVERDATACENTERCORE' or 'Windows Server 2025 SERVERSTANDARDCORE'; must be one the "
+        "profile's Windows ISOs carry. Default per profile (Datacenter, Server Core).",
     )
     product_key: str | None = Field(
         default=None,
         description="Generic (KMS client setup) product key, if the media needs one. Not a secret: "
         "Microsoft publishes these; never put a retail or MAK key here.",
+    )
+    offline: bool = Field(
+        default=False,
+        description="The guest network reaches neither Windows Update/WSUS nor the internet "
+        "(air-gapped site): OpenSSH must come from `openssh_msi` (or through `winhttp_proxy`); "
+        "checked before anything is created (G4, and G6 for ocp-4.9's Docker from PSGallery).",
+    )
+    openssh_msi: str | None = Field(
+        default=None,
+        description="Datastore path of the Win32-OpenSSH release MSI, e.g. "
+        "'[datastore1] iso/OpenSSH-Win64-v9.5.0.0.msi' (github.com/PowerShell/Win32-OpenSSH "
+        "releases). Put on the answer media and installed with msiexec at first logon instead of "
+        "the Features-on-Demand download (`Add-WindowsCapability -Online`), which needs Windows "
+        "Update. Needed when `offline` is true and no `winhttp_proxy` is set.",
+    )
+    winhttp_proxy: str | None = Field(
+        default=None,
+        description="HTTP proxy 'host:port' the guest uses for Windows Update and PSGallery: set "
+        "with `netsh winhttp set proxy` at first logon, before OpenSSH is added.",
+    )
+    winhttp_bypass: str = Field(
+        default="<local>",
+        description="WinHTTP proxy bypass list (with `winhttp_proxy`), e.g. '<local>;*.corp'.",
     )
 
 
@@ -99,7 +126,28 @@ class Hardware(_Model):
         description="System disk in GiB. MachineSets can grow it (diskGiB) but never shrink it.",
     )
     firmware: Literal["bios", "efi"] = Field(
-        default="efi", description="Firmware: 'bios' or 'efi'."
+        default="efi",
+        description="Firmware: 'bios' or 'efi'. EFI shows 'Press any key to boot from CD or DVD': "
+        "G1 answers it with key presses through vCenter (PutUsbScanCodes).",
+    )
+    disk_controller: Literal["pvscsi", "lsilogic-sas"] = Field(
+        default="pvscsi",
+        description="Controller of the system disk: 'pvscsi' (VMware Paravirtual; Windows setup "
+        "loads its driver from the Tools ISO, see DriverPaths) or 'lsilogic-sas' (inbox driver).",
+    )
+    boot_key_presses: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="EFI: how many spacebar presses G1 sends after power-on to start the installer "
+        "from the ISO (Packer's boot_command does the same).",
+    )
+    boot_key_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="EFI: seconds between the boot key presses; presses x interval must cover the "
+        "boot loader's prompt (a few seconds, shown shortly after power-on).",
     )
     hardware_version: str = Field(
         default="vmx-15",
@@ -145,6 +193,26 @@ class Names(_Model):
     )
 
 
+class WindowsUpdate(_Model):
+    """G6u: where the base VM gets its Windows updates from (Windows Update Agent API)."""
+
+    source: Literal["windows-update", "wsus", "off"] = Field(
+        default="windows-update",
+        description="'windows-update': Microsoft Update over the internet; 'wsus': the WSUS server "
+        "in wsus_server (set as the WUServer/UseWUServer policy); 'off': skip G6u.",
+    )
+    wsus_server: str | None = Field(
+        default=None,
+        description="WSUS server URL for source 'wsus', e.g. 'http://wsus.example.com:8530'.",
+    )
+    max_rounds: int = Field(
+        default=8,
+        ge=1,
+        le=50,
+        description="At most this many search -> install (-> restart) rounds.",
+    )
+
+
 class GoldenImageTimeouts(_Model):
     """Deadlines of the golden image's waits, in seconds."""
 
@@ -158,6 +226,11 @@ class GoldenImageTimeouts(_Model):
     command_seconds: int = Field(default=900, ge=1, description="One command in the guest.")
     sysprep_seconds: int = Field(
         default=1800, ge=1, description="G9: sysprep until the clone is powered off."
+    )
+    updates_seconds: int = Field(
+        default=7200,
+        ge=1,
+        description="G6u: every round of Windows updates with its restarts, until none is pending.",
     )
 
 
@@ -184,6 +257,9 @@ class GoldenImageConfig(_Model):
     names: Names = Field(default_factory=Names, description="VM and template names.")
     keep_templates: int = Field(
         default=3, ge=1, description="Retention: keep the newest N templates of the series."
+    )
+    windows_update: WindowsUpdate = Field(
+        default_factory=WindowsUpdate, description="G6u: Windows updates on the base VM."
     )
     timeouts: GoldenImageTimeouts = Field(
         default_factory=GoldenImageTimeouts, description="Deadlines of the waits."
@@ -295,6 +371,11 @@ class MachineSetConfig(_Model):
         default=None,
         description="Which Linux machine set to copy from (C2); required when several exist.",
     )
+    require_provenance: bool = Field(
+        default=False,
+        description="M7: refuse a template without winnodes provenance (custom attribute "
+        "winnodes.build, i.e. not built by the golden image flow); default: warn and continue.",
+    )
 
 
 class Waits(_Model):
@@ -308,6 +389,25 @@ class Waits(_Model):
     )
 
 
+class RotationConfig(_Model):
+    """Day 2: moving the Windows nodes onto a new template (ROT1-ROT4), one at a time, surge 1."""
+
+    rollout: bool = Field(
+        default=False,
+        description="After a successful golden image build, rotate the MachineSet's Machines onto "
+        "the new template (the parent flow, part 'all' or 'golden-image').",
+    )
+    drain_seconds: int = Field(
+        default=900,
+        ge=1,
+        description="ROT3: deadline for draining one node (evictions blocked by a "
+        "PodDisruptionBudget are retried until then); past it the rotation stops, deleting nothing.",
+    )
+    machine_deleted_seconds: int = Field(
+        default=900, ge=1, description="ROT4: deadline for the retired Machine to be gone."
+    )
+
+
 class PipelineConfig(_Model):
     """Everything the parent flow needs: build the golden image, prepare the cluster, create the
     Windows MachineSet, wait for the nodes."""
@@ -318,6 +418,10 @@ class PipelineConfig(_Model):
         default_factory=MachineSetConfig, description="The Windows MachineSet (M, C, V1)."
     )
     waits: Waits = Field(default_factory=Waits, description="Deadlines of the cluster waits.")
+    rotation: RotationConfig = Field(
+        default_factory=RotationConfig,
+        description="Rolling rotation of the Windows nodes onto a new template (ROT1-ROT4).",
+    )
 
 
 def load_config(source: str | Path) -> PipelineConfig:
@@ -374,6 +478,7 @@ def _step_for(loc: tuple[int | str, ...]) -> str:
             "unattend": "G9",
             "names": "G8",
             "keep_templates": "G10",
+            "windows_update": "G6u",
         }.get(sub, "G1")
     if head == "cluster":
         return "DNS1"
@@ -388,7 +493,10 @@ def _step_for(loc: tuple[int | str, ...]) -> str:
             "user_data_secret": "M8",
             "take_from_existing_linux_machineset": "C2",
             "linux_machineset": "C2",
+            "require_provenance": "M7",
         }.get(sub, "M5")
+    if head == "rotation":
+        return {"drain_seconds": "ROT3", "machine_deleted_seconds": "ROT4"}.get(sub, "ROT1")
     if head == "waits":
         return "V1"
     return "C1"

@@ -22,6 +22,7 @@ class StepId(StrEnum):
     G4 = "G4"
     G5 = "G5"
     G6 = "G6"
+    G6u = "G6u"
     G7 = "G7"
     G8 = "G8"
     G9 = "G9"
@@ -40,6 +41,10 @@ class StepId(StrEnum):
     C2 = "C2"
     C3 = "C3"
     V1 = "V1"
+    ROT1 = "ROT1"
+    ROT2 = "ROT2"
+    ROT3 = "ROT3"
+    ROT4 = "ROT4"
 
     @property
     def summary(self) -> str:
@@ -60,6 +65,7 @@ STEP_TITLES: dict[StepId, str] = {
     StepId.G4: "Install and configure the OpenSSH server",
     StepId.G5: "SSH access for the administrative user (key and ACL)",
     StepId.G6: "Container runtime per profile (Docker for ocp-4.9; none for current)",
+    StepId.G6u: "Windows updates: search, install, restart until none is pending",
     StepId.G7: "Firewall rules for container logs (and metrics)",
     StepId.G8: "Clone the VM into a reusable image",
     StepId.G9: "Sysprep the clone with unattend.xml",
@@ -78,6 +84,10 @@ STEP_TITLES: dict[StepId, str] = {
     StepId.C2: "Inspect existing compute machine sets",
     StepId.C3: "Create the MachineSet",
     StepId.V1: "Verify the machine set is available (DESIRED = CURRENT = READY = AVAILABLE)",
+    StepId.ROT1: "Point the MachineSet at the new template",
+    StepId.ROT2: "Scale +1 and wait for the new Node Ready (V1)",
+    StepId.ROT3: "Cordon and drain the oldest node on an older template (eviction API, PDBs)",
+    StepId.ROT4: "Delete its Machine and scale back; repeat until every Machine runs the template",
 }
 
 #: The order steps run (and appear in reports) in.
@@ -90,6 +100,8 @@ GOLDEN_IMAGE_STEPS: tuple[StepId, ...] = (
     StepId.G4,
     StepId.G5,
     StepId.G6,
+    StepId.G6u,
+    StepId.PRE2,  # judged on the build the updates left, before anything is cloned
     StepId.G7,
     StepId.G8,
     StepId.G9,
@@ -107,4 +119,11 @@ MACHINESET_STEPS: tuple[StepId, ...] = (
     StepId.C1,
     StepId.C3,
     StepId.V1,
+)
+ROTATION_STEPS: tuple[StepId, ...] = (
+    StepId.ROT1,
+    StepId.ROT2,
+    StepId.ROT3,
+    StepId.ROT4,
+    StepId.G10,
 )

@@ -99,6 +99,25 @@ def live_machines(snap: SetSnapshot) -> list[Obj]:
     )
 
 
+def _template(spec: Obj | None) -> str:
+    return str((((spec or {}).get("providerSpec") or {}).get("value") or {}).get("template") or "")
+
+
+def template_drift(snap: SetSnapshot) -> str:
+    """'2 of 3 machine(s) on a previous template (A)' when Machines run another template than the
+    MachineSet's (changing a set's template affects only new Machines: a rotation moves them)."""
+    ms = snap.machineset
+    if ms is None:
+        return ""
+    current = _template(((ms.get("spec") or {}).get("template") or {}).get("spec"))
+    live = live_machines(snap)
+    old = sorted({t for m in live if (t := _template(m.get("spec"))) and t != current})
+    count = sum(1 for m in live if _template(m.get("spec")) not in ("", current))
+    if not count:
+        return ""
+    return f"{count} of {len(live)} machine(s) on a previous template ({', '.join(old)})"
+
+
 def readiness(snap: SetSnapshot) -> Readiness:
     ms = snap.machineset
     if ms is None:
@@ -119,10 +138,12 @@ def readiness(snap: SetSnapshot) -> Readiness:
     all_machines_ready = len(machines) == desired and nodes_ok == desired
     ready = observed and desired == current == ready_r == avail and all_machines_ready
     phases = ", ".join(f"{m['metadata']['name']} {_phase(m)}" for m in live_machines(snap))
+    drift = template_drift(snap)
     summary = (
         f"DESIRED {desired} CURRENT {current} READY {ready_r} AVAILABLE {avail}; "
         f"Windows nodes Ready {nodes_ok}/{desired}"
         + ("" if observed else "; status not yet observed for the current generation")
+        + (f"; {drift}" if drift else "")
         + (f"; machines: {phases}" if phases else "")
     )
     return Readiness(ready, desired, current, ready_r, avail, nodes_ok, summary)

@@ -149,7 +149,32 @@ class FirstLogonCommand:
     description: str
 
 
-def _windows_pe(gi: GoldenImageConfig) -> str:
+#: Where the VMware Tools ISO keeps the PVSCSI driver for Windows 8 / Server 2012 and later
+#: (rancher/windows and v12n-io/packer vSphere templates for WS2022/2025 point DriverPaths here).
+PVSCSI_DRIVER_PATH = r"Program Files\VMware\VMware Tools\Drivers\pvscsi\Win8\amd64"
+
+
+def _driver_paths(tools_drive: str, indent: str) -> str:
+    """Microsoft-Windows-PnpCustomizationsWinPE: Windows PE loads the PVSCSI driver from the
+    Tools CD, so setup sees the system disk (without it DiskID 0 does not exist)."""
+    i = indent + "   "
+    return _component(
+        "Microsoft-Windows-PnpCustomizationsWinPE",
+        f"{i}<DriverPaths>\n"
+        f'{i}   <PathAndCredentials wcm:action="add" wcm:keyValue="1">\n'
+        f"{i}      <Path>{_x(tools_drive.rstrip(':'))}:\\{PVSCSI_DRIVER_PATH}</Path>\n"
+        f"{i}   </PathAndCredentials>\n"
+        f"{i}</DriverPaths>\n",
+        indent,
+    )
+
+
+def image_name(gi: GoldenImageConfig) -> str:
+    """/IMAGE/NAME to install: `source.image_name`, else the profile's default edition."""
+    return gi.source.image_name or get_profile(gi.profile).image_name
+
+
+def _windows_pe(gi: GoldenImageConfig, tools_drive: str | None = None) -> str:
     ind = "      "
     i = ind + "   "
     efi = gi.hardware.firmware == "efi"
@@ -168,7 +193,7 @@ def _windows_pe(gi: GoldenImageConfig) -> str:
         partitions = f'{i}      <CreatePartition wcm:action="add"><Order>1</Order><Type>Primary</Type><Extend>true</Extend></CreatePartition>\n'
         modify = f'{i}      <ModifyPartition wcm:action="add"><Order>1</Order><PartitionID>1</PartitionID><Format>NTFS</Format><Label>Windows</Label><Letter>C</Letter><Active>true</Active></ModifyPartition>\n'
         install_partition = 1
-    image = gi.source.image_name or get_profile(gi.profile).image_name
+    image = image_name(gi)
     key = (
         f"{i}   <ProductKey><Key>{_x(gi.source.product_key)}</Key><WillShowUI>OnError</WillShowUI></ProductKey>\n"
         if gi.source.product_key
@@ -209,19 +234,26 @@ def _windows_pe(gi: GoldenImageConfig) -> str:
     return (
         '   <settings pass="windowsPE">\n'
         + winpe_intl
+        + (_driver_paths(tools_drive, ind) if tools_drive else "")
         + _component("Microsoft-Windows-Setup", setup)
         + "   </settings>\n"
     )
 
 
 def render_autounattend(
-    gi: GoldenImageConfig, admin_password: str, commands: list[FirstLogonCommand]
+    gi: GoldenImageConfig,
+    admin_password: str,
+    commands: list[FirstLogonCommand],
+    *,
+    tools_drive: str | None = None,
 ) -> str:
     """G1: the answer file for an unattended installation from the Windows ISO.
 
     windowsPE wipes disk 0 and partitions it for the firmware (EFI: EFI/MSR/Windows; BIOS: one
-    active partition), installs the profile's edition (or `source.image_name`); specialize is the
-    sysprep file's; oobeSystem sets the password and runs `commands` at the first logon.
+    active partition), installs the profile's edition (or `source.image_name`), and with
+    `tools_drive` (the letter Windows PE gives the Tools CD, e.g. 'E') loads the PVSCSI driver
+    from it; specialize is the sysprep file's; oobeSystem sets the password and runs `commands`
+    at the first logon.
 
     FirstLogonCommands only run when a user logs on, so this file — unlike the sysprep unattend.xml,
     whose AutoLogon stays disabled — logs the Administrator on automatically exactly once
@@ -250,7 +282,7 @@ def render_autounattend(
     extra = f"{i}<FirstLogonCommands>\n{cmds}{i}</FirstLogonCommands>\n" if commands else ""
     return (
         _HEADER
-        + _windows_pe(gi)
+        + _windows_pe(gi, tools_drive)
         + _specialize(gi.unattend)
         + _oobe_system(gi.unattend, admin_password, autologon, extra)
         + _FOOTER

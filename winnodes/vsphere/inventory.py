@@ -3,7 +3,8 @@
 Attribute access on a pyvmomi object (`vm.runtime.powerState`) is one SOAP call per access and, on
 old simulators, crashed connections on unset properties (field notes). Everything here asks the
 property collector for named properties of many objects at once (`RetrievePropertiesEx` over a
-`ContainerView`), and returns plain dicts.
+`ContainerView`), and returns plain dicts. Lookups with a known place use the `SearchIndex` (one
+call: `FindByInventoryPath`, `FindChild`) and fall back to a view only where names may sit deeper.
 
 Names are not identities: two VMs may share a name in different folders. A lookup by name that finds
 more than one object raises `Conflict` ("ambiguous"), never "takes the first".
@@ -63,6 +64,31 @@ def retrieve(session: VSphereSession, objs: Iterable[Any], props: Sequence[str])
             propSet=[PC.PropertySpec(type=type(objs[0]), pathSet=list(props))],
         )
         return _collect(session, spec, props)
+
+
+def retrieve_each(
+    session: VSphereSession, wanted: Sequence[tuple[Any, Sequence[str]]]
+) -> list[dict[str, Any]]:
+    """Properties of several objects, of any types, in one round trip: one dict per (object,
+    properties) pair, in order. NotFound if one of them no longer exists."""
+    specs: dict[type, list[str]] = {}
+    for obj, props in wanted:
+        paths = specs.setdefault(type(obj), [])
+        paths += [p for p in props if p not in paths]
+    with boundary(action="read properties"):
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=o, skip=False) for o, _ in wanted],
+            propSet=[PC.PropertySpec(type=t, pathSet=paths) for t, paths in specs.items()],
+        )
+        found = {f.moid: f.props for f in _collect(session, spec, [])}
+    out = []
+    for obj, props in wanted:
+        if obj._moId not in found:
+            raise errors.NotFound(f"{obj._moId} no longer exists")
+        values = dict.fromkeys(props)
+        values.update({k: v for k, v in found[obj._moId].items() if k in props})
+        out.append(values)
+    return out
 
 
 def properties(session: VSphereSession, obj: Any, props: Sequence[str]) -> dict[str, Any]:
@@ -139,8 +165,19 @@ def find_by_path(session: VSphereSession, path: str, obj_type: type | None = Non
     return obj
 
 
+def find_path_or_none(session: VSphereSession, path: str, obj_type: type) -> Any:
+    """The `obj_type` at an inventory path, or None (absent or of another type): one SearchIndex
+    call, for the fast path of lookups by name that fall back to a view."""
+    try:
+        return find_by_path(session, path, obj_type)
+    except (errors.NotFound, errors.Conflict):
+        return None
+
+
 def datacenter(session: VSphereSession, name: str) -> Any:
-    """A datacenter by name (datacenters may sit in folders under the root)."""
+    """A datacenter by name: at the root (one SearchIndex call), else in a folder under the root."""
+    if "/" not in name and (dc := find_path_or_none(session, f"/{name}", vim.Datacenter)):
+        return dc
     return by_name(session, session.content.rootFolder, vim.Datacenter, name).obj
 
 
@@ -152,12 +189,17 @@ def folder(session: VSphereSession, path: str) -> Any:
 def vm_in_folder(
     session: VSphereSession, folder_obj: Any, name: str, props: Sequence[str] = ()
 ) -> Found | None:
-    """The VM or template called `name` directly in `folder_obj`, or None. Conflict if ambiguous."""
-    found = contents(session, folder_obj, vim.VirtualMachine, ["name", *props], recursive=False)
-    matches = [f for f in found if f.props.get("name") == name]
-    if not matches:
+    """The VM or template called `name` directly in `folder_obj`, or None: `SearchIndex.FindChild`
+    (vCenter keeps names unique within a folder) and one read of `props`, two round trips
+    whatever the folder holds."""
+    with boundary(action=f"find {name} in {folder_obj._moId}"):
+        obj = session.content.searchIndex.FindChild(folder_obj, name)
+    if obj is None or not isinstance(obj, vim.VirtualMachine):
         return None
-    return _one(matches, f"VM {name!r}", folder_obj._moId)
+    try:
+        return Found(obj, properties(session, obj, ["name", *props]))
+    except errors.NotFound:  # deleted in between
+        return None
 
 
 def vm(session: VSphereSession, name_or_path: str, props: Sequence[str] = ()) -> Found:
@@ -223,10 +265,15 @@ def datastore_file_exists(session: VSphereSession, ds_path: str, *, timeout: flo
 
     ds_name, rel = split_ds_path(ds_path)
     directory, _, filename = rel.rpartition("/")
-    ds = by_name(session, session.content.rootFolder, vim.Datastore, ds_name, ["browser"])
+    browser = session.memo(
+        ("datastore-browser", ds_name),
+        lambda: by_name(
+            session, session.content.rootFolder, vim.Datastore, ds_name, ["browser"]
+        ).props["browser"],
+    )
     spec = vim.host.DatastoreBrowser.SearchSpec(matchPattern=[filename])
     with boundary(action=f"search {ds_path}"):
-        task = ds.props["browser"].SearchDatastore_Task(
+        task = browser.SearchDatastore_Task(
             datastorePath=f"[{ds_name}] {directory}", searchSpec=spec
         )
     try:

@@ -8,9 +8,12 @@ datacenter itself), a bare name searched below that folder (and ambiguous if fou
 checks here resolve the same way, so a name that passes here is a name machine-api finds, and every
 problem is reported at once, before the MachineSet is written.
 
-The template must be a template, powered off, not the un-sysprepped base VM (M7), and its recorded
-provenance (custom attributes written at G10, e.g. the SSH key fingerprint) is returned for the
-PRE-3 comparison.
+The template must be a template, powered off, not the un-sysprepped base VM (M7), and a Windows
+guest (`config.guestId` / `config.guestFullName`): the cluster's own RHCOS template passes every
+other check, and a MachineSet pointed at it makes Linux VMs that WMCO never joins while the old
+Windows nodes stay Ready. Its recorded provenance (custom attributes written at G10, e.g. the SSH key
+fingerprint and `winnodes.build`) is returned for the PRE-3 comparison; a template without
+`winnodes.build` was built elsewhere: a warning, or a problem with `require_provenance`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from winnodes.errors import Problem
 from winnodes.model.config import Workspace
 from winnodes.vsphere import inventory, vms
 from winnodes.vsphere.session import VSphereSession
+
+#: Written at G10 by the golden image flow: a template without it was not built by winnodes.
+PROVENANCE_ATTRIBUTE = "winnodes.build"
 
 
 def _addresses(host: str) -> set[str]:
@@ -81,6 +87,14 @@ class TemplateFacts:
     is_template: bool
     power_state: str
     attributes: dict[str, str] = field(default_factory=dict)
+    guest_id: str = ""
+    guest_full_name: str = ""
+
+    @property
+    def is_windows(self) -> bool:
+        """vSphere's Windows guest IDs all start with 'win' (windows2019srvNext_64Guest for WS2022,
+        windows2022srvNext_64Guest for WS2025); the full name says 'Windows' when the ID is generic."""
+        return self.guest_id.lower().startswith("win") or "windows" in self.guest_full_name.lower()
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,7 @@ def check_placement(
     network: str,
     template: str,
     base_vm: str | None = None,
+    require_provenance: bool = False,
 ) -> PlacementReport:
     """Every M6/M7/M9 problem of these values in vCenter (empty list: all exist and fit)."""
     problems: list[Problem] = []
@@ -164,7 +179,15 @@ def check_placement(
     try:
         obj = _find(session, workspace.datacenter, dc, vim.VirtualMachine, "vm", template)
         props = inventory.properties(
-            session, obj, ["name", "config.template", "runtime.powerState"]
+            session,
+            obj,
+            [
+                "name",
+                "config.template",
+                "runtime.powerState",
+                "config.guestId",
+                "config.guestFullName",
+            ],
         )
         facts = TemplateFacts(
             path=template,
@@ -172,8 +195,38 @@ def check_placement(
             is_template=bool(props.get("config.template")),
             power_state=str(props.get("runtime.powerState") or "unknown"),
             attributes=vms.custom_attributes(session, obj),
+            guest_id=str(props.get("config.guestId") or ""),
+            guest_full_name=str(props.get("config.guestFullName") or ""),
         )
-        evidence.append(f"template {facts.name}: template={facts.is_template}, {facts.power_state}")
+        evidence.append(
+            f"template {facts.name}: template={facts.is_template}, {facts.power_state}, guest "
+            f"{facts.guest_id or '?'}"
+        )
+        if not facts.is_windows:
+            problem(
+                "M7",
+                "machineset.template",
+                "is-windows",
+                f"{template!r} is not a Windows template (guestId {facts.guest_id or 'unset'}, "
+                f"{facts.guest_full_name or 'no guest name'}); Windows Machines need the Windows "
+                "golden image (G1-G10), not the cluster's RHCOS template",
+            )
+        build = facts.attributes.get(PROVENANCE_ATTRIBUTE)
+        if build:
+            evidence.append(f"provenance: winnodes build {build}")
+        elif require_provenance:
+            problem(
+                "M7",
+                "machineset.template",
+                "provenance",
+                f"{template!r} has no winnodes provenance ({PROVENANCE_ATTRIBUTE}): it was not "
+                "built by the golden image flow (machineset.require_provenance is set)",
+            )
+        else:
+            evidence.append(
+                f"WARNING: {template!r} has no winnodes provenance ({PROVENANCE_ATTRIBUTE}); it "
+                "was built elsewhere (set machineset.require_provenance to refuse such templates)"
+            )
         if not facts.is_template:
             problem(
                 "M7",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from winnodes.vsphere import inventory
 from winnodes.vsphere.faults import boundary
 from winnodes.vsphere.inventory import Network, split_ds_path
 from winnodes.vsphere.session import VSphereSession
-from winnodes.vsphere.waits import task_state, wait_for_task
+from winnodes.vsphere.waits import task_state, wait_for_power_state, wait_for_task
 
 BUILD_KEY = "winnodes.build"
 VM_PROPS = (
@@ -156,23 +157,42 @@ def resolve_placement(
     resource_pool: str | None = None,
     step_id: str | None = "G1",
 ) -> Placement:
-    """Look up every placement object once (NotFound/Conflict name the missing/ambiguous one)."""
+    """Look up every placement object once (NotFound/Conflict name the missing/ambiguous one).
+
+    Fast path: the objects where vCenter puts them by default (`/<dc>/host/<cluster>/Resources`,
+    `/<dc>/datastore/<name>`, `/<dc>/network/<name>`), one `FindByInventoryPath` each; names that
+    sit deeper (in sub-folders, datastore clusters) fall back to a search by name under the
+    datacenter, which also reports ambiguity."""
+
+    def at(path: str, obj_type: type) -> Any:
+        return inventory.find_path_or_none(session, f"/{datacenter}/{path}", obj_type)
+
     try:
         dc = inventory.datacenter(session, datacenter)
         if resource_pool:
             pool = inventory.resource_pool(session, resource_pool)
         elif cluster:
-            pool = inventory.cluster_pool(session, dc, cluster)
+            pool = at(f"host/{cluster}/Resources", vim.ResourcePool)
+            if pool is None:
+                pool = inventory.cluster_pool(session, dc, cluster)
         else:
             raise errors.ConfigError("placement: set cluster or resource_pool", step_id=step_id)
-        inventory.datastore(session, dc, datastore)  # exists and is unique
+        if at(f"datastore/{datastore}", vim.Datastore) is None:
+            inventory.datastore(session, dc, datastore)  # exists and is unique
+        net: Network | None = None
+        if network:
+            found = at(f"network/{network}", vim.Network)
+            if found is None or isinstance(found, vim.dvs.DistributedVirtualPortgroup):
+                net = inventory.network(session, dc, network)
+            else:
+                net = Network(found, network)
         return Placement(
             datacenter=dc,
             datacenter_name=datacenter,
             folder=inventory.folder(session, folder),
             pool=pool,
             datastore=datastore,
-            network=inventory.network(session, dc, network) if network else None,
+            network=net,
         )
     except errors.WinNodesError as exc:
         if exc.step_id is None:
@@ -196,6 +216,19 @@ class VmSpec:
     isos: tuple[str, ...] = ()
     annotation: str = ""
     extra_config: Mapping[str, str] = field(default_factory=dict)
+    disk_controller: Literal["pvscsi", "lsilogic-sas"] = "pvscsi"
+
+
+def disk_controller_device(kind: str, key: int) -> Any:
+    """The SCSI controller of the system disk: VMware Paravirtual (needs its driver in Windows PE)
+    or LSI Logic SAS (inbox in Windows)."""
+    if kind == "lsilogic-sas":
+        return vim.vm.device.VirtualLsiLogicSASController(
+            key=key, busNumber=0, sharedBus="noSharing"
+        )
+    if kind == "pvscsi":
+        return vim.vm.device.ParaVirtualSCSIController(key=key, busNumber=0, sharedBus="noSharing")
+    raise errors.ConfigError(f"unknown disk controller {kind!r}", step_id="G1")
 
 
 def nic_backing(network: Network) -> Any:
@@ -213,17 +246,15 @@ def nic_backing(network: Network) -> Any:
 
 def config_spec(spec: VmSpec, placement: Placement, build_id: str) -> Any:
     """The CreateVM ConfigSpec (pure apart from pyVmomi data objects). Device keys are negative,
-    as the API asks for new devices; controllers: PVSCSI for the disk, SATA (AHCI) for CD-ROMs."""
+    as the API asks for new devices; controllers: `spec.disk_controller` (PVSCSI or LSI Logic SAS)
+    for the disk, SATA (AHCI) for the CD-ROMs, one unit each in `spec.isos` order (D:, E:, ...)."""
     if placement.network is None:
         raise errors.ConfigError("placement.network is required to create a VM", step_id="G1")
     connect = vim.vm.device.VirtualDevice.ConnectInfo
     scsi, sata = -100, -200
     devices = [
         vim.vm.device.VirtualDeviceSpec(
-            operation="add",
-            device=vim.vm.device.ParaVirtualSCSIController(
-                key=scsi, busNumber=0, sharedBus="noSharing"
-            ),
+            operation="add", device=disk_controller_device(spec.disk_controller, scsi)
         ),
         vim.vm.device.VirtualDeviceSpec(
             operation="add",
@@ -357,9 +388,7 @@ def upload_file(
     query = urllib.parse.urlencode({"dcPath": datacenter, "dsName": ds_name})
     url = f"/folder/{urllib.parse.quote(rel)}?{query}"
     with boundary(step_id, action=f"upload {ds_path}"):
-        conn = http.client.HTTPSConnection(
-            session.host, session.port, context=session.ssl_context, timeout=timeout
-        )
+        conn = session.https_connection(timeout)
         try:
             conn.request(
                 "PUT",
@@ -378,6 +407,39 @@ def upload_file(
         if resp.status not in (200, 201, 204):
             raise http.client.HTTPException(f"{resp.status} {resp.reason}: {body[:200]}")
     return f"[{ds_name}] {rel}"
+
+
+def download_file(
+    session: VSphereSession,
+    datacenter: str,
+    ds_path: str,
+    *,
+    timeout: float = 300,
+    step_id: str | None = "G1",
+    max_bytes: int = 512 * 1024 * 1024,
+) -> bytes:
+    """GET `[datastore] dir/file` over vCenter's datastore HTTP interface (same session cookie and
+    verified TLS as `upload_file`). Raises NotFound for a missing file."""
+    ds_name, rel = split_ds_path(ds_path)
+    query = urllib.parse.urlencode({"dcPath": datacenter, "dsName": ds_name})
+    url = f"/folder/{urllib.parse.quote(rel)}?{query}"
+    with boundary(step_id, action=f"download {ds_path}"):
+        conn = session.https_connection(timeout)
+        try:
+            conn.request("GET", url, headers={"Cookie": session.session_cookie})
+            resp = conn.getresponse()
+            data = resp.read(max_bytes + 1)
+        finally:
+            conn.close()
+        if resp.status == 404:
+            raise errors.NotFound(f"{ds_path} does not exist", step_id=step_id)
+        if resp.status != 200:
+            raise http.client.HTTPException(f"{resp.status} {resp.reason}")
+        if len(data) > max_bytes:
+            raise errors.PermanentError(
+                f"{ds_path} is larger than {max_bytes} bytes", step_id=step_id
+            )
+    return data
 
 
 # -- power -----------------------------------------------------------------------------------------
@@ -407,6 +469,55 @@ def power_off(
     task = _start(vm.PowerOffVM_Task, None, f"power off {vm._moId}", step_id)
     wait_for_task(session, task, timeout=timeout, step_id=step_id)
     return True
+
+
+# -- G1: the EFI boot prompt ---------------------------------------------------------------------
+#: USB HID usage IDs (HID Usage Tables, Keyboard/Keypad page 0x07).
+HID_SPACEBAR = 0x2C
+HID_ENTER = 0x28
+
+
+def usb_scan_code(hid_usage: int) -> int:
+    """`UsbScanCodeSpecKeyEvent.usbHidCode` for a key: (usage << 16) | 7, as govc vm.keystrokes
+    and Packer's vsphere builder encode it."""
+    return (hid_usage << 16) | 7
+
+
+def key_spec(hid_usage: int = HID_SPACEBAR) -> Any:
+    return vim.vm.UsbScanCodeSpec(
+        keyEvents=[vim.vm.UsbScanCodeSpec.KeyEvent(usbHidCode=usb_scan_code(hid_usage))]
+    )
+
+
+def press_boot_key(
+    session: VSphereSession,
+    vm: Any,
+    *,
+    presses: int,
+    interval: float,
+    timeout: float = 600,
+    step_id: str | None = "G1",
+) -> int:
+    """Answer an EFI boot loader's "Press any key to boot from CD or DVD": wait (WaitForUpdatesEx)
+    until the VM runs, then press the spacebar `presses` times, `interval` seconds apart, through
+    vCenter (`PutUsbScanCodes`), as Packer users' `boot_command = ["<spacebar>", ...]` does. The
+    prompt shows only a few seconds after power-on and keys sent before it are lost, so the presses
+    are spread over the window instead of sent once. Returns the key events vCenter delivered."""
+    wait_for_power_state(session, vm, "poweredOn", timeout=timeout, step_id=step_id)
+    delivered = 0
+    missed: errors.TransientError | None = None
+    pause = threading.Event()
+    for n in range(presses):
+        if n:
+            pause.wait(interval)  # the pacing of the presses, not a wait for state
+        try:
+            with boundary(step_id, action=f"press the boot key on {vm._moId}"):
+                delivered += int(vm.PutUsbScanCodes(key_spec()) or 0)
+        except errors.TransientError as exc:  # one lost press is covered by the others
+            missed = exc
+    if not delivered and missed is not None:
+        raise missed
+    return delivered
 
 
 # -- G8: clone -------------------------------------------------------------------------------------
@@ -495,11 +606,9 @@ def set_custom_attributes(
     if cfm is None:
         raise errors.PermanentError("this vCenter has no CustomFieldsManager", step_id=step_id)
     with boundary(step_id, action="read custom field definitions"):
-        defs = {
-            d.name: d.key for d in (inventory.properties(session, cfm, ["field"])["field"] or [])
-        }
-    current_raw = inventory.properties(session, obj, ["customValue"])["customValue"] or []
-    current = {getattr(v, "key", None): getattr(v, "value", None) for v in current_raw}
+        fields, values_now = _fields_and_values(session, cfm, obj)
+    defs = {d.name: d.key for d in fields}
+    current = {getattr(v, "key", None): getattr(v, "value", None) for v in values_now}
     written: dict[str, str] = {}
     for name, value in values.items():
         with boundary(step_id, action=f"set custom attribute {name}"):
@@ -519,10 +628,15 @@ def set_custom_attributes(
 
 def custom_attributes(session: VSphereSession, obj: Any) -> dict[str, str]:
     """Custom attribute values of `obj` by field name."""
-    cfm = session.content.customFieldsManager
-    names = {d.key: d.name for d in (inventory.properties(session, cfm, ["field"])["field"] or [])}
-    values = inventory.properties(session, obj, ["customValue"])["customValue"] or []
+    fields, values = _fields_and_values(session, session.content.customFieldsManager, obj)
+    names = {d.key: d.name for d in fields}
     return {names.get(v.key, str(v.key)): v.value for v in values}
+
+
+def _fields_and_values(session: VSphereSession, cfm: Any, obj: Any) -> tuple[list[Any], list[Any]]:
+    """Custom field definitions and `obj`'s values, in one property-collector round trip."""
+    defs, current = inventory.retrieve_each(session, [(cfm, ["field"]), (obj, ["customValue"])])
+    return list(defs["field"] or []), list(current["customValue"] or [])
 
 
 @dataclass(frozen=True)
@@ -559,6 +673,12 @@ def list_templates(session: VSphereSession, folder: Any, series: str) -> list[Te
         if f.props.get("config.template") and str(f.props.get("name", "")).startswith(series + "-")
     ]
     return sorted(out, key=lambda t: (t.created is None, t.created or datetime.min, t.name))
+
+
+def list_vms(session: VSphereSession, folder: Any) -> list[VmRef]:
+    """Every VM and template directly in `folder` (one property-collector call)."""
+    found = inventory.contents(session, folder, vim.VirtualMachine, VM_PROPS[1:], recursive=False)
+    return [_ref(f, created=False) for f in found]
 
 
 def templates_to_delete(templates: Sequence[TemplateInfo], keep: int) -> list[TemplateInfo]:

@@ -1,17 +1,19 @@
 """Event-driven waits on vCenter objects: a private property collector and `WaitForUpdatesEx`.
 
-The shape CAPV and govmomi use: create a private PropertyCollector, one filter for the object and
-only the properties the condition needs, then `WaitForUpdatesEx` with a bounded `maxWaitSeconds`
-resumed from the returned version until the condition holds or the deadline passes; the collector is
-destroyed in `finally`. No sleep loops: the server answers as soon as something changes.
+The shape CAPV and govmomi use: a private PropertyCollector, one filter for the object and only the
+properties the condition needs, then `WaitForUpdatesEx` with a bounded `maxWaitSeconds` resumed
+from the returned version until the condition holds or the deadline passes; the filter is destroyed
+in `finally`. The collector comes from the session's pool (`VSphereSession.collector`), so a wait
+costs CreateFilter + WaitForUpdatesEx + DestroyPropertyFilter, not a collector each time. No sleep
+loops: the server answers as soon as something changes.
 
-A deadline that passes raises `WaitTimeout` (transient: a re-run resumes the wait) with the last
-values seen, so a report can say what the object looked like when we gave up.
+A deadline that passes raises `WaitTimeout` (permanent: the caller's timeout is what is left of the
+step's budget, see `tasks.policy`; a new flow run resumes the wait) with the last values seen, so a
+report can say what the object looked like when we gave up.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,18 +48,40 @@ def wait_for(
     Raises:
         WaitTimeout: the deadline passed (values seen are in the message).
         NotFound: the object was deleted while waiting.
+        SessionExpired: the session expired during the wait (its collector went with it); a retry
+            waits again on a collector of the new session.
     """
+    relogins = session.relogins
+    try:
+        return _wait_for(session, obj, props, predicate, timeout, step_id, what)
+    except errors.NotFound as exc:
+        if session.relogins == relogins or exc.message.startswith(f"{obj._moId} was deleted"):
+            raise
+        raise errors.SessionExpired(
+            f"the vCenter session expired while waiting for {what} on {obj._moId}",
+            step_id=step_id,
+        ) from exc
+
+
+def _wait_for(
+    session: VSphereSession,
+    obj: Any,
+    props: Sequence[str],
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    step_id: str | None,
+    what: str,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     values: dict[str, Any] = dict.fromkeys(props)
     round_cap = max(1, min(MAX_WAIT_SECONDS, int(session.timeout) - 5))
-    with boundary(step_id, action=f"wait for {what} on {obj._moId}"):
-        pc = session.content.propertyCollector.CreatePropertyCollector()
+    with boundary(step_id, action=f"wait for {what} on {obj._moId}"), session.collector() as pc:
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=obj, skip=False)],
+            propSet=[PC.PropertySpec(type=type(obj), pathSet=list(props))],
+        )
+        flt = pc.CreateFilter(spec, partialUpdates=False)
         try:
-            spec = PC.FilterSpec(
-                objectSet=[PC.ObjectSpec(obj=obj, skip=False)],
-                propSet=[PC.PropertySpec(type=type(obj), pathSet=list(props))],
-            )
-            pc.CreateFilter(spec, partialUpdates=False)
             version = ""
             while True:
                 left = deadline - time.monotonic()
@@ -83,8 +107,9 @@ def wait_for(
                 if predicate(values):
                     return values
         finally:
-            with contextlib.suppress(Exception):
-                pc.DestroyPropertyCollector()
+            # The collector is reused by the session's next wait, so it must end without filters
+            # (if this fails, `collector()` destroys the collector instead).
+            flt.DestroyPropertyFilter()
 
 
 def _summary(values: dict[str, Any]) -> str:
@@ -227,13 +252,51 @@ def wait_for_power_off(
     wait_for_power_state(session, vm, "poweredOff", timeout=timeout, step_id=step_id)
 
 
+def guest_variable(extra_config: Any, key: str) -> str | None:
+    """The value of `key` (e.g. a `guestinfo.*` variable the guest set with rpctool) in a VM's
+    config.extraConfig, or None."""
+    for opt in extra_config or []:
+        if getattr(opt, "key", None) == key:
+            return str(opt.value) if opt.value is not None else None
+    return None
+
+
+def wait_for_guest_variable_change(
+    session: VSphereSession,
+    vm: Any,
+    key: str,
+    current: str | None,
+    *,
+    timeout: float,
+    step_id: str | None = None,
+) -> str | None:
+    """Wait (WaitForUpdatesEx) up to `timeout` for guest variable `key` to differ from `current`;
+    returns its value then, or `current` when nothing changed in time (not an error: the caller
+    decides what a quiet guest means)."""
+    try:
+        v = wait_for(
+            session,
+            vm,
+            ["config.extraConfig"],
+            lambda v: guest_variable(v["config.extraConfig"], key) != current,
+            timeout=timeout,
+            step_id=step_id,
+            what=f"a change of {key}",
+        )
+    except errors.WaitTimeout:
+        return current
+    return guest_variable(v["config.extraConfig"], key)
+
+
 __all__ = [
     "GuestInfo",
+    "guest_variable",
     "is_valid_ipv4",
     "pick_ipv4",
     "task_state",
     "wait_for",
     "wait_for_guest_ip",
+    "wait_for_guest_variable_change",
     "wait_for_power_off",
     "wait_for_power_state",
     "wait_for_task",

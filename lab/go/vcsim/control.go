@@ -23,6 +23,14 @@ func (l *lab) controlHandler() http.Handler {
 		writeJSON(w, http.StatusOK, l.inv)
 	})
 
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, l.calls.view())
+	})
+	mux.HandleFunc("DELETE /stats", func(w http.ResponseWriter, r *http.Request) {
+		l.calls.clear()
+		writeJSON(w, http.StatusOK, map[string]any{"reset": true})
+	})
+
 	mux.HandleFunc("GET /faults", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"rules": l.listFaults()})
 	})
@@ -99,6 +107,14 @@ func (l *lab) controlHandler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /vms/{moref}/keys", func(w http.ResponseWriter, r *http.Request) {
+		keys, err := l.keysOf(r.PathValue("moref"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
 	})
 	mux.HandleFunc("POST /vms/{moref}/guest-shutdown", func(w http.ResponseWriter, r *http.Request) {
 		out, err := l.guestShutdown(r.PathValue("moref"))

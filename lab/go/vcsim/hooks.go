@@ -253,13 +253,14 @@ var sessionless = map[string]bool{
 
 // handler runs before the simulator dispatches each SOAP call (Registry.Handler).
 func (l *lab) handler(ctx *simulator.Context, method *simulator.Method) (mo.Reference, types.BaseMethodFault) {
+	dispatch := l.countCall(ctx, method) // stats.go: every call is counted, refused ones too
 	if ctx.Session == nil {
 		// The simulator lets property collector reads through without a session; vCenter answers
 		// NotAuthenticated, which is what clients with an expired session must see and handle.
 		if !sessionless[method.Name] && !onlyServiceInstance(method) {
 			return nil, &types.NotAuthenticated{NoPermission: types.NoPermission{Object: &method.This, PrivilegeId: "System.View"}}
 		}
-		return nil, nil
+		return dispatch, nil
 	}
 	if strings.HasSuffix(method.Name, "_Task") {
 		if r := l.matchTaskFault(method); r != nil {
@@ -326,6 +327,9 @@ func (h *taskHook) UpdateObject(ctx *simulator.Context, obj mo.Reference, change
 	if ref.Type != "Task" || ctx == nil {
 		return
 	}
+	if t, ok := obj.(*mo.Task); ok {
+		h.l.calls.task(ctx, &t.Info)
+	}
 	h.l.mu.Lock()
 	r, ok := h.l.pending[ctx]
 	if ok {
@@ -351,6 +355,7 @@ func (h *taskHook) UpdateObject(ctx *simulator.Context, obj mo.Reference, change
 
 func (l *lab) installHooks() {
 	l.m.Map().Handler = l.handler
+	simulator.PutUsbScanCodesHook = l.putUsbScanCodes
 }
 
 // Delays: SOAP method names (e.g. RetrievePropertiesEx, CloneVM_Task) delay the response; task

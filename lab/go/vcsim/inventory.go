@@ -55,10 +55,12 @@ type lab struct {
 	pending map[*simulator.Context]*faultRule // task-mode faults armed for a request
 	delays  map[string]int
 	timeout string
+	keys    map[string][]keyEvent // PutUsbScanCodes received, by VM moref
+	calls   *callStats            // stats.go
 }
 
 func newLab(m *simulator.Model, o options) *lab {
-	return &lab{m: m, opt: o, pending: map[*simulator.Context]*faultRule{}, delays: map[string]int{}}
+	return &lab{m: m, opt: o, pending: map[*simulator.Context]*faultRule{}, delays: map[string]int{}, calls: newCallStats()}
 }
 
 func (l *lab) markReady() {

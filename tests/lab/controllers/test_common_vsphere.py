@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,26 +13,10 @@ from lab.controllers.common import VSphere
 from lab.vcsim import VcsimControl
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def vcsim_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAB_COMPONENTS", "vcsim")
-        mp.setenv("WINNODES_LAB_DIR", str(Path(tmp_path_factory.mktemp("vs")) / "lab"))
-        mp.setenv("LAB_VCSIM_PORT", str(_free_port()))
-        mp.setenv("LAB_VCSIM_CONTROL_PORT", str(_free_port()))
-        ctx = cli.context()
-        cli.up(ctx)
-        try:
-            yield dict(ctx.env)
-        finally:
-            cli.down(ctx)
+    with cli.private_lab(Path(tmp_path_factory.mktemp("vs")) / "lab", ["vcsim"]) as ctx:
+        yield dict(ctx.env)
 
 
 @pytest.mark.lab

@@ -42,6 +42,7 @@ from lab.controllers.machine_api import (
     next_phase,
     scope_error,
 )
+from lab.scenario import windows_machineset
 from lab.vcsim import VcsimControl
 
 NS = "openshift-machine-api"
@@ -457,34 +458,7 @@ def make_machineset(
     custom: k8s.CustomObjectsApi, site: Site, infra: str, replicas: int, **spec_overrides: Any
 ) -> str:
     name = "t" + uuid.uuid4().hex[:5]
-    labels = {"machine.openshift.io/cluster-api-cluster": infra, MACHINESET_LABEL: name}
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "MachineSet",
-        "metadata": {
-            "name": name,
-            "namespace": NS,
-            "labels": {"machine.openshift.io/cluster-api-cluster": infra},
-        },
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {
-                    "labels": {
-                        **labels,
-                        "machine.openshift.io/cluster-api-machine-role": "worker",
-                        "machine.openshift.io/cluster-api-machine-type": "worker",
-                        "machine.openshift.io/os-id": "Windows",
-                    }
-                },
-                "spec": {
-                    "metadata": {"labels": {"node-role.kubernetes.io/worker": ""}},
-                    "providerSpec": {"value": site.provider_spec(**spec_overrides)},
-                },
-            },
-        },
-    }
+    body = windows_machineset(name, infra, site.provider_spec(**spec_overrides), replicas)
     custom.create_namespaced_custom_object(GROUP, VERSION, NS, "machinesets", body)
     return name
 

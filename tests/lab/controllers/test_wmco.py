@@ -269,6 +269,51 @@ def test_ocp49_profile_needs_docker_and_kb4565351() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("profile", "build", "hotfixes", "wmco_version", "refusal"),
+    [
+        ("current", (20348, 681), ("KB5012637",), "10.18.1", None),
+        ("current", (20348, 169), (), "10.18.1", "lacks KB5012637"),
+        (
+            "current",
+            (17763, 737),
+            (),
+            "10.22.2",
+            "Windows Server 2019) is not supported on vSphere",
+        ),
+        ("current", (26100, 1742), (), "10.18.1", "not supported by WMCO 10.18.1"),
+        ("current", (26100, 1742), (), "10.21.2", "supported from WMCO 10.22"),
+        ("current", (26100, 1742), (), "10.22.0", None),
+        ("current", (19042, 1083), ("KB4565351",), "10.22.0", "is not supported"),
+        ("ocp-4.9", (19042, 1083), ("KB4565351",), "4.0.2", None),
+        ("ocp-4.9", (20348, 681), ("KB4565351", "KB5012637"), "4.0.2", "is not Windows Server SAC"),
+    ],
+)
+def test_the_windows_build_is_checked_as_the_wmco_docs_state(
+    profile: str,
+    build: tuple[int, int],
+    hotfixes: tuple[str, ...],
+    wmco_version: str,
+    refusal: str | None,
+) -> None:
+    """WS2022 needs KB5012637; WS2019 is refused on vSphere (custom VXLAN port); WS2025 needs WMCO
+    10.22+ (docs/wmco-prerequisites.md, release-4.22 vs release-4.21); ocp-4.9 needs SAC 20H2."""
+    services = {"VMTools": 4, "sshd": 4} | ({"docker": 4} if profile == "ocp-4.9" else {})
+    rules = [_rule("ssh", "22"), _rule("logs", "10250"), _rule("metrics", "9182")]  # fresh:
+    run = _fake_guest(  # the fake consumes its filters
+        services,
+        [r for r, _ in rules],
+        [f for _, f in rules],
+        build=build,
+        hotfixes=hotfixes,
+    )
+    failures = wmco.check_guest(run, wmco.PROFILES[profile], wmco_version=wmco_version)
+    if refusal is None:
+        assert failures == []
+    else:
+        assert len(failures) == 1 and refusal in failures[0] and "PRE-2" in failures[0], failures
+
+
 # --------------------------------------------------------------------------- against the twin's emulator
 
 
@@ -400,59 +445,10 @@ class Lab:
             self.core.replace_namespaced_secret(wmco.KEY_SECRET, wmco.WMCO_NAMESPACE, body)
 
     def create_machineset(self, name: str, template: str, replicas: int = 1) -> None:
-        labels = {
-            "machine.openshift.io/cluster-api-cluster": self.infra_id,
-            "machine.openshift.io/cluster-api-machineset": name,
-        }
-        ws = {
-            "datacenter": self.site.datacenter.strip("/").split("/")[-1],
-            "datastore": self.site.datastore,
-            "folder": self.site.folder,
-            "resourcePool": self.site.resource_pool,
-            "server": "127.0.0.1",
-        }
-        body = {
-            "apiVersion": "machine.openshift.io/v1beta1",
-            "kind": "MachineSet",
-            "metadata": {
-                "name": name,
-                "namespace": wmco.MACHINE_API_NAMESPACE,
-                "labels": {"machine.openshift.io/cluster-api-cluster": self.infra_id},
-            },
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {
-                        "labels": {
-                            **labels,
-                            "machine.openshift.io/os-id": "Windows",
-                            "machine.openshift.io/cluster-api-machine-role": "worker",
-                            "machine.openshift.io/cluster-api-machine-type": "worker",
-                        }
-                    },
-                    "spec": {
-                        "metadata": {"labels": {"node-role.kubernetes.io/worker": ""}},
-                        "providerSpec": {
-                            "value": {
-                                "apiVersion": "vsphereprovider.openshift.io/v1beta1",
-                                "kind": "VSphereMachineProviderSpec",
-                                "credentialsSecret": {"name": "vsphere-cloud-credentials"},
-                                "diskGiB": 128,
-                                "memoryMiB": 16384,
-                                "numCPUs": 4,
-                                "numCoresPerSocket": 1,
-                                "snapshot": "",
-                                "template": template,
-                                "network": {"devices": [{"networkName": self.site.network}]},
-                                "userDataSecret": {"name": "windows-user-data"},
-                                "workspace": ws,
-                            }
-                        },
-                    },
-                },
-            },
-        }
+        from lab import scenario
+
+        provider = scenario.provider_spec(self.site, template, server="127.0.0.1")
+        body = scenario.windows_machineset(name, self.infra_id, provider, replicas)
         self.custom.create_namespaced_custom_object(
             "machine.openshift.io", "v1beta1", wmco.MACHINE_API_NAMESPACE, "machinesets", body
         )
@@ -509,6 +505,10 @@ class Lab:
         assert r.rcode() == 0, r
 
     def cleanup(self) -> None:
+        """Remove what the tests made (the session lab is shared): MachineSets, Windows Machines,
+        the golden images and their answer ISOs."""
+        from lab import scenario
+
         for ms in self.machinesets:
             with contextlib.suppress(Exception):
                 self.custom.delete_namespaced_custom_object(
@@ -526,6 +526,9 @@ class Lab:
                 "machines",
                 label_selector="machine.openshift.io/os-id=Windows",
             )
+        with contextlib.suppress(Exception), scenario.connect(self.site) as si:
+            for kind, template in self.templates.items():
+                scenario.remove_golden(si, self.site, template, f"wmco-{kind}-{self.tag}")
 
 
 def wait_for(

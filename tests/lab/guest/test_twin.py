@@ -49,20 +49,10 @@ GUEST_PROPS = [
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A private vcsim + guest supervisor: these tests inject faults and invalidate every vCenter
     session, which must not disturb a lab that other tests share."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAB_COMPONENTS", "vcsim,guest.supervisor")
-        mp.setenv("WINNODES_LAB_DIR", str(tmp_path_factory.mktemp("twin") / "lab"))
-        for var in ("LAB_VCSIM_PORT", "LAB_VCSIM_CONTROL_PORT"):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                mp.setenv(var, str(s.getsockname()[1]))
-        mp.setenv("LAB_GUEST_NET", str((int(os.environ.get("LAB_GUEST_NET", "77")) + 50) % 250))
-        ctx = cli.context()
-        cli.up(ctx)
-        try:
-            yield dict(ctx.env)
-        finally:
-            cli.down(ctx)
+    with cli.private_lab(
+        tmp_path_factory.mktemp("twin") / "lab", ["vcsim", "guest.supervisor"]
+    ) as ctx:
+        yield dict(ctx.env)
 
 
 @dataclass
@@ -173,8 +163,35 @@ class VC:
             assert resp.status in (200, 201), resp.status
         return f"[{self.env['LAB_VSPHERE_DATASTORE']}] {ds_path}"
 
-    def create_vm(self, name: str, isos: list[str]) -> Any:
+    def create_vm(
+        self, name: str, isos: list[str], *, firmware: str = "bios", disk_controller: str = ""
+    ) -> Any:
+        """A VM with one CD-ROM per ISO (IDE, D:, E:, ... in order); with `disk_controller`
+        ('pvscsi' or 'lsilogic-sas') also a system disk on such a controller."""
         devices = []
+        if disk_controller:
+            ctrl_cls = {
+                "pvscsi": vim.vm.device.ParaVirtualSCSIController,
+                "lsilogic-sas": vim.vm.device.VirtualLsiLogicSASController,
+            }[disk_controller]
+            devices += [
+                vim.vm.device.VirtualDeviceSpec(
+                    operation="add", device=ctrl_cls(key=-100, busNumber=0, sharedBus="noSharing")
+                ),
+                vim.vm.device.VirtualDeviceSpec(
+                    operation="add",
+                    fileOperation="create",
+                    device=vim.vm.device.VirtualDisk(
+                        key=-101,
+                        controllerKey=-100,
+                        unitNumber=0,
+                        capacityInKB=40 * 1024 * 1024,
+                        backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+                            diskMode="persistent", thinProvisioned=True
+                        ),
+                    ),
+                ),
+            ]
         for i, iso in enumerate(isos):
             cd = vim.vm.device.VirtualCdrom(
                 key=-(i + 1),
@@ -189,6 +206,7 @@ class VC:
         spec = vim.vm.ConfigSpec(
             name=name,
             guestId="windows2019srvNext_64Guest",
+            firmware=firmware,
             numCPUs=2,
             memoryMB=4096,
             files=vim.vm.FileInfo(vmPathName=f"[{self.env['LAB_VSPHERE_DATASTORE']}]"),
@@ -313,7 +331,13 @@ def first_logon(pubkey: str, *, openssh: bool = True) -> list[tuple[str, str]]:
     return cmds
 
 
-def autounattend(computer_name: str, commands: list[tuple[str, str]]) -> str:
+def autounattend(
+    computer_name: str,
+    commands: list[tuple[str, str]],
+    *,
+    image: str = "Windows Server 2022 SERVERDATACENTERCORE",
+    driver_path: str = "",
+) -> str:
     sync = "\n".join(
         f"""        <SynchronousCommand wcm:action="add">
           <Order>{i}</Order>
@@ -322,8 +346,22 @@ def autounattend(computer_name: str, commands: list[tuple[str, str]]) -> str:
         </SynchronousCommand>"""
         for i, (cmd, desc) in enumerate(commands, start=1)
     )
+    drivers = (
+        f'<PathAndCredentials wcm:action="add" wcm:keyValue="1"><Path>{_xml(driver_path)}</Path>'
+        "</PathAndCredentials>"
+        if driver_path
+        else ""
+    )
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <unattend xmlns="urn:schemas-microsoft-com:unattend" xmlns:wcm="http://schemas.microsoft.com/WMIConfig/2002/State">
+  <settings pass="windowsPE">
+    <component name="Microsoft-Windows-PnpCustomizationsWinPE" processorArchitecture="amd64" publicKeyToken="31bf3856ad364e35" language="neutral" versionScope="nonSxS">
+      <DriverPaths>{drivers}</DriverPaths>
+    </component>
+    <component name="Microsoft-Windows-Setup" processorArchitecture="amd64" publicKeyToken="31bf3856ad364e35" language="neutral" versionScope="nonSxS">
+      <ImageInstall><OSImage><InstallFrom><MetaData wcm:action="add"><Key>/IMAGE/NAME</Key><Value>{_xml(image)}</Value></MetaData></InstallFrom></OSImage></ImageInstall>
+    </component>
+  </settings>
   <settings pass="specialize">
     <component name="Microsoft-Windows-Shell-Setup" processorArchitecture="amd64" publicKeyToken="31bf3856ad364e35" language="neutral" versionScope="nonSxS">
       <ComputerName>{computer_name}</ComputerName>
@@ -489,6 +527,120 @@ def test_without_answer_media_windows_never_installs(lab: dict[str, str], vc: VC
     g = vc.guest(vm)
     assert g["guest.toolsRunningStatus"] == "guestToolsNotRunning"
     assert not g.get("guest.ipAddress")
+    assert not disk_of(lab, vm).load().installed
+
+
+# -- G1 fidelity: EFI boot prompt, PVSCSI driver, image name (docs/lab-fidelity.md, h2) ------------------
+PVSCSI_PATH = r"Program Files\VMware\VMware Tools\Drivers\pvscsi\Win8\amd64"
+SPACEBAR = (0x2C << 16) | 7
+
+
+def press_keys(vm: Any, presses: int, interval: float) -> None:
+    spec = vim.vm.UsbScanCodeSpec(keyEvents=[vim.vm.UsbScanCodeSpec.KeyEvent(usbHidCode=SPACEBAR)])
+    for n in range(presses):
+        if n:
+            time.sleep(interval)
+        assert vm.PutUsbScanCodes(spec) == 1
+
+
+def test_put_usb_scan_codes_needs_a_running_vm_and_is_recorded(lab: dict[str, str], vc: VC) -> None:
+    from lab.vcsim import VcsimControl
+
+    vm = vc.create_vm(unique("keys"), [])
+    with pytest.raises(vim.fault.InvalidPowerState):
+        press_keys(vm, 1, 0)
+    vc.power_on(vm)
+    t0 = time.time()
+    press_keys(vm, 2, 0.05)
+    keys = VcsimControl(lab["LAB_VCSIM_CONTROL_URL"]).keys(vm._moId)
+    assert [k["hid_usage"] for k in keys] == [0x2C, 0x2C]
+    assert all(t0 - 1 <= k["at"] <= time.time() + 1 for k in keys)
+
+
+def efi_install(lab: dict[str, str], vc: VC, tmp_media: Path, prefix: str) -> Any:
+    """An EFI VM with a PVSCSI disk, the Tools ISO (D:, where `first_logon` runs setup64.exe),
+    the Windows ISO (E:) and answer media whose DriverPaths reach the PVSCSI driver on D: -
+    everything but the boot key."""
+    pub = Path(lab["LAB_SSH_PUBLIC_KEY"]).read_text()
+    xml = autounattend(prefix, first_logon(pub), driver_path=f"D:\\{PVSCSI_PATH}")
+    iso = answer_iso(vc, tmp_media, xml)
+    return vc.create_vm(
+        unique(prefix),
+        [lab["LAB_TOOLS_ISO"], lab["LAB_WINDOWS_ISO_CURRENT"], iso],
+        firmware="efi",
+        disk_controller="pvscsi",
+    )
+
+
+def test_efi_without_a_boot_key_never_installs(
+    lab: dict[str, str], vc: VC, tmp_media: Path
+) -> None:
+    vm = efi_install(lab, vc, tmp_media, "efinokey")
+    vc.power_on(vm)
+    press_keys(vm, 1, 0)  # during firmware start-up, before the prompt shows: lost
+    log = wait_log(guest_log(lab, vm), "boot result: no-os", timeout=15)
+    assert "Press any key to boot from CD or DVD" in log and "1 before the prompt" in log
+    assert not disk_of(lab, vm).load().installed
+    assert vc.guest(vm)["guest.toolsRunningStatus"] == "guestToolsNotRunning"
+
+
+def test_efi_with_boot_keys_and_pvscsi_driver_installs(
+    lab: dict[str, str], vc: VC, tmp_media: Path
+) -> None:
+    vm = efi_install(lab, vc, tmp_media, "efikey")
+    vc.power_on(vm)
+    press_keys(vm, 16, 0.25)  # spread over the prompt's window, as Packer's boot_command users do
+    values, _ = vc.wait_ip(vm)
+    assert values["guest.ipAddress"]
+    assert "key pressed" in guest_log(lab, vm).read_text()
+
+
+@pytest.mark.parametrize(
+    ("driver_path", "why"),
+    [("", "no Microsoft-Windows-PnpCustomizationsWinPE DriverPaths"),
+     (f"F:\\{PVSCSI_PATH}", "no pvscsi.inf there on F:"),
+     (f"D:\\{PVSCSI_PATH}", "no pvscsi.inf there on D:")],
+)  # fmt: skip
+def test_pvscsi_without_a_reachable_driver_fails_setup(
+    lab: dict[str, str], vc: VC, tmp_media: Path, driver_path: str, why: str
+) -> None:
+    xml = autounattend(
+        "pvscsi", [("Set-Content -Path C:\\x.txt -Value 1", "x")], driver_path=driver_path
+    )
+    iso = answer_iso(vc, tmp_media, xml)
+    vm = vc.create_vm(
+        unique("pvscsi"),
+        [lab["LAB_WINDOWS_ISO_CURRENT"], lab["LAB_TOOLS_ISO"], iso],
+        disk_controller="pvscsi",
+    )
+    vc.power_on(vm)
+    log = wait_log(guest_log(lab, vm), "boot result: setup-failed")
+    assert "Windows could not apply the unattend answer file's <DiskConfiguration> setting" in log
+    assert why in log
+    assert not disk_of(lab, vm).load().installed
+
+
+def test_lsi_logic_sas_needs_no_driver(lab: dict[str, str], vc: VC, tmp_media: Path) -> None:
+    xml = autounattend("lsisas", [("Set-Content -Path C:\\x.txt -Value 1", "x")])
+    iso = answer_iso(vc, tmp_media, xml)
+    vm = vc.create_vm(
+        unique("lsisas"),
+        [lab["LAB_WINDOWS_ISO_CURRENT"], lab["LAB_TOOLS_ISO"], iso],
+        disk_controller="lsilogic-sas",
+    )
+    vc.power_on(vm)
+    wait_log(guest_log(lab, vm), "boot result: setup")
+    assert disk_of(lab, vm).load().installed
+
+
+def test_image_name_must_be_on_the_iso(lab: dict[str, str], vc: VC, tmp_media: Path) -> None:
+    xml = autounattend("img", [], image="Windows Server 2025 SERVERDATACENTERCORE")
+    iso = answer_iso(vc, tmp_media, xml)
+    vm = vc.create_vm(unique("img"), [lab["LAB_WINDOWS_ISO_CURRENT"], iso])
+    vc.power_on(vm)
+    log = wait_log(guest_log(lab, vm), "boot result: setup-failed")
+    assert "Windows cannot find the Microsoft Software License Terms" in log
+    assert "Windows Server 2022 SERVERDATACENTERCORE" in log  # what the ISO does hold
     assert not disk_of(lab, vm).load().installed
 
 

@@ -109,7 +109,8 @@ def test_command_deadline(server: int, keys: dict[str, paramiko.PKey]) -> None:
     with _session(server, keys) as g:
         with pytest.raises(errors.WaitTimeout) as info:
             g.run("hang", timeout=0.5, step_id="G4")
-        assert info.value.step_id == "G4" and info.value.transient
+        # A deadline is a deadline: not retried (the step's command_seconds is its budget).
+        assert info.value.step_id == "G4" and not info.value.transient
         assert g.run("echo").ok  # the session survives a timed-out command
 
 

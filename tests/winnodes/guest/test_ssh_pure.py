@@ -61,6 +61,70 @@ def test_error_mapping(exc: Exception, expected: type) -> None:
     assert type(map_exception(exc)) is expected
 
 
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        # a property of the peer: the same connection fails the same way every time
+        (
+            paramiko.ssh_exception.IncompatiblePeer(
+                "Incompatible ssh peer (no acceptable kex algorithm)"
+            ),
+            errors.IncompatiblePeer,
+        ),
+        (
+            paramiko.ssh_exception.IncompatiblePeer(
+                "Incompatible ssh peer (no acceptable host key)"
+            ),
+            errors.IncompatiblePeer,
+        ),
+        (
+            paramiko.ssh_exception.IncompatiblePeer(
+                "Incompatible ssh server (no acceptable ciphers)"
+            ),
+            errors.IncompatiblePeer,
+        ),
+        (
+            paramiko.ssh_exception.IncompatiblePeer("Incompatible ssh server (no acceptable macs)"),
+            errors.IncompatiblePeer,
+        ),
+        (
+            paramiko.ssh_exception.IncompatiblePeer("Incompatible version (1.5 instead of 2.0)"),
+            errors.IncompatiblePeer,
+        ),
+        (
+            paramiko.SSHException('Indecipherable protocol version "HTTP/1.1 400 Bad Request"'),
+            errors.IncompatiblePeer,
+        ),
+        (paramiko.SSHException("Invalid SSH banner"), errors.IncompatiblePeer),
+        (paramiko.SSHException("Unknown host key type"), errors.IncompatiblePeer),
+        (
+            paramiko.SSHException("Signature verification (ssh-ed25519) failed."),
+            errors.IncompatiblePeer,
+        ),
+        # a property of the moment: the guest rebooted, sshd is starting, the link dropped
+        (
+            paramiko.SSHException("Error reading SSH protocol banner[Errno 104] reset by peer"),
+            errors.SSHDropped,
+        ),
+        (paramiko.SSHException("Error reading SSH protocol banner"), errors.SSHDropped),
+        (paramiko.SSHException("SSH session not active"), errors.SSHDropped),
+        (paramiko.SSHException("Negotiation failed."), errors.SSHDropped),
+        (paramiko.SSHException("Timeout opening channel."), errors.SSHDropped),
+        (paramiko.SSHException("Mismatched MAC"), errors.SSHDropped),
+        (paramiko.SSHException(), errors.SSHDropped),
+        (EOFError(), errors.SSHDropped),
+        (ConnectionResetError(104, "Connection reset by peer"), errors.SSHDropped),
+        (BrokenPipeError(32, "Broken pipe"), errors.SSHDropped),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, type) else str(v)[:50],
+)
+def test_ssh_failures_are_mapped_by_cause(exc: Exception, expected: type) -> None:
+    mapped = map_exception(exc, step_id="G4")
+    assert mapped is not None and type(mapped) is expected
+    assert mapped.transient is (expected is errors.SSHDropped)
+    assert mapped.step_id == "G4"
+
+
 def test_programming_errors_are_not_mapped() -> None:
     assert map_exception(TypeError("bug")) is None
 

@@ -200,3 +200,28 @@ def test_a_machine_the_provider_cannot_check_is_diagnosed_from_its_condition() -
     d = diagnose(SetSnapshot("win", _ms(1, 1, 0, 0), {"win-a": m}, {}, []))
     assert d.causes == ["placement"]
     assert 'does not have "v.username" field set' in d.text()
+
+
+def test_v1_reports_machines_on_a_previous_template() -> None:
+    from winnodes.render.diagnosis import SetSnapshot, readiness, template_drift
+
+    def tpl(t: str) -> dict[str, object]:
+        return {"providerSpec": {"value": {"template": t}}}
+
+    snap = SetSnapshot(
+        "w",
+        machineset={
+            "metadata": {"name": "w", "generation": 1},
+            "spec": {"replicas": 3, "template": {"spec": tpl("imgs/b")}},
+            "status": {"observedGeneration": 1},
+        },
+        machines={
+            n: {"metadata": {"name": n}, "spec": tpl(t)}
+            for n, t in (("w-1", "imgs/a"), ("w-2", "imgs/a"), ("w-3", "imgs/b"))
+        },
+    )
+    assert template_drift(snap) == "2 of 3 machine(s) on a previous template (imgs/a)"
+    assert "2 of 3 machine(s) on a previous template" in readiness(snap).summary
+    for m in snap.machines.values():
+        m["spec"] = tpl("imgs/b")
+    assert template_drift(snap) == "" and "previous template" not in readiness(snap).summary

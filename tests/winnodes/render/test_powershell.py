@@ -61,6 +61,7 @@ def _all_commands() -> list[str]:
         *(ps.ensure_firewall_rule_command(p) for p in cur.firewall),
         ps.remove_host_keys_command(),
         ps.sysprep_command(),
+        ps.os_version_command(),
     ]
 
 
@@ -258,3 +259,18 @@ def test_ipconfig() -> None:
 )
 def test_usable_ipv4(ip: str, ok: bool) -> None:
     assert ps.is_usable_ipv4(ip) is ok
+
+
+def test_os_version_is_read_from_the_registry() -> None:
+    cmd = ps.os_version_command()
+    assert "HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion" in cmd
+    assert "CurrentBuildNumber, UBR" in cmd
+    out = (
+        '{"CurrentBuildNumber":"20348","UBR":681,'
+        '"ProductName":"Windows Server 2022 Datacenter","DisplayVersion":"21H2"}'
+    )
+    v = ps.parse_os_version(out)
+    assert (v.build, v.ubr) == (20348, 681)
+    assert str(v) == "Windows Server 2022 Datacenter 21H2 20348.681"
+    with pytest.raises(ValueError, match="CurrentBuildNumber"):
+        ps.parse_os_version("")

@@ -136,3 +136,51 @@ def test_autounattend_product_key_and_image_name(config: PipelineConfig) -> None
 def test_autounattend_refuses_the_placeholder(config: PipelineConfig) -> None:
     with pytest.raises(ConfigError, match=r"\(G9\)"):
         render_autounattend(config.golden_image, "MyPassword", [])
+
+
+def _windows_pe(root: ET.Element, component: str) -> ET.Element | None:
+    return root.find(f"u:settings[@pass='windowsPE']/u:component[@name='{component}']", NS)
+
+
+def test_autounattend_driver_paths_name_the_tools_cd(config: PipelineConfig) -> None:
+    root = ET.fromstring(
+        render_autounattend(config.golden_image, GOOD_PASSWORD, [], tools_drive="E")
+    )
+    pnp = _windows_pe(root, "Microsoft-Windows-PnpCustomizationsWinPE")
+    assert pnp is not None
+    paths = [p.text for p in pnp.findall(".//u:PathAndCredentials/u:Path", NS)]
+    assert paths == [r"E:\Program Files\VMware\VMware Tools\Drivers\pvscsi\Win8\amd64"]
+    # Windows PE reads DriverPaths before it looks for disk 0: same pass as DiskConfiguration.
+    assert _windows_pe(root, "Microsoft-Windows-Setup") is not None
+
+
+def test_autounattend_without_tools_drive_has_no_driver_paths(config: PipelineConfig) -> None:
+    root = ET.fromstring(render_autounattend(config.golden_image, GOOD_PASSWORD, []))
+    assert _windows_pe(root, "Microsoft-Windows-PnpCustomizationsWinPE") is None
+
+
+@pytest.mark.parametrize(
+    ("profile", "image", "expected"),
+    [
+        ("current", None, "Windows Server 2022 SERVERDATACENTERCORE"),
+        ("ocp-4.9", None, "Windows Server SERVERDATACENTERACORE"),
+        (
+            "current",
+            "Windows Server 2025 SERVERSTANDARDCORE",
+            "Windows Server 2025 SERVERSTANDARDCORE",
+        ),
+    ],
+)
+def test_autounattend_image_name_per_profile(
+    config: PipelineConfig, profile: str, image: str | None, expected: str
+) -> None:
+    gi = config.golden_image.model_copy(
+        update={
+            "profile": profile,
+            "source": config.golden_image.source.model_copy(update={"image_name": image}),
+        }
+    )
+    root = ET.fromstring(render_autounattend(gi, GOOD_PASSWORD, []))
+    md = root.find(".//u:ImageInstall/u:OSImage/u:InstallFrom/u:MetaData", NS)
+    assert md is not None
+    assert (_text(md, "u:Key"), _text(md, "u:Value")) == ("/IMAGE/NAME", expected)

@@ -290,6 +290,41 @@ CASES: list[Case] = [
         "G1",
         (),
     ),
+    (
+        "image-2022-ok",
+        lambda: r.check_image_name("Windows Server 2022 SERVERSTANDARDCORE", "current"),
+        None,
+        None,
+        (),
+    ),
+    (
+        "image-2025-ok",
+        lambda: r.check_image_name("Windows Server 2025 SERVERDATACENTER", "current"),
+        None,
+        None,
+        (),
+    ),
+    (
+        "image-unknown",
+        lambda: r.check_image_name("Windows Server 2022 Datacenter", "current"),
+        "image-of-profile",
+        "G1",
+        ("golden_image.source.image_name", "Microsoft Software License Terms"),
+    ),
+    (
+        "image-case",
+        lambda: r.check_image_name("windows server 2022 serverdatacentercore", "current"),
+        "image-of-profile",
+        "G1",
+        ("did you mean 'Windows Server 2022 SERVERDATACENTERCORE'",),
+    ),
+    (
+        "image-other-profile",
+        lambda: r.check_image_name("Windows Server 2022 SERVERDATACENTERCORE", "ocp-4.9"),
+        "image-of-profile",
+        "G1",
+        ("SERVERDATACENTERACORE",),
+    ),
 ]
 
 

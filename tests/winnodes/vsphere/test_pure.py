@@ -212,6 +212,28 @@ def test_config_spec_devices() -> None:
     assert nic.backing.deviceName == "VM Network"
 
 
+@pytest.mark.parametrize(
+    ("kind", "cls"),
+    [
+        ("pvscsi", vim.vm.device.ParaVirtualSCSIController),
+        ("lsilogic-sas", vim.vm.device.VirtualLsiLogicSASController),
+    ],
+)
+def test_config_spec_disk_controller(kind: Any, cls: type) -> None:
+    spec = vms.VmSpec(name="w", guest_id="g", disk_controller=kind)
+    cs = vms.config_spec(spec, _placement(inventory.Network(None, "VM Network")), "b1")
+    devices: list[Any] = [c.device for c in cs.deviceChange]
+    disk = next(d for d in devices if isinstance(d, vim.vm.device.VirtualDisk))
+    ctrl = next(d for d in devices if d.key == disk.controllerKey)
+    assert isinstance(ctrl, cls)
+
+
+def test_boot_key_is_the_spacebar_as_govc_encodes_it() -> None:
+    assert vms.usb_scan_code(vms.HID_SPACEBAR) == 0x2C0007
+    spec = vms.key_spec()
+    assert [e.usbHidCode for e in spec.keyEvents] == [0x2C0007]
+
+
 def test_distributed_port_group_backing() -> None:
     net = inventory.Network(None, "pg", portgroup_key="dvportgroup-9", switch_uuid="50 2a")
     backing = vms.nic_backing(net)

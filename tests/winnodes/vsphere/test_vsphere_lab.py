@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +237,20 @@ def test_create_vm_with_cdroms_is_idempotent(
     assert len(nics) == 1 and nics[0].backing.deviceName == env["LAB_VSPHERE_NETWORK"]
 
 
+def test_press_boot_key_waits_for_power_on_and_reaches_the_vm(
+    session: VSphereSession, placement: vms.Placement, env: dict[str, str], made: list[Any]
+) -> None:
+    from lab.vcsim import VcsimControl
+
+    vm = _plain_vm(session, placement, made)
+    with pytest.raises(errors.WaitTimeout):  # powered off: no keyboard until it runs
+        vms.press_boot_key(session, vm.obj, presses=1, interval=0, timeout=1)
+    vms.power_on(session, vm.obj)
+    assert vms.press_boot_key(session, vm.obj, presses=3, interval=0.05) == 3
+    keys = VcsimControl(env["LAB_VCSIM_CONTROL_URL"]).keys(vm.moid)
+    assert [k["usb_hid_code"] for k in keys] == [vms.usb_scan_code(vms.HID_SPACEBAR)] * 3
+
+
 def test_clone_is_idempotent_per_build_and_template_life_cycle(
     session: VSphereSession, placement: vms.Placement, made: list[Any]
 ) -> None:
@@ -377,7 +391,7 @@ def test_call_fault_on_a_read_is_mapped(
     control.add_fault(method="RetrievePropertiesEx", fault="SystemError", max_count=1, mode="call")
     try:
         with pytest.raises(errors.ApiUnavailable):
-            inventory.datacenter(session, env["LAB_VSPHERE_DATACENTER"])
+            inventory.properties(session, session.content.rootFolder, ["childEntity"])
     finally:
         control.clear_faults()
 
@@ -432,3 +446,126 @@ def test_resumed_run_waits_for_the_in_flight_clone(
         if f.props["name"] == name
     ]
     assert len(same_name) == 1
+
+
+# -- round trips (counted by the lab's vCenter, GET /stats) ----------------------------------------
+def _my_calls(control: VcsimControl, session: VSphereSession) -> Callable[[], dict[str, int]]:
+    """Start a count; the result reads this session's calls per method since then."""
+    key = session.session_key  # read before the count starts
+    control.reset_stats()
+
+    def calls() -> dict[str, int]:
+        mine = [s for s in control.stats()["sessions"] if s["key"] == key]
+        return dict(mine[0]["methods"]) if mine else {}
+
+    return calls
+
+
+def test_placement_and_lookups_take_one_call_each(
+    session: VSphereSession, control: VcsimControl, env: dict[str, str]
+) -> None:
+    calls = _my_calls(control, session)
+    vms.resolve_placement(
+        session,
+        datacenter=env["LAB_VSPHERE_DATACENTER"],
+        folder=env["LAB_VSPHERE_FOLDER"],
+        datastore=env["LAB_VSPHERE_DATASTORE"],
+        network=env["LAB_VSPHERE_NETWORK"],
+        cluster=env["LAB_VSPHERE_CLUSTER"],
+    )
+    # datacenter, cluster pool, datastore, network, folder: one SearchIndex call each, no views.
+    assert calls() == {"FindByInventoryPath": 5}
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    control.reset_stats()
+    assert vms.find_vm(session, folder, env["LAB_VSPHERE_TEMPLATE"]) is not None
+    assert vms.find_vm(session, folder, "no-such-vm") is None
+    assert calls() == {"FindChild": 2, "RetrievePropertiesEx": 1}
+
+
+def test_waits_reuse_one_collector_and_attributes_read_in_one_call(
+    session: VSphereSession,
+    control: VcsimControl,
+    placement: vms.Placement,
+    made: list[Any],
+) -> None:
+    ref = _plain_vm(session, placement, made)
+    calls = _my_calls(control, session)
+    vms.power_on(session, ref.obj)
+    vms.power_off(session, ref.obj)
+    counted = calls()
+    assert counted.get("CreatePropertyCollector", 0) <= 1  # the first wait of the session at most
+    assert counted["CreateFilter"] == counted["DestroyPropertyFilter"] == 2
+    assert "DestroyPropertyCollector" not in counted
+    control.reset_stats()
+    vms.custom_attributes(session, ref.obj)
+    assert calls() == {"RetrievePropertiesEx": 1}
+
+
+def test_threads_sharing_an_expired_session_log_in_once(
+    env: dict[str, str], control: VcsimControl
+) -> None:
+    """Tasks of a flow run share one session from threads: after an expiry they make one Login."""
+    with _connect(env) as shared:
+        root = shared.content.rootFolder
+        control.reset_stats()
+        assert control.invalidate_sessions() >= 1
+        errors_seen: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                for _ in range(3):
+                    inventory.properties(shared, root, ["name"])
+            except BaseException as exc:  # reported below
+                errors_seen.append(exc)
+
+        threads = [threading.Thread(target=read) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors_seen
+        assert shared.relogins == 1
+        # On the server: the session the threads ended up with was made by one Login and served
+        # all 18 reads (the guest twin, whose session was terminated too, logs in on its own).
+        stats = control.stats()
+        (mine,) = [s for s in stats["sessions"] if s["key"] == shared.session_key]
+        assert mine["logins"] == 1
+        assert mine["methods"]["RetrievePropertiesEx"] == 18
+
+
+def test_through_an_http_connect_proxy(env: dict[str, str]) -> None:
+    """A site whose workers reach vCenter only through a proxy (VSphereCredentials.https_proxy):
+    SOAP, the thumbprint probe and datastore transfers all tunnel through it, TLS still verified."""
+    from tests.winnodes.proxy_support import connect_proxy
+
+    server = env["LAB_VSPHERE_SERVER"]
+    path = f"[{env['LAB_VSPHERE_DATASTORE']}] {uuid.uuid4().hex[:8]}-proxy.bin"
+    for trust in (
+        TlsTrust(ca_bundle=env["LAB_VSPHERE_CA_FILE"]),
+        TlsTrust(thumbprint=env["LAB_VSPHERE_THUMBPRINT"]),
+    ):
+        with connect_proxy() as (proxy, seen):
+            with connect(
+                server,
+                env["LAB_VSPHERE_USERNAME"],
+                env["LAB_VSPHERE_PASSWORD"],
+                trust=trust,
+                proxy=proxy,
+            ) as s:
+                assert s.session_key
+                vms.upload_file(s, env["LAB_VSPHERE_DATACENTER"], path, b"through the proxy")
+                got = vms.download_file(s, env["LAB_VSPHERE_DATACENTER"], path)
+                assert got == b"through the proxy"
+            assert seen and set(seen) == {server}
+    with (
+        connect_proxy(refuse=True) as (proxy, _),
+        pytest.raises(errors.WinNodesError),
+        connect(
+            server,
+            env["LAB_VSPHERE_USERNAME"],
+            env["LAB_VSPHERE_PASSWORD"],
+            trust=TlsTrust(ca_bundle=env["LAB_VSPHERE_CA_FILE"]),
+            proxy=proxy,
+        ),
+    ):
+        pass

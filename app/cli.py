@@ -1,18 +1,22 @@
-"""`winnodes validate | plan | run CONFIG`: the pipeline from a terminal.
+"""`winnodes validate | plan | run | status CONFIG`: the pipeline from a terminal.
 
 `validate` and `plan` are pure (the model, validate and render layers only): they need no vCenter,
 cluster or Prefect server, so they are safe to run anywhere, e.g. in a merge request's CI. `run`
 hands the configuration to the Prefect deployment of the parent flow (a worker runs it), shows each
 step as it starts and ends, and prints the run's address in the Prefect UI; `--in-process` runs the
-flow in this process instead (no worker needed).
+flow in this process instead (no worker needed). `status` reads vCenter and the cluster (through the
+blocks the configuration names) and prints the series' templates, who uses each, the MachineSet, its
+nodes with their template and what a rotation would do.
 
-Exit codes: 0 success, 1 the run failed, 2 the configuration is invalid.
+Exit codes: 0 success, 1 the run failed (the failing step's ID and the error are printed), 2 the
+configuration is invalid (for `--only PART`, with the rules that part's run applies).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -21,7 +25,7 @@ from winnodes.errors import ConfigError
 from winnodes.model.config import PipelineConfig, load_config
 from winnodes.model.naming import next_build_id, template_name
 
-PARTS = ("all", "golden-image", "cluster-prep", "machineset")
+PARTS = ("all", "golden-image", "cluster-prep", "machineset", "rotate")
 DEFAULT_DEPLOYMENT = "windows-nodes/end-to-end"
 INFRA_PLACEHOLDER = "<infrastructure-id>"
 
@@ -55,7 +59,7 @@ def plan_text(
         src = (
             f"install from {gi.source.windows_iso} (Tools {gi.source.tools_iso})"
             if gi.source.mode == "iso"
-            else "reuse the existing base VM"
+            else "rebuild from the kept base VM (it must exist)"
         )
         lines += [
             f"golden image (G1-G10), profile {gi.profile}, vCenter block "
@@ -63,6 +67,13 @@ def plan_text(
             f"  base VM      {gi.placement.folder}/{gi.names.base_vm}: create if missing; {src}",
             f"  template     {gi.placement.folder}/{template_name(gi.names, build_id)} "
             f"(build {build_id}; {gi.names.build_id_scheme} scheme)",
+            "  updates      G6u Windows updates from "
+            + (
+                "nowhere (off)"
+                if gi.windows_update.source == "off"
+                else gi.windows_update.wsus_server or "Windows Update"
+            )
+            + f", rounds with restarts until none is pending (<= {gi.timeouts.updates_seconds}s)",
             f"  retention    keep the newest {gi.keep_templates} of series "
             f"'{gi.names.template_series}'",
             f"  hardware     {gi.hardware.num_cpus} vCPU, {gi.hardware.memory_mib} MiB, "
@@ -99,15 +110,26 @@ def plan_text(
             f"  then wait   until {ms.replicas} node(s) are Ready "
             f"(deadline {config.waits.machineset_ready_seconds}s, V1)"
         )
+    if only == "rotate" or (only in ("all", "golden-image") and config.rotation.rollout):
+        lines += [
+            f"rotation (ROT1-ROT4) of {ms.name} onto {ms.template or 'the newest template'}: one "
+            "machine at a time, surge 1 (scale +1, wait Ready, cordon + drain the oldest node on an "
+            f"older template within {config.rotation.drain_seconds}s, delete it, scale back); then "
+            f"retention keeps the newest {gi.keep_templates} and every template still in use",
+        ]
     return "\n".join(lines) + "\n"
 
 
-def _load_valid(path: str, err: TextIO) -> PipelineConfig | None:
-    from winnodes.validate import validate_all
+def _load_valid(path: str, err: TextIO, only: str = "all") -> PipelineConfig | None:
+    """The configuration, checked with the rules the run of `only` applies (None: invalid)."""
+    from winnodes.errors import ValidationError
+    from winnodes.validate import part_problems
 
     try:
         config = load_config(path)
-        validate_all(config)
+        problems = part_problems(config, only)
+        if problems:
+            raise ValidationError(problems)
     except ConfigError as exc:
         print(str(exc), file=err)
         return None
@@ -115,11 +137,11 @@ def _load_valid(path: str, err: TextIO) -> PipelineConfig | None:
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    config = _load_valid(args.config, err)
+    config = _load_valid(args.config, err, args.only)
     if config is None:
         return 2
     print(
-        f"{args.config}: valid (golden image '{config.golden_image.names.template_series}', "
+        f"{args.config}: valid{'' if args.only == 'all' else ' for --only ' + args.only} (golden image '{config.golden_image.names.template_series}', "
         f"cluster {config.cluster.name}.{config.cluster.base_domain}, "
         f"MachineSet {config.machineset.name})",
         file=out,
@@ -140,18 +162,60 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def build_mode(args: argparse.Namespace) -> str | None:
+    """--rebuild -> "new", --resume -> "resume", neither -> the flow's default (documented in
+    RUN_EPILOG)."""
+    if args.rebuild:
+        return "new"
+    if args.resume:
+        return "resume"
+    return None
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    config = _load_valid(args.config, err)
+    if (args.rebuild or args.resume) and args.only not in ("all", "golden-image"):
+        print(
+            "--rebuild and --resume apply to the golden image (--only golden-image or all)",
+            file=err,
+        )
+        return 2
+    config = _load_valid(args.config, err, args.only)
     if config is None:
         return 2
     # The CLI is the application's top: only `run` reaches up to Prefect and the deployments.
     from deployments import run as runner
 
+    runner.quiet_shutdown()
+    build = build_mode(args)
     if args.in_process:
-        return runner.run_in_process(config, args.only, out)
+        return runner.run_in_process(config, args.only, out, build)
     return runner.run_deployment_and_watch(
-        config, args.only, deployment=args.deployment, out=out, timeout=args.timeout
+        config, args.only, deployment=args.deployment, out=out, timeout=args.timeout, build=build
     )
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Templates of the series, the MachineSet, nodes with their template, what a rotation would do."""
+    config = _load_valid(args.config, err)
+    if config is None:
+        return 2
+    from deployments import status as reader  # reads vCenter and the cluster through the blocks
+    from winnodes.errors import WinNodesError
+
+    try:
+        out.write(reader.status(config))
+    except WinNodesError as exc:
+        print(f"status: {exc}", file=err)
+        return 1
+    return 0
+
+
+RUN_EPILOG = """golden image builds: `--only golden-image` starts a NEW build (new build ID, new template,
+from the kept base VM when it exists) on every run, like the golden-image-rebuild deployment and its
+schedule; `--only all` (the default) reuses the series' newest template and builds only when there
+is none. --rebuild forces a new build; --resume continues the unfinished build found in vCenter (a
+failed run's base VM marker or clone) instead of starting another. Retrying a failed flow run from
+the Prefect UI always continues that run's own build."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("validate", help="check the configuration, every rule, no side effects")
     p.add_argument("config", help="pipeline configuration (YAML)")
+    p.add_argument(
+        "--only", choices=PARTS, default="all", help="the rules a run of this part applies"
+    )
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("plan", help="what a run would create or change, and the MachineSet")
     p.add_argument("config")
@@ -169,8 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cluster's infrastructure ID (M1) for the manifest; a placeholder otherwise",
     )
     p.set_defaults(func=cmd_plan)
-    p = sub.add_parser("run", help="run the pipeline through its Prefect deployment")
+    p = sub.add_parser(
+        "run",
+        help="run the pipeline through its Prefect deployment",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("config")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--rebuild", action="store_true", help="golden image: start a new build (new template)"
+    )
+    which.add_argument(
+        "--resume",
+        action="store_true",
+        help="golden image: continue the unfinished build found in vCenter",
+    )
     p.add_argument("--only", choices=PARTS, default="all", help="run one part alone")
     p.add_argument("--deployment", default=DEFAULT_DEPLOYMENT, help="'flow/deployment' to run")
     p.add_argument(
@@ -178,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=4 * 3600, help="give up watching after (s)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser(
+        "status", help="templates, MachineSet, nodes and their template, what a rotation would do"
+    )
+    p.add_argument("config")
+    p.set_defaults(func=cmd_status)
     return parser
 
 
@@ -185,6 +271,10 @@ def main(
     argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    # Library deprecation notices (cryptography via paramiko, Prefect) are for developers, not for
+    # the operator reading this terminal; the test suite still sees them.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*deprecated.*")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -1,0 +1,22 @@
+// Command kube-controller-manager is the upstream controller manager, unchanged: the same main as
+// k8s.io/kubernetes/cmd/kube-controller-manager, compiled from the lab's own module so it is the
+// same Kubernetes release as the lab's kube-apiserver. The lab runs only the controllers a drain
+// and a MachineSet deletion need (garbage collector, disruption); see lab/kube.py.
+package main
+
+import (
+	"os"
+	_ "time/tzdata" // for CronJob Time Zone support
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"          // for JSON log format registration
+	_ "k8s.io/component-base/metrics/prometheus/clientgo" // load all the prometheus client-go plugin
+	_ "k8s.io/component-base/metrics/prometheus/version"  // for version metric registration
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+func main() {
+	command := app.NewControllerManagerCommand()
+	code := cli.Run(command)
+	os.Exit(code)
+}
