@@ -11,13 +11,14 @@ processes, at most two runs each), the product registered with its one command (
    failure notification reaches the webhook, and a retry (`prefect flow-run retry`) completes it
    with one template, one clone task and no other VM.
 
-The site has its own small lab (vcsim + guest twin: a golden image needs nothing else), because the
-test slows clones down for everyone on its vCenter. Heartbeats every 30 s (Prefect's minimum) and a
+The site has its own lab (vCenter, guest twin and the cluster's API server, which is what a golden
+image needs), because the test slows clones down for everyone on its vCenter. Heartbeats every 30 s (Prefect's minimum) and a
 60 s window keep the crash detection under two minutes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,10 +43,9 @@ import yaml
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
-from lab import pipeline, postgres, prefect_server, webhook
+from lab import cli, pipeline, postgres, prefect_server, webhook
 from lab.paths import LabPaths
 from lab.vcsim import VcsimControl
-from tests.winnodes.vsphere.lab_support import small_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -55,6 +55,9 @@ HEARTBEAT = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the workers (Prefect's mi
 WINDOW = 60  # register --heartbeat-window: two heartbeats (they come 30-37 s apart here)
 PROACTIVE_SLACK = 15  # Prefect evaluates proactive triggers every 5 s; events travel
 WORKERS = ("prefect-worker-a", "prefect-worker-b")
+# A golden image needs vCenter and the guests, and the cluster for retention (G10 keeps what a
+# MachineSet or Machine names); not DNS or the controllers.
+LAB = ["vcsim", "guest.supervisor", "kube"]
 
 
 def _free_port() -> int:
@@ -88,7 +91,10 @@ class Site:
         return resp.json()
 
     def config(self, series: str) -> dict[str, Any]:
-        return pipeline.pipeline(self.env, series=series)
+        cfg = pipeline.pipeline(self.env, series=series)
+        # Scale-out is the subject, not G6u: its restarts add minutes to every build here.
+        cfg["golden_image"]["windows_update"] = {"source": "off"}
+        return cfg
 
     def start_run(self, deployment: str, series: str) -> dict[str, Any]:
         dep = self.get(f"/deployments/name/windows-nodes/{deployment}")
@@ -124,8 +130,9 @@ def _connect(env: dict[str, str]) -> Any:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    labs = small_lab(tmp_path_factory.mktemp("lab-scaleout"))
-    env = next(labs)
+    stack = contextlib.ExitStack()
+    lab = stack.enter_context(cli.private_lab(tmp_path_factory.mktemp("lab-scaleout"), LAB))
+    env = dict(lab.env)
     # PostgreSQL runs as the `postgres` account when we are root: its directory must be reachable
     # (pytest's temporary directories are private to root).
     root = Path(tempfile.mkdtemp(prefix="winnodes-scaleout-"))
@@ -159,6 +166,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                     "type": "windows",
                     "ssh_private_key": {"file": env["LAB_SSH_PRIVATE_KEY"]},
                     "administrator_password": {"env": pipeline.ADMIN_PASSWORD_VAR},
+                },
+                pipeline.BLOCK_OPENSHIFT: {
+                    "type": "openshift",
+                    "kubeconfig_path": env["KUBECONFIG"],
                 },
                 pipeline.BLOCK_NOTIFY: pipeline.notify_block(hook_url),
             }
@@ -206,7 +217,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 root / "logs", tmp_path_factory.mktemp("scaleout-logs"), dirs_exist_ok=True
             )
             shutil.rmtree(root, ignore_errors=True)
-            next(labs, None)  # the small lab's teardown
+            stack.close()  # the lab's teardown
 
 
 # -- vCenter, read with pyvmomi ------------------------------------------------------------------
@@ -320,6 +331,7 @@ def test_dead_worker_run_is_crashed_by_the_automation_and_a_retry_completes_it(
     run_id = site.start_run("golden-image-rebuild", s)["id"]
 
     def cloning() -> bool:
+        assert _final(site, run_id) is None, site.run(run_id)["state"]  # ended before its clone
         return any(t.state == "running" for t in _clone_tasks(site, f"{s}-base"))
 
     _wait("the rebuild's clone in vCenter", cloning, timeout=300, every=0.5)
