@@ -6,6 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export GOTOOLCHAIN := local
+# The demo's Prefect database: sqlite (no set-up) or postgres (`make demo PREFECT_DB=postgres`).
+PREFECT_DB ?= sqlite
+export LAB_PREFECT_DB := $(PREFECT_DB)
 
 .PHONY: demo test deps system-deps python-deps lab-bin lab-up lab-down lab-status lint typecheck unit lab-test clean bench bench-calls
 

@@ -21,6 +21,7 @@ BLOCK_VSPHERE = "lab-vsphere"
 BLOCK_WINDOWS = "lab-windows"
 BLOCK_OPENSHIFT = "lab-openshift"
 BLOCK_DNS = "lab-dns"
+BLOCK_NOTIFY = "winnodes-notify"  # deployments.register's default notification block name
 ADMIN_PASSWORD_VAR = "WINNODES_LAB_ADMIN_PASSWORD"
 TSIG_SECRET_VAR = "WINNODES_LAB_TSIG_SECRET"
 
@@ -35,9 +36,24 @@ def admin_password(root: Path) -> str:
     return path.read_text().strip()
 
 
-def blocks_spec(env: dict[str, str]) -> dict[str, Any]:
-    key = read_tsig_key(Path(env["LAB_TSIG_KEYFILE"]))
+def notify_block(url: str) -> dict[str, Any]:
+    """A Custom Webhook notification block posting JSON to the lab's webhook receiver."""
     return {
+        "type": "webhook",
+        "name": "winnodes-lab",
+        "url": url,
+        "json_data": {"subject": "{{subject}}", "text": "{{body}}"},
+    }
+
+
+def blocks_spec(env: dict[str, str]) -> dict[str, Any]:
+    """The lab's blocks; the failure notification block too when a webhook receiver runs
+    (LAB_WEBHOOK_URL)."""
+    key = read_tsig_key(Path(env["LAB_TSIG_KEYFILE"]))
+    notify = (
+        {BLOCK_NOTIFY: notify_block(env["LAB_WEBHOOK_URL"])} if "LAB_WEBHOOK_URL" in env else {}
+    )
+    return notify | {
         BLOCK_VSPHERE: {
             "type": "vsphere",
             "server": env["LAB_VSPHERE_SERVER"],
