@@ -39,19 +39,14 @@ def _free_port() -> int:
 
 
 def _config(env: dict[str, str], tag: str, mode: str) -> Any:
+    from lab.pipeline import placement
     from winnodes.model.config import GoldenImageConfig
 
     return GoldenImageConfig.model_validate(
         {
             "vsphere_credentials_block": "bench-vsphere",
             "windows_access_block": "bench-windows",
-            "placement": {
-                "datacenter": env["LAB_VSPHERE_DATACENTER"],
-                "cluster": env["LAB_VSPHERE_CLUSTER"],
-                "datastore": env["LAB_VSPHERE_DATASTORE"],
-                "folder": env["LAB_VSPHERE_FOLDER"],
-                "network": env["LAB_VSPHERE_NETWORK"],
-            },
+            "placement": placement(env),
             "source": {
                 "mode": mode,
                 "windows_iso": env["LAB_WINDOWS_ISO_CURRENT"],

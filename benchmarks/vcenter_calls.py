@@ -42,6 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from lab import cli, media, scenario  # noqa: E402
+from lab.pipeline import placement  # noqa: E402
 from lab.vcsim import VcsimControl  # noqa: E402
 
 PASSWORD = "Lab-Passw0rd!"
@@ -152,13 +153,7 @@ def product_build(
             "profile": "current",
             "vsphere_credentials_block": "bench-vsphere",
             "windows_access_block": "bench-windows",
-            "placement": {
-                "datacenter": env["LAB_VSPHERE_DATACENTER"],
-                "cluster": env["LAB_VSPHERE_CLUSTER"],
-                "datastore": env["LAB_VSPHERE_DATASTORE"],
-                "folder": env["LAB_VSPHERE_FOLDER"],
-                "network": env["LAB_VSPHERE_NETWORK"],
-            },
+            "placement": placement(env),
             "source": {
                 "windows_iso": env["LAB_WINDOWS_ISO_CURRENT"],
                 "tools_iso": env["LAB_TOOLS_ISO"],
