@@ -64,6 +64,12 @@ def save_vcenter_and_windows_blocks(env: dict[str, str], vsphere: str, windows: 
 
 @pytest.fixture(scope="session")
 def blocks(env: dict[str, str], prefect_api: None) -> None:
+    save_blocks(env)
+
+
+def save_blocks(env: dict[str, str]) -> None:
+    """Save the lab's four blocks (OpenShift, vCenter, Windows access, DNS update) under the
+    names above (the flow tests' fixture, and benchmarks/rotation.py)."""
     OpenShiftCredentials(kubeconfig_path=env["KUBECONFIG"]).save(OCP_BLOCK, overwrite=True)
     save_vcenter_and_windows_blocks(env, VC_BLOCK, WIN_BLOCK)
     key = read_tsig_key(Path(env["LAB_TSIG_KEYFILE"]))
