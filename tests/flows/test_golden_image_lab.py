@@ -19,12 +19,11 @@ from flows.golden_image import GoldenImageResult, golden_image
 from lab import scenario
 from lab.pipeline import hardware, placement
 from lab.vcsim import VcsimControl
-from tests.flows.cluster_lab import save_vcenter_and_windows_blocks
+from tests.flows.cluster_lab import save_vcenter_and_windows_blocks, vcenter
 from tests.winnodes.vsphere.lab_support import small_lab
 from winnodes import errors
 from winnodes.model.config import GoldenImageConfig
-from winnodes.vsphere import connect, inventory, vms
-from winnodes.vsphere.tls import TlsTrust
+from winnodes.vsphere import inventory, vms
 
 pytestmark = pytest.mark.lab
 
@@ -77,12 +76,7 @@ def make_config(env: dict[str, str], profile: str = "current", **over: Any) -> G
 
 @pytest.fixture
 def session(env: dict[str, str]) -> Iterator[Any]:
-    with connect(
-        env["LAB_VSPHERE_SERVER"],
-        env["LAB_VSPHERE_USERNAME"],
-        env["LAB_VSPHERE_PASSWORD"],
-        trust=TlsTrust(ca_bundle=env["LAB_VSPHERE_CA_FILE"]),
-    ) as s:
+    with vcenter(env) as s:
         yield s
 
 
