@@ -81,7 +81,6 @@ def main() -> int:
             "WINNODES_RETRY_DELAY": "0.2",
         }
     )
-    from pydantic import SecretStr
 
     from lab import cli
 
@@ -92,21 +91,13 @@ def main() -> int:
         env = dict(ctx.env)
         from prefect.testing.utilities import prefect_test_harness
 
-        from blocks.vsphere import VSphereCredentials
-        from blocks.windows import WindowsAccess
         from flows.golden_image import golden_image
+        from tests.flows.cluster_lab import save_vcenter_and_windows_blocks
 
         with prefect_test_harness():
-            VSphereCredentials(
-                server=env["LAB_VSPHERE_SERVER"],
-                username=env["LAB_VSPHERE_USERNAME"],
-                password=SecretStr(env["LAB_VSPHERE_PASSWORD"]),
-                ca_bundle=env["LAB_VSPHERE_CA_FILE"],
-            ).save("bench-vsphere", overwrite=True)
-            WindowsAccess(
-                ssh_private_key=SecretStr(Path(env["LAB_SSH_PRIVATE_KEY"]).read_text()),
-                administrator_password=SecretStr("Bench-Passw0rd!"),
-            ).save("bench-windows", overwrite=True)
+            save_vcenter_and_windows_blocks(
+                env, "bench-vsphere", "bench-windows", "Bench-Passw0rd!"
+            )
             iso_times, base_times = [], []
             for _ in range(args.rounds):
                 tag = uuid.uuid4().hex[:5]

@@ -48,8 +48,11 @@ def env(lab_env: dict[str, str]) -> dict[str, str]:
     return lab_env
 
 
-def save_vcenter_and_windows_blocks(env: dict[str, str], vsphere: str, windows: str) -> None:
-    """Save the lab's vCenter credentials and Windows access (its SSH key, PASSWORD) as blocks."""
+def save_vcenter_and_windows_blocks(
+    env: dict[str, str], vsphere: str, windows: str, password: str = PASSWORD
+) -> None:
+    """Save the lab's vCenter credentials and Windows access (its SSH key, `password`) as blocks
+    (the flow tests and the benchmarks)."""
     VSphereCredentials(
         server=env["LAB_VSPHERE_SERVER"],
         username=env["LAB_VSPHERE_USERNAME"],
@@ -58,7 +61,7 @@ def save_vcenter_and_windows_blocks(env: dict[str, str], vsphere: str, windows: 
     ).save(vsphere, overwrite=True)
     WindowsAccess(
         ssh_private_key=SecretStr(Path(env["LAB_SSH_PRIVATE_KEY"]).read_text()),
-        administrator_password=SecretStr(PASSWORD),
+        administrator_password=SecretStr(password),
     ).save(windows, overwrite=True)
 
 
