@@ -98,10 +98,13 @@ def assert_valid_template(
     assert attrs["winnodes.ssh.fingerprint"] == result.ssh_fingerprint
     assert attrs["winnodes.tools.version"] == "12.1.5"
     assert attrs["winnodes.flow.run"]
-    # PRE-2's reading of the guest's registry, for the cluster side to check against WMCO.
-    assert (
-        attrs["winnodes.os.build"] == {"current": "20348.681", "ocp-4.9": "19042.1083"}[gi.profile]
-    )
+    # PRE-2's reading of the guest's registry after G6u, for the cluster side to check against
+    # WMCO: the twin's update catalogue takes the 20348.681 media to KB5014678 (20348.768) and
+    # offers nothing for 19042.
+    media = {"current": "20348.681", "ocp-4.9": "19042.1083"}[gi.profile]
+    updated = {"current": "20348.768", "ocp-4.9": "19042.1083"}[gi.profile]
+    want = media if gi.windows_update.source == "off" else updated
+    assert attrs["winnodes.os.build"] == want
     # The base VM stays un-sysprepped, and the answer media (Administrator password) is gone.
     base = vms.find_vm(session, folder, gi.names.base_vm)
     assert base is not None and not base.template and base.power_state == "poweredOn"
