@@ -39,19 +39,14 @@ def _free_port() -> int:
 
 
 def _config(env: dict[str, str], tag: str, mode: str) -> Any:
+    from lab.pipeline import placement
     from winnodes.model.config import GoldenImageConfig
 
     return GoldenImageConfig.model_validate(
         {
             "vsphere_credentials_block": "bench-vsphere",
             "windows_access_block": "bench-windows",
-            "placement": {
-                "datacenter": env["LAB_VSPHERE_DATACENTER"],
-                "cluster": env["LAB_VSPHERE_CLUSTER"],
-                "datastore": env["LAB_VSPHERE_DATASTORE"],
-                "folder": env["LAB_VSPHERE_FOLDER"],
-                "network": env["LAB_VSPHERE_NETWORK"],
-            },
+            "placement": placement(env),
             "source": {
                 "mode": mode,
                 "windows_iso": env["LAB_WINDOWS_ISO_CURRENT"],
@@ -86,7 +81,6 @@ def main() -> int:
             "WINNODES_RETRY_DELAY": "0.2",
         }
     )
-    from pydantic import SecretStr
 
     from lab import cli
 
@@ -97,21 +91,13 @@ def main() -> int:
         env = dict(ctx.env)
         from prefect.testing.utilities import prefect_test_harness
 
-        from blocks.vsphere import VSphereCredentials
-        from blocks.windows import WindowsAccess
         from flows.golden_image import golden_image
+        from tests.flows.cluster_lab import save_vcenter_and_windows_blocks
 
         with prefect_test_harness():
-            VSphereCredentials(
-                server=env["LAB_VSPHERE_SERVER"],
-                username=env["LAB_VSPHERE_USERNAME"],
-                password=SecretStr(env["LAB_VSPHERE_PASSWORD"]),
-                ca_bundle=env["LAB_VSPHERE_CA_FILE"],
-            ).save("bench-vsphere", overwrite=True)
-            WindowsAccess(
-                ssh_private_key=SecretStr(Path(env["LAB_SSH_PRIVATE_KEY"]).read_text()),
-                administrator_password=SecretStr("Bench-Passw0rd!"),
-            ).save("bench-windows", overwrite=True)
+            save_vcenter_and_windows_blocks(
+                env, "bench-vsphere", "bench-windows", "Bench-Passw0rd!"
+            )
             iso_times, base_times = [], []
             for _ in range(args.rounds):
                 tag = uuid.uuid4().hex[:5]

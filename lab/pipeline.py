@@ -89,6 +89,30 @@ def secret_env(env: dict[str, str]) -> dict[str, str]:
     }
 
 
+def placement(env: dict[str, str]) -> dict[str, str]:
+    """The golden image's `placement` in this lab (datacenter, cluster, datastore, folder,
+    network), for the pipeline file, the flow tests and the benchmarks alike."""
+    return {
+        "datacenter": env["LAB_VSPHERE_DATACENTER"],
+        "cluster": env["LAB_VSPHERE_CLUSTER"],
+        "datastore": env["LAB_VSPHERE_DATASTORE"],
+        "folder": env["LAB_VSPHERE_FOLDER"],
+        "network": env["LAB_VSPHERE_NETWORK"],
+    }
+
+
+def hardware() -> dict[str, Any]:
+    """Small VMs for the twin: EFI + PVSCSI (the defaults), boot key presses paced for the lab's
+    scaled EFI boot prompt (2 s)."""
+    return {
+        "num_cpus": 2,
+        "memory_mib": 4096,
+        "disk_gib": 40,
+        "boot_key_presses": 16,
+        "boot_key_interval_seconds": 0.25,
+    }
+
+
 def pipeline(
     env: dict[str, str], *, replicas: int = 1, series: str = "lab-windows"
 ) -> dict[str, Any]:
@@ -98,26 +122,13 @@ def pipeline(
             "profile": "current",
             "vsphere_credentials_block": BLOCK_VSPHERE,
             "windows_access_block": BLOCK_WINDOWS,
-            "placement": {
-                "datacenter": env["LAB_VSPHERE_DATACENTER"],
-                "cluster": env["LAB_VSPHERE_CLUSTER"],
-                "datastore": env["LAB_VSPHERE_DATASTORE"],
-                "folder": env["LAB_VSPHERE_FOLDER"],
-                "network": env["LAB_VSPHERE_NETWORK"],
-            },
+            "placement": placement(env),
             "source": {
                 "mode": "iso",
                 "windows_iso": env["LAB_WINDOWS_ISO_CURRENT"],
                 "tools_iso": env["LAB_TOOLS_ISO"],
             },
-            # EFI + PVSCSI; the boot key presses are paced for the lab's scaled boot prompt.
-            "hardware": {
-                "num_cpus": 2,
-                "memory_mib": 4096,
-                "disk_gib": 40,
-                "boot_key_presses": 16,
-                "boot_key_interval_seconds": 0.25,
-            },
+            "hardware": hardware(),
             "unattend": {"computer_name": "winhost"},
             "names": {"base_vm": f"{series}-base", "template_series": series},
             "keep_templates": 2,

@@ -535,10 +535,14 @@ class UpdateRound(BaseModel):
 
 @task(name="G6u read the OS build", **transient_retries())
 def g6u_os_build(gi: GoldenImageConfig, ip: str, host_key: str) -> str:
-    """CurrentBuildNumber.UBR from the registry (the values PRE-2 judges), e.g. '20348.681'."""
+    """CurrentBuildNumber.UBR from the registry, read as PRE-2 reads it, e.g. '20348.681' ('?.?'
+    when the registry gives no build number: G6u only reports it)."""
     with guest(gi, ip, host_key, "G6u") as s:
-        out = _ps(s, wu.os_build_command(), "G6u", gi.timeouts.command_seconds).stdout
-    return wu.parse_os_build(out)
+        out = _ps(s, ps.os_version_command(), "G6u", gi.timeouts.command_seconds).stdout
+    try:
+        return ps.parse_os_version(out).version
+    except ValueError:
+        return "?.?"
 
 
 @task(name="G6u search, download and install updates", **transient_retries())

@@ -17,13 +17,13 @@ import pytest
 
 from flows.golden_image import GoldenImageResult, golden_image
 from lab import scenario
+from lab.pipeline import hardware, placement
 from lab.vcsim import VcsimControl
-from tests.flows.cluster_lab import save_vcenter_and_windows_blocks
+from tests.flows.cluster_lab import save_vcenter_and_windows_blocks, vcenter
 from tests.winnodes.vsphere.lab_support import small_lab
 from winnodes import errors
 from winnodes.model.config import GoldenImageConfig
-from winnodes.vsphere import connect, inventory, vms
-from winnodes.vsphere.tls import TlsTrust
+from winnodes.vsphere import inventory, vms
 
 pytestmark = pytest.mark.lab
 
@@ -47,27 +47,14 @@ def make_config(env: dict[str, str], profile: str = "current", **over: Any) -> G
         "profile": profile,
         "vsphere_credentials_block": VC_BLOCK,
         "windows_access_block": WIN_BLOCK,
-        "placement": {
-            "datacenter": env["LAB_VSPHERE_DATACENTER"],
-            "cluster": env["LAB_VSPHERE_CLUSTER"],
-            "datastore": env["LAB_VSPHERE_DATASTORE"],
-            "folder": env["LAB_VSPHERE_FOLDER"],
-            "network": env["LAB_VSPHERE_NETWORK"],
-        },
+        "placement": placement(env),
         "source": {
             "windows_iso": env[
                 "LAB_WINDOWS_ISO_OCP49" if profile == "ocp-4.9" else "LAB_WINDOWS_ISO_CURRENT"
             ],
             "tools_iso": env["LAB_TOOLS_ISO"],
         },
-        # EFI + PVSCSI by default; boot keys paced for the lab's scaled EFI prompt (2 s).
-        "hardware": {
-            "num_cpus": 2,
-            "memory_mib": 4096,
-            "disk_gib": 40,
-            "boot_key_presses": 16,
-            "boot_key_interval_seconds": 0.25,
-        },
+        "hardware": hardware(),
         "unattend": {"computer_name": "winworker"},
         "names": {"base_vm": f"gi-base-{tag}", "template_series": f"gi-{tag}"},
         "keep_templates": 2,
@@ -89,12 +76,7 @@ def make_config(env: dict[str, str], profile: str = "current", **over: Any) -> G
 
 @pytest.fixture
 def session(env: dict[str, str]) -> Iterator[Any]:
-    with connect(
-        env["LAB_VSPHERE_SERVER"],
-        env["LAB_VSPHERE_USERNAME"],
-        env["LAB_VSPHERE_PASSWORD"],
-        trust=TlsTrust(ca_bundle=env["LAB_VSPHERE_CA_FILE"]),
-    ) as s:
+    with vcenter(env) as s:
         yield s
 
 

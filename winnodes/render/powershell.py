@@ -115,13 +115,19 @@ class OsVersion:
     product_name: str
     display_version: str
 
+    @property
+    def version(self) -> str:
+        """'20348.681': build.UBR (what G6u shows before and after the updates)."""
+        return f"{self.build}.{self.ubr}"
+
     def __str__(self) -> str:
         shown = " ".join(p for p in (self.product_name, self.display_version) if p)
-        return f"{shown or 'Windows'} {self.build}.{self.ubr}"
+        return f"{shown or 'Windows'} {self.version}"
 
 
 def os_version_command() -> str:
-    """PRE-2: build, UBR and names from the registry (the values `winver` shows)."""
+    """PRE-2 (and G6u's before/after): build, UBR and names from the registry (the values
+    `winver` shows)."""
     return f"Get-ItemProperty -Path {ps_quote(OS_VERSION_KEY)} | " + _json_of(
         "CurrentBuildNumber, UBR, ProductName, DisplayVersion"
     )

@@ -12,8 +12,7 @@ says so.
 Source: `ServerSelection` 2 (ssWindowsUpdate) for 'windows-update'; for 'wsus' the policy values
 `WUServer`/`WUStatusServer` (HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows\\WindowsUpdate) and
 `UseWUServer`=1 (its `AU` subkey) are written and `ServerSelection` 1 (ssManagedServer) is used.
-The OS build is read from the same registry values PRE-2 reads (`CurrentBuildNumber`, `UBR` under
-HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion).
+The OS build before and after is read with PRE-2's command (`powershell.os_version_command`).
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from dataclasses import dataclass, field
 
 from winnodes.render.powershell import ps_quote
 
-CURRENT_VERSION_KEY = r"HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion"
 POLICY_KEY = r"HKLM:\SOFTWARE\Policies\Microsoft\Windows\WindowsUpdate"
 #: IUpdateSearcher.ServerSelection values (ServerSelection enumeration, wuapi.h).
 SERVER_SELECTION = {"windows-update": 2, "wsus": 1}
@@ -44,20 +42,6 @@ UNREACHABLE = {
     0x80072EE7: "ERROR_INTERNET_NAME_NOT_RESOLVED: the update server's name does not resolve",
     0x8024401C: "WU_E_PT_HTTP_STATUS_REQUEST_TIMEOUT: the update server timed out",
 }
-
-
-def os_build_command() -> str:
-    """The OS build and UBR, as JSON."""
-    return (
-        f"Get-ItemProperty -Path {ps_quote(CURRENT_VERSION_KEY)} | "
-        "Select-Object -Property CurrentBuildNumber, UBR | ConvertTo-Json -Compress"
-    )
-
-
-def parse_os_build(output: str) -> str:
-    """'20348.681' from `os_build_command`'s output."""
-    data = json.loads(output.strip() or "{}")
-    return f"{data.get('CurrentBuildNumber', '?')}.{data.get('UBR', '?')}"
 
 
 def source_policy_command(source: str, wsus_server: str | None) -> str:

@@ -12,6 +12,7 @@ from lab.guest import boot
 from lab.guest.emulator import wua
 from tests.lab.guest.emulator_helpers import MEDIA_CURRENT, MEDIA_OCP49, FakeHost, make_guest, ps
 from winnodes.render import windows_update as wu
+from winnodes.render.powershell import os_version_command, parse_os_version
 
 
 def _round(disk, source="windows-update"):  # type: ignore[no-untyped-def]
@@ -22,7 +23,7 @@ def _round(disk, source="windows-update"):  # type: ignore[no-untyped-def]
 
 
 def _build(disk) -> str:  # type: ignore[no-untyped-def]
-    return wu.parse_os_build(ps(disk, wu.os_build_command()).stdout)
+    return parse_os_version(ps(disk, os_version_command()).stdout).version
 
 
 def test_rounds_from_20348_587_ssu_first_then_cumulative_updates(tmp_path: Path) -> None:

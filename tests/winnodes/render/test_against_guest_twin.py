@@ -83,6 +83,25 @@ def installed(
     return disk, profile
 
 
+def _first_logon_offline(tmp_path: Any, files: Any, ip: str) -> tuple[Any, _Host, list[str]]:
+    """A guest on a network without internet, installed from the current media with these answer
+    media files, through its first logon: (its disk, the Tools host it reported to, the log)."""
+    win, tools, answer = tmp_path / "win.iso", tmp_path / "tools.iso", tmp_path / "answer.iso"
+    media.build_windows_iso(win, media.WINDOWS_MEDIA["current"])
+    media.build_tools_iso(tools, media.TOOLS_MEDIA["current"])
+    answer.write_bytes(am.render_answer_iso(files))
+    disk = state.GuestDisk(tmp_path / "guests" / "vm-1")
+    disk.create()
+    windows.set_network(disk.root.parent, internet=False)
+    cdroms = {"D": str(win), "E": str(tools), "F": str(answer)}  # as G1 attaches them
+    disk.save_runtime(state.Runtime(vm="vm-1", name="base", ip=ip, powered_on=True, cdroms=cdroms))
+    log: list[str] = []
+    outcome = boot.boot(disk, log.append)
+    host = _Host()
+    boot.run_first_logon(disk, outcome.first_logon, host, log.append, timing.Timing(), lambda: True)
+    return disk, host, log
+
+
 def test_offline_site_installs_openssh_from_the_msi_on_the_answer_media(
     tmp_path: Any,
 ) -> None:
@@ -90,22 +109,8 @@ def test_offline_site_installs_openssh_from_the_msi_on_the_answer_media(
     data["golden_image"]["source"]["offline"] = True
     data["golden_image"]["source"]["openssh_msi"] = "[LocalDS_0] iso/OpenSSH-Win64-v9.5.0.0.msi"
     gi = parse_config(data).golden_image
-    win, tools, answer = tmp_path / "win.iso", tmp_path / "tools.iso", tmp_path / "answer.iso"
-    media.build_windows_iso(win, media.WINDOWS_MEDIA["current"])
-    media.build_tools_iso(tools, media.TOOLS_MEDIA["current"])
     files = am.answer_media_files(gi, GOOD_PASSWORD, PUBKEY, openssh_msi=media.OPENSSH_MSI_BYTES)
-    answer.write_bytes(am.render_answer_iso(files))
-    disk = state.GuestDisk(tmp_path / "guests" / "vm-1")
-    disk.create()
-    windows.set_network(disk.root.parent, internet=False)
-    cdroms = {"D": str(win), "E": str(tools), "F": str(answer)}  # as G1 attaches them
-    disk.save_runtime(
-        state.Runtime(vm="vm-1", name="base", ip="127.9.0.3", powered_on=True, cdroms=cdroms)
-    )
-    log: list[str] = []
-    outcome = boot.boot(disk, log.append)
-    host = _Host()
-    boot.run_first_logon(disk, outcome.first_logon, host, log.append, timing.Timing(), lambda: True)
+    disk, host, log = _first_logon_offline(tmp_path, files, "127.9.0.3")
     st = disk.load()
     assert st.service("sshd") is not None and st.service("sshd").status == "Running", log
     assert [d["value"].split()[:2] for e, d in host.details if e == "guestinfo"][-1] == [
@@ -117,21 +122,8 @@ def test_offline_site_installs_openssh_from_the_msi_on_the_answer_media(
 def test_offline_site_without_offline_media_stops_at_the_openssh_command(tmp_path: Any) -> None:
     """What the PRE check prevents: the capability download fails, the marker stays 'started'."""
     gi = parse_config(config_data()).golden_image
-    win, tools, answer = tmp_path / "win.iso", tmp_path / "tools.iso", tmp_path / "answer.iso"
-    media.build_windows_iso(win, media.WINDOWS_MEDIA["current"])
-    media.build_tools_iso(tools, media.TOOLS_MEDIA["current"])
-    answer.write_bytes(am.render_answer_iso(am.answer_media_files(gi, GOOD_PASSWORD, PUBKEY)))
-    disk = state.GuestDisk(tmp_path / "guests" / "vm-1")
-    disk.create()
-    windows.set_network(disk.root.parent, internet=False)
-    cdroms = {"D": str(win), "E": str(tools), "F": str(answer)}  # as G1 attaches them
-    disk.save_runtime(
-        state.Runtime(vm="vm-1", name="base", ip="127.9.0.4", powered_on=True, cdroms=cdroms)
-    )
-    log: list[str] = []
-    outcome = boot.boot(disk, log.append)
-    host = _Host()
-    boot.run_first_logon(disk, outcome.first_logon, host, log.append, timing.Timing(), lambda: True)
+    files = am.answer_media_files(gi, GOOD_PASSWORD, PUBKEY)
+    disk, host, log = _first_logon_offline(tmp_path, files, "127.9.0.4")
     assert disk.load().service("sshd") is None
     last = [d["value"] for e, d in host.details if e == "guestinfo"][-1]
     progress = am.first_logon_progress(last)

@@ -42,7 +42,3 @@ def test_unreachable_source_is_explained() -> None:
     assert "0x8024402C" in text and "does not resolve" in text and "search failed" in text
     timeout = wu.parse_round('{"HResult":-2147012894,"Stage":"search"}')
     assert "0x80072EE2" in timeout.problem("windows-update") and timeout.source_unreachable
-
-
-def test_os_build() -> None:
-    assert wu.parse_os_build('{"CurrentBuildNumber":"20348","UBR":681}') == "20348.681"

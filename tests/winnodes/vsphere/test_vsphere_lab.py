@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
+from lab.pipeline import placement as lab_placement
 from lab.vcsim import VcsimControl
 from tests.winnodes.vsphere.lab_support import small_lab
 from winnodes import errors
@@ -58,11 +59,7 @@ def session(env: dict[str, str]) -> Iterator[VSphereSession]:
 def placement(session: VSphereSession, env: dict[str, str]) -> vms.Placement:
     return vms.resolve_placement(
         session,
-        datacenter=env["LAB_VSPHERE_DATACENTER"],
-        folder=env["LAB_VSPHERE_FOLDER"],
-        datastore=env["LAB_VSPHERE_DATASTORE"],
-        network=env["LAB_VSPHERE_NETWORK"],
-        cluster=env["LAB_VSPHERE_CLUSTER"],
+        **lab_placement(env),
     )
 
 
@@ -501,11 +498,7 @@ def test_placement_and_lookups_take_one_call_each(
     calls = _my_calls(control, session)
     vms.resolve_placement(
         session,
-        datacenter=env["LAB_VSPHERE_DATACENTER"],
-        folder=env["LAB_VSPHERE_FOLDER"],
-        datastore=env["LAB_VSPHERE_DATASTORE"],
-        network=env["LAB_VSPHERE_NETWORK"],
-        cluster=env["LAB_VSPHERE_CLUSTER"],
+        **lab_placement(env),
     )
     # datacenter, cluster pool, datastore, network, folder: one SearchIndex call each, no views.
     assert calls() == {"FindByInventoryPath": 5}
