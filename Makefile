@@ -6,6 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export GOTOOLCHAIN := local
+# The demo's Prefect database: sqlite (no set-up) or postgres (`make demo PREFECT_DB=postgres`).
+PREFECT_DB ?= sqlite
+export LAB_PREFECT_DB := $(PREFECT_DB)
 
 .PHONY: demo test deps system-deps python-deps lab-bin lab-up lab-down lab-status lint typecheck unit lab-test clean bench bench-calls faults
 
@@ -68,6 +71,7 @@ clean:
 bench: deps lab-bin
 	$(PY) benchmarks/lab_figures.py
 	$(PY) -m lab up && $(PY) benchmarks/rotation.py
+	$(PY) benchmarks/rebuild.py
 
 bench-calls: deps lab-bin  # vSphere calls of a golden-image build: product vs a govc script
 	$(PY) benchmarks/vcenter_calls.py

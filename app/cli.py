@@ -8,13 +8,15 @@ flow in this process instead (no worker needed). `status` reads vCenter and the 
 blocks the configuration names) and prints the series' templates, who uses each, the MachineSet, its
 nodes with their template and what a rotation would do.
 
-Exit codes: 0 success, 1 the run failed, 2 the configuration is invalid.
+Exit codes: 0 success, 1 the run failed (the failing step's ID and the error are printed), 2 the
+configuration is invalid (for `--only PART`, with the rules that part's run applies).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -57,7 +59,7 @@ def plan_text(
         src = (
             f"install from {gi.source.windows_iso} (Tools {gi.source.tools_iso})"
             if gi.source.mode == "iso"
-            else "reuse the existing base VM"
+            else "rebuild from the kept base VM (it must exist)"
         )
         lines += [
             f"golden image (G1-G10), profile {gi.profile}, vCenter block "
@@ -65,6 +67,13 @@ def plan_text(
             f"  base VM      {gi.placement.folder}/{gi.names.base_vm}: create if missing; {src}",
             f"  template     {gi.placement.folder}/{template_name(gi.names, build_id)} "
             f"(build {build_id}; {gi.names.build_id_scheme} scheme)",
+            "  updates      G6u Windows updates from "
+            + (
+                "nowhere (off)"
+                if gi.windows_update.source == "off"
+                else gi.windows_update.wsus_server or "Windows Update"
+            )
+            + f", rounds with restarts until none is pending (<= {gi.timeouts.updates_seconds}s)",
             f"  retention    keep the newest {gi.keep_templates} of series "
             f"'{gi.names.template_series}'",
             f"  hardware     {gi.hardware.num_cpus} vCPU, {gi.hardware.memory_mib} MiB, "
@@ -111,12 +120,16 @@ def plan_text(
     return "\n".join(lines) + "\n"
 
 
-def _load_valid(path: str, err: TextIO) -> PipelineConfig | None:
-    from winnodes.validate import validate_all
+def _load_valid(path: str, err: TextIO, only: str = "all") -> PipelineConfig | None:
+    """The configuration, checked with the rules the run of `only` applies (None: invalid)."""
+    from winnodes.errors import ValidationError
+    from winnodes.validate import part_problems
 
     try:
         config = load_config(path)
-        validate_all(config)
+        problems = part_problems(config, only)
+        if problems:
+            raise ValidationError(problems)
     except ConfigError as exc:
         print(str(exc), file=err)
         return None
@@ -124,11 +137,11 @@ def _load_valid(path: str, err: TextIO) -> PipelineConfig | None:
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    config = _load_valid(args.config, err)
+    config = _load_valid(args.config, err, args.only)
     if config is None:
         return 2
     print(
-        f"{args.config}: valid (golden image '{config.golden_image.names.template_series}', "
+        f"{args.config}: valid{'' if args.only == 'all' else ' for --only ' + args.only} (golden image '{config.golden_image.names.template_series}', "
         f"cluster {config.cluster.name}.{config.cluster.base_domain}, "
         f"MachineSet {config.machineset.name})",
         file=out,
@@ -149,17 +162,35 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def build_mode(args: argparse.Namespace) -> str | None:
+    """--rebuild -> "new", --resume -> "resume", neither -> the flow's default (documented in
+    RUN_EPILOG)."""
+    if args.rebuild:
+        return "new"
+    if args.resume:
+        return "resume"
+    return None
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    config = _load_valid(args.config, err)
+    if (args.rebuild or args.resume) and args.only not in ("all", "golden-image"):
+        print(
+            "--rebuild and --resume apply to the golden image (--only golden-image or all)",
+            file=err,
+        )
+        return 2
+    config = _load_valid(args.config, err, args.only)
     if config is None:
         return 2
     # The CLI is the application's top: only `run` reaches up to Prefect and the deployments.
     from deployments import run as runner
 
+    runner.quiet_shutdown()
+    build = build_mode(args)
     if args.in_process:
-        return runner.run_in_process(config, args.only, out)
+        return runner.run_in_process(config, args.only, out, build)
     return runner.run_deployment_and_watch(
-        config, args.only, deployment=args.deployment, out=out, timeout=args.timeout
+        config, args.only, deployment=args.deployment, out=out, timeout=args.timeout, build=build
     )
 
 
@@ -179,12 +210,23 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+RUN_EPILOG = """golden image builds: `--only golden-image` starts a NEW build (new build ID, new template,
+from the kept base VM when it exists) on every run, like the golden-image-rebuild deployment and its
+schedule; `--only all` (the default) reuses the series' newest template and builds only when there
+is none. --rebuild forces a new build; --resume continues the unfinished build found in vCenter (a
+failed run's base VM marker or clone) instead of starting another. Retrying a failed flow run from
+the Prefect UI always continues that run's own build."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="winnodes", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("validate", help="check the configuration, every rule, no side effects")
     p.add_argument("config", help="pipeline configuration (YAML)")
+    p.add_argument(
+        "--only", choices=PARTS, default="all", help="the rules a run of this part applies"
+    )
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("plan", help="what a run would create or change, and the MachineSet")
     p.add_argument("config")
@@ -194,8 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cluster's infrastructure ID (M1) for the manifest; a placeholder otherwise",
     )
     p.set_defaults(func=cmd_plan)
-    p = sub.add_parser("run", help="run the pipeline through its Prefect deployment")
+    p = sub.add_parser(
+        "run",
+        help="run the pipeline through its Prefect deployment",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("config")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--rebuild", action="store_true", help="golden image: start a new build (new template)"
+    )
+    which.add_argument(
+        "--resume",
+        action="store_true",
+        help="golden image: continue the unfinished build found in vCenter",
+    )
     p.add_argument("--only", choices=PARTS, default="all", help="run one part alone")
     p.add_argument("--deployment", default=DEFAULT_DEPLOYMENT, help="'flow/deployment' to run")
     p.add_argument(
@@ -215,6 +271,10 @@ def main(
     argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    # Library deprecation notices (cryptography via paramiko, Prefect) are for developers, not for
+    # the operator reading this terminal; the test suite still sees them.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*deprecated.*")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

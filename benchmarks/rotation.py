@@ -25,17 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from prefect.testing.utilities import prefect_test_harness
-    from pydantic import SecretStr
 
-    from blocks.dns import DnsUpdateCredentials
-    from blocks.openshift import OpenShiftCredentials
-    from blocks.vsphere import VSphereCredentials
     from blocks.windows import WindowsAccess
     from flows.cluster_prep import cluster_prep
     from flows.machineset import machineset
     from flows.rotate import rotate
     from lab import cli
-    from lab.dns import read_tsig_key
     from tests.flows import cluster_lab as cl
     from tests.flows.test_rotate_lab import pipeline
 
@@ -45,26 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     env = cli.load_env(ctx.paths)
     with prefect_test_harness(server_startup_timeout=60):
-        OpenShiftCredentials(kubeconfig_path=env["KUBECONFIG"]).save(cl.OCP_BLOCK, overwrite=True)
-        VSphereCredentials(
-            server=env["LAB_VSPHERE_SERVER"],
-            username=env["LAB_VSPHERE_USERNAME"],
-            password=SecretStr(env["LAB_VSPHERE_PASSWORD"]),
-            ca_bundle=env["LAB_VSPHERE_CA_FILE"],
-        ).save(cl.VC_BLOCK, overwrite=True)
-        WindowsAccess(
-            ssh_private_key=SecretStr(Path(env["LAB_SSH_PRIVATE_KEY"]).read_text()),
-            administrator_password=SecretStr(cl.PASSWORD),
-        ).save(cl.WIN_BLOCK, overwrite=True)
-        key = read_tsig_key(Path(env["LAB_TSIG_KEYFILE"]))
-        DnsUpdateCredentials(
-            server=env["LAB_DNS_SERVER"],
-            port=int(env["LAB_DNS_PORT"]),
-            zone=env["LAB_DNS_ZONE"],
-            key_name=key.name,
-            algorithm=key.algorithm,
-            secret=SecretStr(key.secret),
-        ).save(cl.DNS_BLOCK, overwrite=True)
+        cl.save_blocks(env)
         cluster = cl.Cluster(env)
         cluster_prep(
             cl.cluster_config(env),

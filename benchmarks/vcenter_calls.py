@@ -42,6 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from lab import cli, media, scenario  # noqa: E402
+from lab.pipeline import placement  # noqa: E402
 from lab.vcsim import VcsimControl  # noqa: E402
 
 PASSWORD = "Lab-Passw0rd!"
@@ -128,37 +129,19 @@ def seed_old_template(si: Any, site: scenario.Site, env: dict[str, str], name: s
 def product_build(
     env: dict[str, str], site: scenario.Site, si: Any, counter: StepCounter, tag: str
 ) -> str:
-    from pydantic import SecretStr
-
-    from blocks.vsphere import VSphereCredentials
-    from blocks.windows import WindowsAccess
     from flows import reporting
     from flows.golden_image import golden_image
+    from tests.flows.cluster_lab import save_vcenter_and_windows_blocks
     from winnodes.model.config import GoldenImageConfig
 
-    VSphereCredentials(
-        server=env["LAB_VSPHERE_SERVER"],
-        username=env["LAB_VSPHERE_USERNAME"],
-        password=SecretStr(env["LAB_VSPHERE_PASSWORD"]),
-        ca_bundle=env["LAB_VSPHERE_CA_FILE"],
-    ).save("bench-vsphere", overwrite=True)
-    WindowsAccess(
-        ssh_private_key=SecretStr(Path(env["LAB_SSH_PRIVATE_KEY"]).read_text()),
-        administrator_password=SecretStr(PASSWORD),
-    ).save("bench-windows", overwrite=True)
+    save_vcenter_and_windows_blocks(env, "bench-vsphere", "bench-windows", PASSWORD)
     series = f"bench-p-{tag}"
     gi = GoldenImageConfig.model_validate(
         {
             "profile": "current",
             "vsphere_credentials_block": "bench-vsphere",
             "windows_access_block": "bench-windows",
-            "placement": {
-                "datacenter": env["LAB_VSPHERE_DATACENTER"],
-                "cluster": env["LAB_VSPHERE_CLUSTER"],
-                "datastore": env["LAB_VSPHERE_DATASTORE"],
-                "folder": env["LAB_VSPHERE_FOLDER"],
-                "network": env["LAB_VSPHERE_NETWORK"],
-            },
+            "placement": placement(env),
             "source": {
                 "windows_iso": env["LAB_WINDOWS_ISO_CURRENT"],
                 "tools_iso": env["LAB_TOOLS_ISO"],

@@ -62,6 +62,11 @@ class OpenShiftCredentials(Block):
         description="CA certificate (PEM text or a file path) that signed the API server's "
         "certificate, for `server` + `token`; default: the system CA store.",
     )
+    https_proxy: str | None = Field(
+        default=None,
+        description="HTTP proxy 'host:port' between the product's workers and the API server (a "
+        "kubeconfig's own `proxy-url` works too; this field overrides it).",
+    )
     insecure_skip_tls_verify: bool = Field(
         default=False,
         description="DANGER: do not verify the API server's certificate (server + token only); "
@@ -130,9 +135,10 @@ class OpenShiftCredentials(Block):
                 self.token.get_secret_value(),
                 ca_cert_pem=self._ca_pem(),
                 verify_tls=not self.insecure_skip_tls_verify,
+                proxy=self.https_proxy,
             )
         else:
-            api = client_from_kubeconfig(self._kubeconfig_dict(), self.context)
+            api = client_from_kubeconfig(self._kubeconfig_dict(), self.context, self.https_proxy)
         try:
             yield api
         finally:

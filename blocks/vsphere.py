@@ -65,6 +65,11 @@ class VSphereCredentials(Block):
         description="DANGER: skip TLS verification entirely, so anyone on the network path can "
         "read the password and impersonate vCenter. Only for throw-away labs.",
     )
+    https_proxy: str | None = Field(
+        default=None,
+        description="HTTP proxy 'host:port' between the product's workers and vCenter (SOAP and "
+        "datastore transfers tunnel through it with CONNECT; TLS stays verified end to end).",
+    )
     timeout_seconds: float = Field(
         default=DEFAULT_TIMEOUT,
         gt=5,
@@ -126,5 +131,6 @@ class VSphereCredentials(Block):
             self.password.get_secret_value(),
             trust=self.trust(),
             timeout=self.timeout_seconds,
+            proxy=self.https_proxy,
         ) as session:
             yield session

@@ -55,6 +55,11 @@ class WindowsAccess(Block):
         default=False,
         description="Accept an Ed25519/ECDSA key. WMCO documents RSA only; enable consciously.",
     )
+    ssh_proxy: str | None = Field(
+        default=None,
+        description="HTTP CONNECT proxy 'host:port' between the product's workers and the guests' "
+        "SSH port, for sites where the VM network is reachable only through it.",
+    )
     connect_timeout_seconds: float = Field(
         default=DEFAULT_CONNECT_TIMEOUT, gt=0, description="SSH connect/handshake timeout."
     )
@@ -105,5 +110,6 @@ class WindowsAccess(Block):
                 self.ssh_private_key.get_secret_value(),
             ],
             step_id=step_id,
+            proxy=self.ssh_proxy,
         ) as session:
             yield session

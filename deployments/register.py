@@ -1,5 +1,5 @@
 """One command registers everything a site needs in Prefect: blocks, storage, work pool, the vCenter
-clone concurrency limit and the deployments of `deployments/prefect.yaml`.
+clone concurrency limit, the deployments of `deployments/prefect.yaml` and the automations.
 
     python -m deployments.register --blocks BLOCKS.yaml --config PIPELINE.yaml [--results-dir DIR]
 
@@ -16,6 +16,16 @@ but taken from the environment or from a file on this machine, so the file can b
 PIPELINE.yaml (see examples/pipeline.example.yaml) is validated and becomes the deployments' default
 parameters (it only names blocks). Prefect's address comes from PREFECT_API_URL as for any Prefect
 command. Re-running the command converges (blocks are overwritten, the rest is upserted).
+
+It also registers two automations (`automations()`, upserted by name):
+- zombie runs: a flow run whose heartbeats stop (its worker host died, the process was killed) is
+  marked Crashed after `--heartbeat-window` seconds; workers must send heartbeats more often than
+  that (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Prefect's default is 180 s, minimum 30 s). Without it a
+  killed run stays "Running" forever and its deployment's concurrency slot stays taken.
+- failure notification: a run of a scheduled deployment (`golden-image-rebuild`, `rotate`) that
+  ends Failed or Crashed sends a message through the notification block named by `--notify-block`
+  (a `webhook` block in BLOCKS.yaml: Prefect's Custom Webhook, e.g. a Slack or Teams incoming
+  webhook URL given as `{env: NAME}`); skipped, with a note, when that block does not exist.
 """
 
 from __future__ import annotations
@@ -49,7 +59,17 @@ BLOCK_TYPES = {
     "openshift": "blocks.openshift:OpenShiftCredentials",
     "dns": "blocks.dns:DnsUpdateCredentials",
     "secret": "prefect.blocks.system:Secret",
+    "webhook": "prefect.blocks.notifications:CustomWebhookNotificationBlock",
 }
+ZOMBIE_AUTOMATION = "winnodes: crash flow runs whose heartbeats stopped"
+NOTIFY_AUTOMATION = "winnodes: notify when a scheduled rebuild or rotation fails"
+NOTIFY_BLOCK = "winnodes-notify"  # default name of the notification (webhook) block
+NOTIFY_DEPLOYMENTS = ("golden-image-rebuild", "rotate")
+DEFAULT_HEARTBEAT_WINDOW = 600  # seconds without a heartbeat before a run is marked Crashed
+NOTIFY_BODY = (
+    "Flow run {{ flow_run.name }} of deployment {{ deployment.name }} ended "
+    "{{ flow_run.state.name }}: {{ flow_run.state.message }}\n{{ flow_run|ui_url }}"
+)
 
 
 def block_class(kind: str) -> type[Any]:
@@ -144,6 +164,110 @@ def ensure_infrastructure(results_dir: Path, clone_slots: int = DEFAULT_CLONE_SL
             )
 
 
+def automations(heartbeat_window: int, notify_block_id: Any | None) -> list[Any]:
+    """The automations the site needs (see the module docstring), as Prefect objects.
+
+    The zombie-run automation is the one Prefect documents for flow run heartbeats: after a
+    heartbeat, expect another heartbeat or a final state within the window, per flow run
+    (Proactive: it fires on the absence of events)."""
+    from datetime import timedelta
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState, SendNotification
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    final = ("Completed", "Failed", "Cancelled", "Crashed")
+    zombie = AutomationCore(
+        name=ZOMBIE_AUTOMATION,
+        description="A flow run with no heartbeat and no final state for "
+        f"{heartbeat_window}s is marked Crashed (its worker or process died).",
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{s}" for s in final)},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=heartbeat_window),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                name="Crashed",
+                state=StateType.CRASHED,
+                message=f"Flow run marked as crashed: no heartbeat for {heartbeat_window}s.",
+                force=False,
+            )
+        ],
+    )
+    out = [zombie]
+    if notify_block_id is not None:
+        out.append(
+            AutomationCore(
+                name=NOTIFY_AUTOMATION,
+                description="A run of " + ", ".join(NOTIFY_DEPLOYMENTS) + " ended Failed/Crashed.",
+                trigger=EventTrigger(
+                    match={"prefect.resource.id": "prefect.flow-run.*"},
+                    match_related={
+                        "prefect.resource.role": "deployment",
+                        "prefect.resource.name": list(NOTIFY_DEPLOYMENTS),
+                    },
+                    expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                    posture=Posture.Reactive,
+                    threshold=1,
+                    within=timedelta(0),
+                ),
+                actions=[
+                    SendNotification(
+                        block_document_id=notify_block_id,
+                        subject="winnodes: {{ deployment.name }} {{ flow_run.state.name }}",
+                        body=NOTIFY_BODY,
+                    )
+                ],
+            )
+        )
+    return out
+
+
+def ensure_automations(
+    heartbeat_window: int = DEFAULT_HEARTBEAT_WINDOW, notify_block: str | None = NOTIFY_BLOCK
+) -> list[str]:
+    """Create or update the automations by name (extra copies of the same name are removed, so a
+    re-run converges). Returns their names."""
+    from prefect.client.orchestration import get_client
+
+    notify_id = None
+    with get_client(sync_client=True) as client:
+        if notify_block:
+            docs = client.read_block_documents(include_secrets=False)
+            found = [
+                d.id
+                for d in docs
+                if d.name == notify_block
+                and d.block_schema is not None
+                and "notify" in d.block_schema.capabilities
+            ]
+            notify_id = found[0] if found else None
+    if notify_block and notify_id is None:
+        print(
+            f"note: no notification block {notify_block!r}; failure notifications are off "
+            "(add a `webhook` block of that name to BLOCKS.yaml)"
+        )
+    wanted = automations(heartbeat_window, notify_id)
+    with get_client(sync_client=True) as client:
+        for automation in wanted:
+            existing = client.read_automations_by_name(automation.name)
+            if existing:
+                client.update_automation(existing[0].id, automation)
+                for extra in existing[1:]:
+                    client.delete_automation(extra.id)
+            else:
+                client.create_automation(automation)
+        if notify_id is None:  # no block (any more): no notification automation either
+            for stale in client.read_automations_by_name(NOTIFY_AUTOMATION):
+                client.delete_automation(stale.id)
+    return [a.name for a in wanted]
+
+
 def deployment_parameters(prefect_file: Path = PREFECT_FILE) -> dict[str, dict[str, Any]]:
     """Each deployment's own parameters in prefect.yaml, by 'flow/deployment' name."""
     data = yaml.safe_load(prefect_file.read_text())
@@ -194,6 +318,8 @@ def register(
     config_file: Path,
     results_dir: Path,
     clone_slots: int = DEFAULT_CLONE_SLOTS,
+    heartbeat_window: int = DEFAULT_HEARTBEAT_WINDOW,
+    notify_block: str | None = NOTIFY_BLOCK,
 ) -> list[str]:
     """Everything, in the order that fails early: parse and validate, then save and deploy."""
     from winnodes.validate import validate_all
@@ -208,7 +334,9 @@ def register(
         blocks = build_blocks(spec)
     save_blocks(blocks)
     ensure_infrastructure(results_dir, clone_slots)
-    return deploy(config)
+    names = deploy(config)
+    ensure_automations(heartbeat_window, notify_block)
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +350,18 @@ def main(argv: list[str] | None = None) -> int:
         help="where persisted results go (the worker's disk); default $WINNODES_RESULTS_DIR",
     )
     parser.add_argument("--clone-slots", type=int, default=DEFAULT_CLONE_SLOTS)
+    parser.add_argument(
+        "--heartbeat-window",
+        type=int,
+        default=DEFAULT_HEARTBEAT_WINDOW,
+        help="seconds without a flow run heartbeat before the run is marked Crashed; longer than "
+        "the workers' PREFECT_FLOWS_HEARTBEAT_FREQUENCY (default %(default)s)",
+    )
+    parser.add_argument(
+        "--notify-block",
+        default=NOTIFY_BLOCK,
+        help="notification block for failed scheduled rebuilds/rotations (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
         names = register(
@@ -229,12 +369,18 @@ def main(argv: list[str] | None = None) -> int:
             config_file=args.config,
             results_dir=args.results_dir,
             clone_slots=args.clone_slots,
+            heartbeat_window=args.heartbeat_window,
+            notify_block=args.notify_block or None,
         )
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
     print("registered deployments: " + ", ".join(names))
     print(f"start a worker with: prefect worker start --pool {WORK_POOL}")
+    print(
+        f"workers send flow run heartbeats: PREFECT_FLOWS_HEARTBEAT_FREQUENCY < "
+        f"{args.heartbeat_window}s (runs silent that long are marked Crashed)"
+    )
     return 0
 
 

@@ -9,6 +9,8 @@ polling loop. `run_in_process` runs the flow here instead, with Prefect's own co
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from typing import Any, TextIO
 from uuid import UUID
 
@@ -26,8 +28,52 @@ def ui_url(flow_run_id: UUID | str) -> str:
     return f"{str(base).rstrip('/')}/runs/flow-run/{flow_run_id}"
 
 
-def parameters(config: PipelineConfig, only: str) -> dict[str, Any]:
-    return {"config": config.model_dump(mode="json"), "only": only}
+def parameters(config: PipelineConfig, only: str, build: str | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"config": config.model_dump(mode="json"), "only": only}
+    if build is not None:
+        params["build"] = build
+    return params
+
+
+_STEP = re.compile(r"\[((?:PRE|DNS|ROT)-?\d+|G\d+[a-z]?|M\d+|C\d+|V\d+)\]")
+_PREFIX = re.compile(
+    r"^(?:Flow run encountered an exception|Task run encountered an exception)[:.]\s*"
+)
+
+
+def failure_lines(message: str | None, error: BaseException | None = None) -> list[str]:
+    """Why a run failed, for the terminal: the failing step's ID and the error message (pure).
+
+    `error` is the run's exception when it could be read back; otherwise Prefect's state message
+    ("Flow run encountered an exception: GuestCommandFailed: [G7] ...") is used."""
+    text = str(error) if error is not None else _PREFIX.sub("", (message or "").strip())
+    kind = type(error).__name__ if error is not None else ""
+    if not kind and ": " in text.split("\n", 1)[0]:
+        head, _, rest = text.partition(": ")
+        if head.isidentifier():
+            kind, text = head, rest
+    step = getattr(error, "step_id", None)
+    if not step:
+        found = _STEP.search(text)
+        step = found.group(1) if found else None
+    first = f"failed at step {step}" if step else "failed"
+    lines = [
+        f"{first}: {kind + ': ' if kind else ''}{text.splitlines()[0] if text else '(no message)'}"
+    ]
+    lines += [f"  {line}" for line in text.splitlines()[1:20]]
+    return lines
+
+
+def quiet_shutdown() -> None:
+    """Prefect's background services log "Still processing items: N items remaining..." while the
+    process exits; that is not news for a terminal user (the items are sent anyway)."""
+    from prefect._internal.concurrency.services import QueueService
+
+    todo: list[type] = [QueueService]
+    while todo:
+        cls = todo.pop()
+        logging.getLogger(cls.__name__).setLevel(logging.ERROR)
+        todo.extend(cls.__subclasses__())
 
 
 def summary_lines(result: Any) -> list[str]:
@@ -36,14 +82,18 @@ def summary_lines(result: Any) -> list[str]:
     if not isinstance(data, dict):
         return [f"result: {result!r}"]
     labels = (
-        ("template", "template built"),
+        ("template", "template"),
         ("machineset", "MachineSet"),
         ("machineset_template", "its template"),
         ("replicas", "replicas"),
         ("ready", "Ready"),
         ("rotation", "rotation"),
     )
-    return [f"{label + ':':<16}{data[k]}" for k, label in labels if data.get(k) not in (None, "")]
+    lines = [f"{label + ':':<16}{data[k]}" for k, label in labels if data.get(k) not in (None, "")]
+    if data.get("template") and data.get("template_action"):
+        build = f", build {data['build_id']}" if data.get("build_id") else ""
+        lines[0] = f"{lines[0]} ({data['template_action']}{build})"
+    return lines
 
 
 async def watch(flow_run_id: UUID, out: TextIO, timeout: float) -> str:
@@ -120,13 +170,14 @@ def run_deployment_and_watch(
     deployment: str,
     out: TextIO,
     timeout: float,
+    build: str | None = None,
 ) -> int:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
     try:
-        run: Any = run_deployment(deployment, parameters=parameters(config, only), timeout=0)
+        run: Any = run_deployment(deployment, parameters=parameters(config, only, build), timeout=0)
     except ObjectNotFound:
         print(
             f"deployment {deployment!r} not found: register it with `python -m deployments."
@@ -145,17 +196,30 @@ def run_deployment_and_watch(
                 print(line, file=out)
         except Exception as exc:  # the result store may not be readable from here
             print(f"(result not readable here: {type(exc).__name__})", file=out)
+    elif final is not None:
+        error: BaseException | None = None
+        try:
+            raised = final.result(raise_on_failure=False)
+            error = raised if isinstance(raised, BaseException) else None
+        except Exception:  # the result store may not be readable from here: use the message
+            error = None
+        for line in failure_lines(final.message, error):
+            print(line, file=out)
     print(f"{state.lower()}: {ui_url(run.id)}", file=out)
     return 0 if ok else 1
 
 
-def run_in_process(config: PipelineConfig, only: str, out: TextIO) -> int:
+def run_in_process(config: PipelineConfig, only: str, out: TextIO, build: str | None = None) -> int:
     from flows.windows_nodes import windows_nodes
 
-    state = windows_nodes(config=config, only=only, return_state=True)  # type: ignore[arg-type]
+    state = windows_nodes(config=config, only=only, build=build, return_state=True)  # type: ignore[arg-type]
     if state.is_completed():
         for line in summary_lines(state.result()):
             print(line, file=out)
         return 0
-    print(f"run {state.type.value.lower()}: {state.message}", file=out)
+    raised = state.result(raise_on_failure=False)
+    error = raised if isinstance(raised, BaseException) else None
+    print(f"run {state.type.value.lower()}", file=out)
+    for line in failure_lines(state.message, error):
+        print(line, file=out)
     return 1

@@ -35,6 +35,7 @@ from flows.rotate import rotate as rotate_flow
 from winnodes.model.config import PipelineConfig
 
 Part = Literal["all", "golden-image", "cluster-prep", "machineset", "rotate"]
+Build = Literal["new", "resume", "latest"]
 RESULT_STORAGE = "local-file-system/winnodes-results"
 
 
@@ -43,6 +44,10 @@ class WindowsNodesResult(BaseModel):
 
     only: str
     template: str | None = Field(default=None, description="Template path of the build (G10).")
+    template_action: str | None = Field(
+        default=None, description="'built' (this run made it) or 'reused' (it existed)."
+    )
+    build_id: str | None = Field(default=None, description="The golden image's build ID.")
     machineset: str | None = Field(default=None, description="namespace/name of the MachineSet.")
     machineset_template: str | None = Field(default=None, description="Its template (M7).")
     replicas: int | None = Field(default=None, description="Replicas of the MachineSet.")
@@ -70,7 +75,8 @@ def _protect_secrets(config: PipelineConfig) -> None:
 def _summary_markdown(result: WindowsNodesResult) -> str:
     rows = [
         ("Part run", result.only),
-        ("Template built", result.template or "-"),
+        (f"Template {result.template_action or ''}".strip(), result.template or "-"),
+        ("Build", result.build_id or "-"),
         ("MachineSet", result.machineset or "-"),
         ("MachineSet template (M7)", result.machineset_template or "-"),
         ("Replicas", "-" if result.replicas is None else str(result.replicas)),
@@ -88,7 +94,9 @@ def _summary_markdown(result: WindowsNodesResult) -> str:
     persist_result=True,
     result_storage=RESULT_STORAGE,
 )
-def windows_nodes(config: PipelineConfig, only: Part = "all") -> dict[str, Any]:
+def windows_nodes(
+    config: PipelineConfig, only: Part = "all", build: Build | None = None
+) -> dict[str, Any]:
     """Build the golden image, prepare the cluster, apply the Windows MachineSet and wait until its
     nodes are Ready; or one of these parts alone.
 
@@ -96,6 +104,11 @@ def windows_nodes(config: PipelineConfig, only: Part = "all") -> dict[str, Any]:
         config: the whole pipeline's configuration; secrets are in the blocks it names.
         only: "all", or the one part to run: "golden-image", "cluster-prep", "machineset",
             "rotate" (move the Machines onto machineset.template or the series' newest template).
+        build: which golden image build to work on: "new" (a new build and template), "resume"
+            (continue the unfinished build vCenter holds) or "latest" (reuse the newest template,
+            build only if there is none). Default: "new" for only="golden-image" (the
+            golden-image-rebuild deployment and its schedule), "latest" otherwise. A retry of
+            this same flow run always continues the build it started.
 
     Returns:
         `WindowsNodesResult` as a dict (the worker loads this file as a top-level module, so a
@@ -112,8 +125,11 @@ def windows_nodes(config: PipelineConfig, only: Part = "all") -> dict[str, Any]:
     template = config.machineset.template
     built = None
     if only in ("all", "golden-image"):
-        built = golden_image(config=gi, openshift_block=config.cluster.openshift_block)
+        mode = build or ("new" if only == "golden-image" else "latest")
+        built = golden_image(config=gi, build=mode, openshift_block=config.cluster.openshift_block)
         result.template = built.template_path
+        result.template_action = built.action
+        result.build_id = built.build_id
         template = template or built.template
     if only in ("all", "cluster-prep"):
         cluster_prep(

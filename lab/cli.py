@@ -29,6 +29,7 @@ from lab.paths import LabPaths
 from lab.process import LabError, free_guest_net, free_port
 
 # Start order; stop runs in reverse. LAB_COMPONENTS (comma-separated, without "lab.") selects a subset.
+# LAB_PREFECT_DB=postgres adds lab.postgres (the demo's Prefect server then runs on PostgreSQL).
 ALL_COMPONENTS = [
     "lab.vcsim",
     "lab.guest.supervisor",
@@ -49,8 +50,20 @@ class LabContext:
 def component_names() -> list[str]:
     raw = os.environ.get("LAB_COMPONENTS", "").strip()
     if not raw:
-        return list(ALL_COMPONENTS)
-    return ["lab." + n.strip().removeprefix("lab.") for n in raw.split(",") if n.strip()]
+        names = list(ALL_COMPONENTS)
+    else:
+        names = ["lab." + n.strip().removeprefix("lab.") for n in raw.split(",") if n.strip()]
+    if prefect_db() == "postgres" and "lab.postgres" not in names:
+        names.append("lab.postgres")
+    return names
+
+
+def prefect_db() -> str:
+    """The Prefect server's database for the demo: "sqlite" (default) or "postgres"."""
+    value = os.environ.get("LAB_PREFECT_DB", "sqlite").strip().lower() or "sqlite"
+    if value not in ("sqlite", "postgres"):
+        raise LabError(f"LAB_PREFECT_DB={value!r}: use sqlite or postgres")
+    return value
 
 
 def _components() -> list[ModuleType]:
@@ -164,14 +177,18 @@ def up(ctx: LabContext) -> None:
 
 
 def down(ctx: LabContext) -> None:
-    from lab import prefect_server  # the demo's Prefect server and worker, if it started them
+    # the demo's Prefect server, workers and webhook receiver, if it started them
+    from lab import postgres, prefect_server, webhook
 
     prefect_server.stop(ctx.paths)
+    webhook.stop(ctx.paths)
     for mod in reversed(_components()):
         try:
             mod.stop(ctx)
         except Exception as exc:  # keep stopping the rest
             print(f"  {mod.__name__}: {exc}", file=sys.stderr)
+    if postgres not in _components():  # started by `up` with LAB_PREFECT_DB=postgres
+        postgres.stop(ctx)
     print("lab is down")
 
 
@@ -182,6 +199,10 @@ def status(ctx: LabContext) -> int:
         print(f"  {mod.__name__.removeprefix('lab.'):<24} {line}")
         if not line.startswith("running"):
             worst = 1
+    from lab import postgres
+
+    if postgres not in _components() and (line := postgres.status(ctx)).startswith("running"):
+        print(f"  {'postgres':<24} {line}")  # started by `up` with LAB_PREFECT_DB=postgres
     if ctx.paths.env_file.exists():
         print(f"variables: source {ctx.paths.env_file}")
     return worst

@@ -2,8 +2,10 @@
 
 With the lab up (`python -m lab up`), it writes the product's configuration for the lab
 (`<lab>/pipeline.yaml`, `<lab>/blocks.yaml`, no secrets in either), starts a Prefect server (SQLite
-in `<lab>/prefect`, http://127.0.0.1:$WINNODES_PREFECT_PORT, default 4200), registers blocks and
-deployments with the product's one registration command, starts a process worker, and runs the
+in `<lab>/prefect`, or the lab's PostgreSQL with `make demo PREFECT_DB=postgres`;
+http://127.0.0.1:$WINNODES_PREFECT_PORT, default 4200) and a webhook receiver for failure
+notifications (lab.webhook), registers blocks, deployments and automations with the product's one
+registration command, starts a process worker, and runs the
 `end-to-end` deployment with `winnodes run`, which prints each step, the result (template,
 MachineSet, Ready nodes) and the run's address in the Prefect UI. Server and worker keep running
 for the UI; `python -m lab down` stops them with the rest of the lab.
@@ -20,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab import pipeline, prefect_server
+from lab import pipeline, postgres, prefect_server, webhook
 from lab.process import LabError
 
 if TYPE_CHECKING:
@@ -69,15 +71,22 @@ def register(ctx: LabContext, env: dict[str, str], config: Path, blocks: Path) -
 
 def start_prefect(ctx: LabContext, env: dict[str, str]) -> tuple[Path, Path]:
     """Configuration files, server, registration, worker: everything before a run."""
-    from lab.cli import load_env
+    from lab.cli import load_env, prefect_db
 
-    env = env or load_env(ctx.paths)
+    env = dict(env or load_env(ctx.paths))
+    env["LAB_WEBHOOK_URL"] = webhook.start(ctx.paths)
+    print(f"    failure notifications go to {env['LAB_WEBHOOK_URL']}")
+    print(f"    (received: {webhook.requests_file(ctx.paths)})")
     config, blocks = pipeline.write(env)
     print(f"    configuration: {config}\n    blocks:        {blocks}")
-    t = _step(
-        f"Prefect server (SQLite in {ctx.paths.root / 'prefect'}) at {prefect_server.ui_url()}"
-    )
-    prefect_server.start_server(ctx.paths)
+    database_url = None
+    where = f"SQLite in {ctx.paths.root / 'prefect'}"
+    if prefect_db() == "postgres":
+        # `lab up` with LAB_PREFECT_DB=postgres started it; start it here otherwise
+        database_url = env.get("LAB_PREFECT_DATABASE_URL") or postgres.start_cluster(ctx.paths)
+        where = f"PostgreSQL on {postgres.HOST}:{postgres.port()}"
+    t = _step(f"Prefect server ({where}) at {prefect_server.ui_url()}")
+    prefect_server.start_server(ctx.paths, database_url=database_url)
     _done(t)
     t = _step("register blocks and deployments: python -m deployments.register")
     register(ctx, env, config, blocks)

@@ -125,16 +125,7 @@ WINDOWS_MEDIA: dict[str, WindowsMedia] = {
         ubr=169,
         hotfixes=(),
         volume_id="SSS_X64FRE_EN-US_DV9",
-    ),
-    "ws2025": WindowsMedia(  # the November 2024 release media
-        file_name="windows-server-2025.iso",
-        product_name="Windows Server 2025 Datacenter",
-        edition_id="ServerDatacenter",
-        display_version="24H2",
-        build=26100,
-        ubr=1742,
-        hotfixes=(),
-        volume_id="SSS_X64FRE_EN-US_DV9",
+        images=_ltsc_images("2022"),
     ),
     "ws2019": WindowsMedia(  # 1809 LTSC, the September 2019 refresh of the media
         file_name="windows-server-2019-1809.iso",
@@ -145,6 +136,7 @@ WINDOWS_MEDIA: dict[str, WindowsMedia] = {
         ubr=737,
         hotfixes=(),
         volume_id="SSS_X64FRE_EN-US_DV9",
+        images=_ltsc_images("2019"),
     ),
 }
 
@@ -157,6 +149,31 @@ TOOLS_MEDIA: dict[str, ToolsMedia] = {
 
 def _iso_dir(name: str) -> str:
     return "".join(c for c in name.upper() if c.isalnum() or c == "_")[:8] or "D"
+
+
+#: Offline sources of OpenSSH for sites without Windows Update (see docs/lab-fidelity.md):
+#: Win32-OpenSSH's release MSI, and a Features-on-Demand ISO with the OpenSSH.Server capability.
+OPENSSH_MSI = "OpenSSH-Win64-v9.5.0.0.msi"
+OPENSSH_MSI_BYTES = b"LAB-MSI Win32-OpenSSH v9.5.0.0 (stand-in for the release MSI)\n"
+FOD_ISO = "windows-server-2022-fod.iso"
+FOD_INFO = {
+    "kind": "features-on-demand",
+    "build": 20348,
+    "capabilities": ["OpenSSH.Server~~~~0.0.1.0", "Rsat.ActiveDirectory.DS-LDS.Tools~~~~0.0.1.0"],
+}
+
+
+def build_fod_iso(dest: Path) -> None:
+    build_iso(
+        dest,
+        {
+            MEDIA_INFO: json.dumps(FOD_INFO, indent=1).encode(),
+            "/LanguagesAndOptionalFeatures/OpenSSH-Server-Package~31bf3856ad364e35~amd64~~.cab": (
+                b"lab stand-in for the OpenSSH server FoD package\n"
+            ),
+        },
+        "SSS_X64FRE_EN-US_FOD",
+    )
 
 
 def _add_file(iso: pycdlib.PyCdlib, path: str, data: bytes) -> None:

@@ -21,6 +21,7 @@ BLOCK_VSPHERE = "lab-vsphere"
 BLOCK_WINDOWS = "lab-windows"
 BLOCK_OPENSHIFT = "lab-openshift"
 BLOCK_DNS = "lab-dns"
+BLOCK_NOTIFY = "winnodes-notify"  # deployments.register's default notification block name
 ADMIN_PASSWORD_VAR = "WINNODES_LAB_ADMIN_PASSWORD"
 TSIG_SECRET_VAR = "WINNODES_LAB_TSIG_SECRET"
 
@@ -35,9 +36,24 @@ def admin_password(root: Path) -> str:
     return path.read_text().strip()
 
 
-def blocks_spec(env: dict[str, str]) -> dict[str, Any]:
-    key = read_tsig_key(Path(env["LAB_TSIG_KEYFILE"]))
+def notify_block(url: str) -> dict[str, Any]:
+    """A Custom Webhook notification block posting JSON to the lab's webhook receiver."""
     return {
+        "type": "webhook",
+        "name": "winnodes-lab",
+        "url": url,
+        "json_data": {"subject": "{{subject}}", "text": "{{body}}"},
+    }
+
+
+def blocks_spec(env: dict[str, str]) -> dict[str, Any]:
+    """The lab's blocks; the failure notification block too when a webhook receiver runs
+    (LAB_WEBHOOK_URL)."""
+    key = read_tsig_key(Path(env["LAB_TSIG_KEYFILE"]))
+    notify = (
+        {BLOCK_NOTIFY: notify_block(env["LAB_WEBHOOK_URL"])} if "LAB_WEBHOOK_URL" in env else {}
+    )
+    return notify | {
         BLOCK_VSPHERE: {
             "type": "vsphere",
             "server": env["LAB_VSPHERE_SERVER"],
@@ -73,6 +89,30 @@ def secret_env(env: dict[str, str]) -> dict[str, str]:
     }
 
 
+def placement(env: dict[str, str]) -> dict[str, str]:
+    """The golden image's `placement` in this lab (datacenter, cluster, datastore, folder,
+    network), for the pipeline file, the flow tests and the benchmarks alike."""
+    return {
+        "datacenter": env["LAB_VSPHERE_DATACENTER"],
+        "cluster": env["LAB_VSPHERE_CLUSTER"],
+        "datastore": env["LAB_VSPHERE_DATASTORE"],
+        "folder": env["LAB_VSPHERE_FOLDER"],
+        "network": env["LAB_VSPHERE_NETWORK"],
+    }
+
+
+def hardware() -> dict[str, Any]:
+    """Small VMs for the twin: EFI + PVSCSI (the defaults), boot key presses paced for the lab's
+    scaled EFI boot prompt (2 s)."""
+    return {
+        "num_cpus": 2,
+        "memory_mib": 4096,
+        "disk_gib": 40,
+        "boot_key_presses": 16,
+        "boot_key_interval_seconds": 0.25,
+    }
+
+
 def pipeline(
     env: dict[str, str], *, replicas: int = 1, series: str = "lab-windows"
 ) -> dict[str, Any]:
@@ -82,26 +122,13 @@ def pipeline(
             "profile": "current",
             "vsphere_credentials_block": BLOCK_VSPHERE,
             "windows_access_block": BLOCK_WINDOWS,
-            "placement": {
-                "datacenter": env["LAB_VSPHERE_DATACENTER"],
-                "cluster": env["LAB_VSPHERE_CLUSTER"],
-                "datastore": env["LAB_VSPHERE_DATASTORE"],
-                "folder": env["LAB_VSPHERE_FOLDER"],
-                "network": env["LAB_VSPHERE_NETWORK"],
-            },
+            "placement": placement(env),
             "source": {
                 "mode": "iso",
                 "windows_iso": env["LAB_WINDOWS_ISO_CURRENT"],
                 "tools_iso": env["LAB_TOOLS_ISO"],
             },
-            # EFI + PVSCSI; the boot key presses are paced for the lab's scaled boot prompt.
-            "hardware": {
-                "num_cpus": 2,
-                "memory_mib": 4096,
-                "disk_gib": 40,
-                "boot_key_presses": 16,
-                "boot_key_interval_seconds": 0.25,
-            },
+            "hardware": hardware(),
             "unattend": {"computer_name": "winhost"},
             "names": {"base_vm": f"{series}-base", "template_series": series},
             "keep_templates": 2,

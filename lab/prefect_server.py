@@ -1,5 +1,12 @@
-"""A Prefect server (SQLite, data under `<lab>/prefect`) and a process worker for the demo and the
-end-to-end tests, run as lab daemons (pid and log files like every lab server).
+"""A Prefect server (SQLite under `<lab>/prefect`, or PostgreSQL) and process workers for the demo
+and the end-to-end tests, run as lab daemons (pid and log files like every lab server).
+
+The server is one process, `prefect server start` with its background services, on SQLite (the
+default) or on PostgreSQL (lab.postgres); any number of workers (`start_worker(name=...)`) are
+processes of their own. A site splits the API server (`--no-services`) from the services
+(`prefect server services start`), but then events reach the services (automations, triggers)
+only through Redis (`prefect-redis`, Prefect's "scale self-hosted" guide): its in-memory message
+broker is per process. The lab keeps one process; the README describes the site's layout.
 
 Not one of `python -m lab up`'s components: unit and lab tests use Prefect's own test harness; only
 the demo and the deployment tests need a long-running server that a worker and a browser reach.
@@ -15,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from lab.paths import LabPaths
-from lab.process import read_pid, require_free_port, start_daemon, stop_daemon
+from lab.process import log_file, read_pid, require_free_port, start_daemon, stop_daemon
 
 SERVER, WORKER = "prefect-server", "prefect-worker"
 HOST = "127.0.0.1"
@@ -52,25 +59,35 @@ def _healthy() -> bool:
         return bool(json.loads(resp.read()))
 
 
-def start_server(paths: LabPaths, extra_env: dict[str, str] | None = None) -> None:
+def start_server(
+    paths: LabPaths, extra_env: dict[str, str] | None = None, database_url: str | None = None
+) -> None:
+    """The API server, UI and background services in one process; on PostgreSQL when
+    `database_url` is given (lab.postgres), else on SQLite in PREFECT_HOME."""
     if read_pid(paths, SERVER) is None:
         require_free_port(HOST, port(), "Prefect server", "WINNODES_PREFECT_PORT")
     env = {**prefect_env(paths), **(extra_env or {})}
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST]
     start_daemon(
-        paths, SERVER, [*argv, "--port", str(port())], ready=_healthy, timeout=120, env=env
+        paths, SERVER, [*argv, "--port", str(port())], ready=_healthy, timeout=180, env=env
     )
 
 
 def start_worker(
-    paths: LabPaths, project_dir: Path, extra_env: dict[str, str] | None = None
-) -> None:
+    paths: LabPaths,
+    project_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    name: str = WORKER,
+    limit: int | None = None,
+) -> int:
     """A process worker on the `winnodes` pool; it runs flows from `project_dir`. Ready once the
-    worker's log says it started (it polls the server on its own)."""
-    from lab.process import log_file
-
-    log = log_file(paths, WORKER)
+    worker's log says it started (it polls the server on its own). Several workers: give each a
+    `name` starting with "prefect-worker" (its pid and log file, and the worker's name in Prefect);
+    `limit`: at most this many flow runs at once on this worker. Returns its pid."""
+    log = log_file(paths, name)
     before = log.stat().st_size if log.exists() else 0
 
     def started() -> bool:
@@ -78,13 +95,19 @@ def start_worker(
 
     env = {**prefect_env(paths), **(extra_env or {})}
     argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL]
-    start_daemon(
-        paths, WORKER, [*argv, "--type", "process"], ready=started, env=env, cwd=project_dir
-    )
+    argv += ["--type", "process", "--name", f"{name}-{paths.root.name}"]
+    if limit is not None:
+        argv += ["--limit", str(limit)]
+    return start_daemon(paths, name, argv, ready=started, env=env, cwd=project_dir)
+
+
+def worker_names(paths: LabPaths) -> list[str]:
+    return sorted(p.stem for p in paths.run.glob(f"{WORKER}*.pid"))
 
 
 def stop(paths: LabPaths) -> None:
-    stop_daemon(paths, WORKER)
+    for name in worker_names(paths):
+        stop_daemon(paths, name)
     stop_daemon(paths, SERVER)
 
 

@@ -543,7 +543,29 @@ def install_windows(
     )
     vm = create_windows_vm(si, site, name, [site.windows_iso[profile], site.tools_iso, answers])
     power_on(si, vm)
-    return vm, wait_for_ip(si, vm)
+    ip = wait_for_ip(si, vm)
+    # Tools report while the first logon still runs (as on Windows): wait for its end.
+    wait_for_first_logon(site, vm, commands=1)
+    return vm, ip
+
+
+def wait_for_first_logon(
+    site: Site, vm: vim.VirtualMachine, commands: int, timeout: float = 120
+) -> None:
+    """Until the guest's first logon ran `commands` FirstLogonCommands (read from the twin's disk,
+    the lab's own means; bounded, with growing pauses)."""
+    disk = GuestDisk(Path(site.guests_dir) / vm._moId)
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        with disk.locked():
+            done = sum(1 for line in disk.load().log if line.startswith("FirstLogonCommand"))
+        if done >= commands:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{vm._moId}: {done}/{commands} FirstLogonCommands after {timeout}s")
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 def make_template(

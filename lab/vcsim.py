@@ -603,6 +603,18 @@ def _upload_media(ctx: LabContext, datastore_dir: Path) -> dict[str, str]:
         if not dest.exists() or dest.read_bytes() != built.read_bytes():
             shutil.copyfile(built, dest)
         out[file_name] = f"[{_datastore_name()}] {ISO_FOLDER}/{file_name}"
+    # Offline OpenSSH sources (issue 9): the Win32-OpenSSH MSI and a Features-on-Demand ISO.
+    fod = ctx.paths.media / media.FOD_ISO
+    if not fod.exists():
+        media.build_fod_iso(fod)
+    for file_name, src in ((media.FOD_ISO, fod), (media.OPENSSH_MSI, None)):
+        dest = iso_dir / file_name
+        if not dest.exists():
+            if src is None:
+                dest.write_bytes(media.OPENSSH_MSI_BYTES)
+            else:
+                shutil.copyfile(src, dest)
+        out[file_name] = f"[{_datastore_name()}] {ISO_FOLDER}/{file_name}"
     return out
 
 
@@ -646,6 +658,8 @@ def _env(ctx: LabContext, inv: dict[str, Any], isos: dict[str, str]) -> dict[str
         "LAB_WINDOWS_ISO_2025": isos[media.WINDOWS_MEDIA["current-2025"].file_name],
         "LAB_TOOLS_ISO": isos[media.TOOLS_MEDIA["current"].file_name],
         "LAB_TOOLS_ISO_OLD": isos[media.TOOLS_MEDIA["old"].file_name],
+        "LAB_OPENSSH_MSI": isos[media.OPENSSH_MSI],
+        "LAB_FOD_ISO": isos[media.FOD_ISO],
     }
 
 

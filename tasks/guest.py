@@ -1,4 +1,4 @@
-"""The golden image's in-guest steps (G3a, G3b, G3c, G4, G5, G6, G7, G9) as Prefect tasks.
+"""The golden image's in-guest steps (G3a, G3b, G3c, G4, G5, G6, G6u, G7, G9) as Prefect tasks.
 
 Each task opens one verified SSH session (`WindowsAccess` block loaded by name, secrets never passed
 as parameters), runs the check from `winnodes.render.powershell`, repairs what can be repaired, checks
@@ -28,21 +28,25 @@ therefore happen in the same session, and progress is marked on the clone (`winn
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
+from datetime import datetime
 
 from prefect import task
 from pydantic import BaseModel
 
 from blocks.windows import WindowsAccess
-from tasks.policy import transient_retries
-from tasks.vsphere import ATTR_GUEST_IP, ATTR_HOST_KEY, ATTR_SYSPREP, vcenter
+from tasks.policy import seconds_left, transient_retries
+from tasks.vsphere import ATTR_GUEST_IP, ATTR_HOST_KEY, ATTR_SYSPREP, GuestFacts, vcenter
 from winnodes import errors
 from winnodes.guest import GuestSession, Result, fetch_host_key, host_key_fingerprint
 from winnodes.model.config import GoldenImageConfig
 from winnodes.model.profiles import get_profile, os_build_problem
 from winnodes.render import powershell as ps
+from winnodes.render import windows_update as wu
+from winnodes.render.answer_media import PROGRESS_KEY, first_logon_progress
 from winnodes.render.unattend import render_unattend
-from winnodes.vsphere import vms
+from winnodes.vsphere import inventory, vms, waits
 
 SSH_PORT = 22
 
@@ -83,6 +87,89 @@ def _ps(session: GuestSession, script: str, step: str, timeout: float) -> Result
     return session.run_checked(ps.powershell_command_line(script), step_id=step, timeout=timeout)
 
 
+# -- G4 sshd answers ---------------------------------------------------------------------------------
+#: Bounds of one wait between two SSH handshake attempts (the guest's progress marker wakes it early).
+SSHD_RETRY_FIRST, SSHD_RETRY_MAX = 1.0, 15.0
+
+
+@task(name="G4 wait for sshd to answer", **transient_retries())
+def g4_wait_for_sshd(gi: GoldenImageConfig, vm_moid: str, ip: str) -> str:
+    """Tools report the IP as soon as the VMTools service starts, while the first logon is still
+    adding OpenSSH (a Features-on-Demand download of minutes): wait until sshd completes an SSH
+    handshake (not only a TCP connect) and, when the guest reports first-logon progress, its last
+    command is done (sshd starts before that script writes the key), within `timeouts.ssh_seconds`.
+
+    Between attempts the task waits on the base VM's first-logon progress variable
+    (`guestinfo.winnodes.progress`, set by the answer media's scripts through Tools' rpctool) with
+    WaitForUpdatesEx, so a finished OpenSSH script wakes it at once; otherwise it tries again after
+    a bounded, growing interval.
+
+    Raises:
+        WaitTimeout (G4): no handshake in time; names the last completed and the pending
+            first-logon command.
+    """
+    proxy = WindowsAccess.load(gi.windows_access_block).ssh_proxy  # type: ignore[union-attr]
+    budget = float(gi.timeouts.ssh_seconds)
+    start = time.monotonic()
+    deadline = start + budget
+    interval = SSHD_RETRY_FIRST
+    last_error = ""
+    with vcenter(gi) as session:
+        vm = session.moref("VirtualMachine", vm_moid)
+        progress = waits.guest_variable(
+            inventory.properties(session, vm, ["config.extraConfig"])["config.extraConfig"],
+            PROGRESS_KEY,
+        )
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                fetch_host_key(ip, SSH_PORT, timeout=max(1.0, min(10.0, left)), proxy=proxy)
+            except errors.SSHDropped as exc:
+                last_error = exc.message
+            else:
+                state = first_logon_progress(progress)
+                if not state.raw or state.pending is None:
+                    took = time.monotonic() - start
+                    return (
+                        f"sshd at {ip}:{SSH_PORT} answered the SSH handshake after {took:.1f}s "
+                        f"({state.describe()})"
+                    )
+                # sshd starts in the middle of the OpenSSH script: the key (G5) comes after it.
+                last_error = "sshd answers, but the first logon has not finished"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            progress = waits.wait_for_guest_variable_change(
+                session, vm, PROGRESS_KEY, progress, timeout=min(interval, left), step_id="G4"
+            )
+            interval = min(interval * 2, SSHD_RETRY_MAX)
+    raise errors.WaitTimeout(
+        f"sshd at {ip}:{SSH_PORT} did not answer the SSH handshake within {budget:.0f}s "
+        f"(timeouts.ssh_seconds; last error: {last_error}); "
+        f"{first_logon_progress(progress).describe()}",
+        step_id="G4",
+    )
+
+
+# -- secrets Windows Setup leaves on the base VM ----------------------------------------------------
+@task(name="G4 remove the answer file copies from the base VM", **transient_retries())
+def g4_remove_setup_secrets(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
+    """Windows Setup keeps the answer file it used (autounattend.xml, with the Administrator
+    password in plain text) in C:\\Windows\\Panther. Once the first logon is done nothing needs it:
+    remove every copy from the base VM before it is cloned (G8), and check they are gone."""
+    t = gi.timeouts.command_seconds
+    with guest(gi, ip, host_key, "G4") as s:
+        left = _ps(s, ps.remove_setup_secrets_command(), "G4", t).stdout.split()
+    if left:
+        raise errors.GuestCheckFailed(
+            "G4", f"answer file copies could not be removed: {', '.join(left)}"
+        )
+    return Check(
+        status="ok",
+        evidence="no answer file copy left (" + ", ".join(ps.SETUP_SECRET_FILES[:3]) + ", ...)",
+    )
+
+
 # -- G4 host key -----------------------------------------------------------------------------------
 @task(name="G4 trust the SSH host key", **transient_retries())
 def g4_trust_host_key(gi: GoldenImageConfig, vm_moid: str, ip: str) -> HostKey:
@@ -92,7 +179,8 @@ def g4_trust_host_key(gi: GoldenImageConfig, vm_moid: str, ip: str) -> HostKey:
         vm = session.moref("VirtualMachine", vm_moid)
         attrs = vms.custom_attributes(session, vm)
         recorded = attrs.get(ATTR_HOST_KEY)
-        key = recorded or fetch_host_key(ip, SSH_PORT, timeout=gi.timeouts.ssh_seconds)
+        proxy = WindowsAccess.load(gi.windows_access_block).ssh_proxy  # type: ignore[union-attr]
+        key = recorded or fetch_host_key(ip, SSH_PORT, timeout=gi.timeouts.ssh_seconds, proxy=proxy)
         updates = {ATTR_HOST_KEY: key, ATTR_GUEST_IP: ip}
         vms.set_custom_attributes(session, vm, updates, step_id="G4")
     fp = host_key_fingerprint(key)
@@ -290,7 +378,7 @@ class RuntimeCheck(Check):
 @task(name="G6 container runtime per profile", **transient_retries())
 def g6_runtime(gi: GoldenImageConfig, ip: str, host_key: str) -> RuntimeCheck:
     """ocp-4.9: Docker installed, Running and Automatic (installed here when missing; the
-    Containers feature needs a restart, which this task starts and the flow waits for).
+    Containers feature needs a restart: `restart_guest`).
     current: no runtime preinstalled (WMCO installs containerd itself); a present one fails."""
     profile = get_profile(gi.profile)
     t = gi.timeouts.command_seconds
@@ -309,11 +397,9 @@ def g6_runtime(gi: GoldenImageConfig, ip: str, host_key: str) -> RuntimeCheck:
         if "docker" not in svcs:
             for cmd in ps.install_docker_commands():
                 _ps(s, cmd, "G6", t)
-            with contextlib.suppress(errors.SSHDropped):
-                _ps(s, "Restart-Computer -Force", "G6", t)
             return RuntimeCheck(
                 status="repaired",
-                evidence="docker installed (Containers feature, DockerMsftProvider); restarting",
+                evidence="docker installed (Containers feature, DockerMsftProvider); restart needed",
                 restart_needed=True,
             )
         _ps(s, ps.ensure_service_running_command("docker"), "G6", t)
@@ -323,6 +409,49 @@ def g6_runtime(gi: GoldenImageConfig, ip: str, host_key: str) -> RuntimeCheck:
     if left:
         raise errors.GuestCheckFailed("G6", "; ".join(left))
     return RuntimeCheck(status="repaired", evidence=f"was: {'; '.join(found)}; docker started")
+
+
+# -- restarts (G6, G6u) ----------------------------------------------------------------------------
+@task(name="restart the guest and wait for it", **transient_retries())
+def restart_guest(
+    gi: GoldenImageConfig,
+    vm_moid: str,
+    ip: str,
+    host_key: str,
+    deadline: datetime,
+    step_id: str = "G6",
+) -> GuestFacts:
+    """`Restart-Computer` over SSH, then wait through vCenter until the guest went down and reports
+    Tools and an IPv4 again. The watch on `guest.toolsRunningStatus` starts *before* the restart, so
+    a guest that is back before a separate wait could begin is still seen to have restarted (a wait
+    started afterwards would wait for a "going down" that is already over). Every wait and every
+    retry share the budget that ends at `deadline`."""
+    what = "the guest's restart"
+    t = gi.timeouts.command_seconds
+
+    def restart() -> None:
+        with guest(gi, ip, host_key, step_id) as s, contextlib.suppress(errors.SSHDropped):
+            _ps(s, "Restart-Computer -Force", step_id, t)
+
+    with vcenter(gi) as session:
+        vm = session.moref("VirtualMachine", vm_moid)
+        waits.watch_for_change(
+            session,
+            vm,
+            "guest.toolsRunningStatus",
+            trigger=restart,
+            timeout=seconds_left(deadline, step_id=step_id, what=what),
+            step_id=step_id,
+            what="the guest going down for its restart",
+        )
+        left = seconds_left(deadline, step_id=step_id, what=what)
+        info = waits.wait_for_guest_ip(session, vm, timeout=left, step_id=step_id)
+    return GuestFacts(
+        ip=info.ip,
+        tools_version=str(info.tools_version),
+        host_name=info.host_name,
+        evidence=f"restarted; IPv4 {info.ip}",
+    )
 
 
 # -- G7 --------------------------------------------------------------------------------------------
@@ -358,7 +487,8 @@ def g7_firewall_rules(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
 # -- G9 --------------------------------------------------------------------------------------------
 @task(name="G9 remove host keys, upload unattend.xml, sysprep", **transient_retries())
 def g9_sysprep(gi: GoldenImageConfig, vm_moid: str, ip: str, host_key: str) -> Check:
-    """On the clone, in one SSH session: upload the rendered unattend.xml, remove
+    """On the clone, in one SSH session: write SetupComplete.cmd (removes the unattend.xml on every
+    node after its OOBE), upload the rendered unattend.xml, remove
     `C:\\ProgramData\\ssh\\ssh_host_*` (checked), run `sysprep /generalize /oobe /shutdown`.
     The clone is marked before each irreversible part (`winnodes.sysprep`). The power-off is
     waited for by `g9_wait_for_power_off`."""
@@ -368,6 +498,10 @@ def g9_sysprep(gi: GoldenImageConfig, vm_moid: str, ip: str, host_key: str) -> C
     t = gi.timeouts.command_seconds
     with vcenter(gi) as vc, guest(gi, ip, host_key, "G9") as s:
         vm = vc.moref("VirtualMachine", vm_moid)
+        # Every node runs SetupComplete.cmd after its OOBE: it removes the unattend.xml (password).
+        scripts = ps.ps_quote(ps.SETUP_COMPLETE.rsplit("\\", 1)[0])
+        _ps(s, f"New-Item -ItemType Directory -Path {scripts} -Force | Out-Null", "G9", t)
+        s.put_file(ps.SETUP_COMPLETE, ps.setup_complete_cmd().encode("ascii"), step_id="G9")
         s.put_file(ps.UNATTEND_PATH, unattend, step_id="G9")
         vms.set_custom_attributes(vc, vm, {ATTR_SYSPREP: "keys-removed"}, step_id="G9")
         _ps(s, ps.remove_host_keys_command(), "G9", t)
@@ -383,5 +517,65 @@ def g9_sysprep(gi: GoldenImageConfig, vm_moid: str, ip: str, host_key: str) -> C
     return Check(
         status="ok",
         evidence=f"host keys removed; unattend.xml ({gi.unattend.computer_name}, AutoLogon off) "
-        f"at {ps.UNATTEND_PATH}; sysprep /generalize /oobe /shutdown: {how}",
+        f"at {ps.UNATTEND_PATH}, removed on each node by {ps.SETUP_COMPLETE}; "
+        f"sysprep /generalize /oobe /shutdown: {how}",
+    )
+
+
+# -- G6u -------------------------------------------------------------------------------------------
+class UpdateRound(BaseModel):
+    """One G6u round: the KBs it installed and whether Windows needs a restart to finish them."""
+
+    number: int
+    found: list[str] = []
+    installed: list[str] = []
+    reboot_required: bool = False
+    evidence: str = ""
+
+
+@task(name="G6u read the OS build", **transient_retries())
+def g6u_os_build(gi: GoldenImageConfig, ip: str, host_key: str) -> str:
+    """CurrentBuildNumber.UBR from the registry, read as PRE-2 reads it, e.g. '20348.681' ('?.?'
+    when the registry gives no build number: G6u only reports it)."""
+    with guest(gi, ip, host_key, "G6u") as s:
+        out = _ps(s, ps.os_version_command(), "G6u", gi.timeouts.command_seconds).stdout
+    try:
+        return ps.parse_os_version(out).version
+    except ValueError:
+        return "?.?"
+
+
+@task(name="G6u search, download and install updates", **transient_retries())
+def g6u_install_round(gi: GoldenImageConfig, ip: str, host_key: str, number: int) -> UpdateRound:
+    """One round through the Windows Update Agent API from the configured source (WSUS policy
+    written first when the source is 'wsus'). When the updates need a restart, the flow restarts
+    the guest with `restart_guest`.
+
+    Raises:
+        GuestCheckFailed (G6u): the source is unreachable (HRESULT 0x8024402C, 0x80072EE2 ...,
+            explained) or the installation failed (result code and HRESULT).
+    """
+    cfg = gi.windows_update
+    t = gi.timeouts.command_seconds
+    with guest(gi, ip, host_key, "G6u") as s:
+        _ps(s, wu.source_policy_command(cfg.source, cfg.wsus_server), "G6u", t)
+        result = wu.parse_round(_ps(s, wu.install_round_command(cfg.source), "G6u", t).stdout)
+    if result.failed:
+        raise errors.GuestCheckFailed(
+            "G6u",
+            result.problem(cfg.source if cfg.source != "wsus" else f"WSUS {cfg.wsus_server}"),
+            evidence=f"round {number}: found {', '.join(result.found) or 'nothing'}",
+        )
+    if not result.found:
+        evidence = f"round {number}: no update pending"
+    else:
+        evidence = f"round {number}: installed {', '.join(result.installed) or 'nothing'}" + (
+            ", restart required" if result.reboot_required else ""
+        )
+    return UpdateRound(
+        number=number,
+        found=result.found,
+        installed=result.installed,
+        reboot_required=result.reboot_required,
+        evidence=evidence,
     )

@@ -30,7 +30,6 @@ def _creds(block: str) -> Any:
 
 @task(
     name="ROT read the MachineSet, its Machines and Nodes",
-    cache_policy=NO_CACHE,
     **transient_retries(),
 )
 def read_state(openshift_block: str, name: str) -> RotationState | None:
@@ -39,7 +38,7 @@ def read_state(openshift_block: str, name: str) -> RotationState | None:
         return rotation.read_state(api, name)
 
 
-@task(name="ROT1 newest template of the series", cache_policy=NO_CACHE, **transient_retries())
+@task(name="ROT1 newest template of the series", **transient_retries())
 def newest_template(gi: GoldenImageConfig) -> str | None:
     """The name of the series' newest template (what a rotation moves to by default)."""
     with vcenter(gi) as session:
@@ -48,14 +47,14 @@ def newest_template(gi: GoldenImageConfig) -> str | None:
     return series[-1].name if series else None
 
 
-@task(name="ROT2 record the rotation's baseline", cache_policy=NO_CACHE, **transient_retries())
+@task(name="ROT2 record the rotation's baseline", **transient_retries())
 def record_baseline(openshift_block: str, name: str, replicas: int | None) -> None:
     """Annotate the MachineSet with the replica count to return to (None: remove it)."""
     with _creds(openshift_block).get_client() as api:
         rotation.set_baseline(api, name, replicas)
 
 
-@task(name="ROT2 scale the MachineSet", cache_policy=NO_CACHE, **transient_retries())
+@task(name="ROT2 scale the MachineSet", **transient_retries())
 def scale(openshift_block: str, manifest: dict[str, Any], replicas: int, step_id: str) -> str:
     """Apply the MachineSet's manifest with `replicas` (server-side apply, field manager winnodes)."""
     with _creds(openshift_block).get_client() as api:

@@ -30,7 +30,7 @@ from blocks.windows import WindowsAccess
 from tasks.policy import seconds_left, transient_retries
 from winnodes import errors
 from winnodes.model.config import GoldenImageConfig
-from winnodes.model.naming import template_name
+from winnodes.model.naming import NothingToResume, build_id_of, choose_build, template_name
 from winnodes.model.profiles import MIN_HARDWARE_VERSION, get_profile
 from winnodes.model.steps import StepId
 from winnodes.render.answer_media import INSTALL_CDS, answer_media_files, render_answer_iso
@@ -49,6 +49,8 @@ ATTR_SOURCE = "winnodes.source"
 ATTR_TOOLS = "winnodes.tools.version"
 ATTR_FLOW_RUN = "winnodes.flow.run"
 ATTR_OS_BUILD = "winnodes.os.build"  # "20348.681": PRE-2's build.UBR, read back by the M checks
+#: On the base VM: the build that uses it and has not reached G10 yet (what `resume` continues).
+ATTR_PENDING = "winnodes.build.pending"
 #: Where G1 puts the answer media, relative to the placement datastore.
 ANSWER_DIR = "winnodes"
 
@@ -64,6 +66,14 @@ class VmInfo(BaseModel):
     template: bool = False
     evidence: str = ""
     windows_never_ran: bool = False  # vCenter has never seen its Tools (setup never finished)
+
+
+class BuildPlan(BaseModel):
+    """The build a run works on: its ID, and "new", "resumed" or "reused" (`choose_build`)."""
+
+    build_id: str
+    action: str
+    unfinished: list[str] = []
 
 
 class GuestFacts(BaseModel):
@@ -160,7 +170,7 @@ def _hw_version(text: str | None) -> int:
 @task(name="G1 preflight: placement, media and base VM", **transient_retries())
 def g1_preflight(gi: GoldenImageConfig) -> str:
     """Check everything G1 needs exists before anything is created: datacenter, folder, pool or
-    cluster, datastore, network, the Windows and Tools ISOs (mode 'iso') or the base VM ('base_vm').
+    cluster, datastore, network, the Windows and Tools ISOs (mode 'iso') or the base VM ('base').
 
     Raises:
         NotFound / Conflict (G1, G2): a missing or ambiguous object, named.
@@ -172,15 +182,17 @@ def g1_preflight(gi: GoldenImageConfig) -> str:
             for step, path in (
                 (StepId.G1, gi.source.windows_iso),
                 (StepId.G2, gi.source.tools_iso),
+                (StepId.G4, gi.source.openssh_msi),
             ):
-                assert path is not None  # validated
+                if path is None:  # validated: only the optional offline OpenSSH source
+                    continue
                 if not inventory.datastore_file_exists(session, path):
                     raise errors.NotFound(f"{path} does not exist", step_id=step.value)
                 seen.append(f"{path} present")
         elif vms.find_vm(session, pl.folder, gi.names.base_vm) is None:
             raise errors.NotFound(
                 f"base VM {gi.names.base_vm!r} not found in {gi.placement.folder} (source.mode "
-                "is 'base_vm')",
+                f"is {gi.source.mode!r}: rebuild from the kept base VM; use 'iso' to install one)",
                 step_id="G1",
             )
         return "; ".join(seen)
@@ -218,19 +230,26 @@ def _check_base(ref: vms.VmRef) -> None:
 
 @task(name="G1 upload answer media", **transient_retries())
 def g1_upload_answer_media(gi: GoldenImageConfig) -> str:
-    """Render autounattend.xml and the first-logon scripts, pack them as an ISO and upload it to
-    the datastore, into its directory (`winnodes/`, made with FileManager.MakeDirectory when
-    missing: a datastore does not create directories on upload). Returns its datastore path.
-    Overwrites (idempotent)."""
+    """Render autounattend.xml and the first-logon scripts (plus the Win32-OpenSSH MSI of
+    `source.openssh_msi`, read from the datastore), pack them as an ISO and upload it to the
+    datastore, into its directory (`winnodes/`, made with FileManager.MakeDirectory when missing: a
+    datastore does not create directories on upload). Returns its datastore path. Overwrites
+    (idempotent)."""
     access = WindowsAccess.load(gi.windows_access_block)
-    files = answer_media_files(
-        gi,
-        access.administrator_password.get_secret_value(),  # type: ignore[union-attr]
-        access.public_key("winnodes"),  # type: ignore[union-attr]
-    )
-    iso = render_answer_iso(files)
     path = answer_media_path(gi)
     with vcenter(gi) as session:
+        msi = None
+        if gi.source.openssh_msi:  # offline site: OpenSSH from the Win32-OpenSSH MSI (G4)
+            msi = vms.download_file(
+                session, gi.placement.datacenter, gi.source.openssh_msi, step_id="G4"
+            )
+        files = answer_media_files(
+            gi,
+            access.administrator_password.get_secret_value(),  # type: ignore[union-attr]
+            access.public_key("winnodes"),  # type: ignore[union-attr]
+            openssh_msi=msi,
+        )
+        iso = render_answer_iso(files)
         vms.upload_file(session, gi.placement.datacenter, path, iso, step_id="G1")
     return path
 
@@ -390,33 +409,6 @@ def g2_tools_state(gi: GoldenImageConfig, vm_moid: str) -> dict[str, str | None]
         "ip": attrs.get(ATTR_GUEST_IP),
         "host_key": attrs.get(ATTR_HOST_KEY),
     }
-
-
-@task(name="G6 wait for the guest to restart", **transient_retries())
-def g6_wait_for_restart(gi: GoldenImageConfig, vm_moid: str, deadline: datetime) -> GuestFacts:
-    """After a restart the guest first goes down (Tools stop), then reports Tools and an IPv4
-    again: wait for both, event-driven, so the old IP is not mistaken for the new boot. Both
-    waits, and every retry, share the budget that ends at `deadline`."""
-    what = "the guest's restart"
-    with vcenter(gi) as session:
-        vm = _vm(session, vm_moid)
-        waits.wait_for(
-            session,
-            vm,
-            ["guest.toolsRunningStatus"],
-            lambda v: v["guest.toolsRunningStatus"] != "guestToolsRunning",
-            timeout=seconds_left(deadline, step_id="G6", what=what),
-            step_id="G6",
-            what="the guest going down for its restart",
-        )
-        left = seconds_left(deadline, step_id="G6", what=what)
-        info = waits.wait_for_guest_ip(session, vm, timeout=left, step_id="G6")
-    return GuestFacts(
-        ip=info.ip,
-        tools_version=str(info.tools_version),
-        host_name=info.host_name,
-        evidence=f"restarted; IPv4 {info.ip}",
-    )
 
 
 # -- custom attributes (G4 trust record, G9 marker) ----------------------------------------------------
@@ -623,20 +615,76 @@ def cleanup_failed_build(gi: GoldenImageConfig, build_id: str, base_moid: str | 
 
 
 # -- the build ID --------------------------------------------------------------------------------------
+def _unfinished_builds(session: VSphereSession, gi: GoldenImageConfig) -> list[str]:
+    """Build IDs started but not finished, newest first: the base VM's pending marker (set when a
+    build starts using it, cleared by G10), then clones of the series that are not templates yet."""
+    folder = _placement(session, gi).folder
+    found: list[str] = []
+    base = vms.find_vm(session, folder, gi.names.base_vm)
+    if base is not None and not base.template:
+        marker = vms.custom_attributes(session, base.obj).get(ATTR_PENDING, "")
+        if marker:
+            found.append(marker)
+    clones = [
+        ref
+        for ref in vms.list_vms(session, folder)
+        if not ref.template
+        and ref.build_id
+        and build_id_of(gi.names, ref.name) == ref.build_id
+        and ref.name != gi.names.base_vm
+    ]
+    for ref in sorted(clones, key=lambda r: int(r.build_id or 0), reverse=True):
+        if ref.build_id not in found:
+            found.append(ref.build_id or "")
+    return found
+
+
 @task(name="plan the build ID", **transient_retries())
-def plan_build_id(gi: GoldenImageConfig, now: str) -> str:
-    """A new build ID per the naming scheme: the UTC timestamp `now` (ISO 8601), or 1 + the highest
-    counter among the series' templates. The flow caches this task's result by the configuration,
-    so a re-run of the same build gets the same ID back (and so finds its VMs and template)."""
-    from datetime import datetime
+def plan_build(gi: GoldenImageConfig, mode: str, now: str) -> BuildPlan:
+    """The build this run works on (`winnodes.model.naming.choose_build`): a new ID, the unfinished
+    build found in vCenter ("resume"), or the newest template ("latest"). The flow caches this
+    task's result per flow run (`flows.golden_image`), so a retry of the same run gets the same
+    build back, while every new run decides again from vCenter's real state.
 
-    from winnodes.model.naming import next_build_id
+    Raises:
+        NotFound (G1): "resume" was asked for, but no unfinished build exists.
+    """
+    with vcenter(gi) as session:
+        folder = _placement(session, gi).folder
+        templates = [t.name for t in vms.list_templates(session, folder, gi.names.template_series)]
+        unfinished = _unfinished_builds(session, gi)
+    try:
+        build_id, action = choose_build(
+            gi.names,
+            mode,
+            now=datetime.fromisoformat(now),
+            templates=templates,
+            unfinished=unfinished,
+        )
+    except NothingToResume as exc:
+        raise errors.NotFound(
+            f"{exc}: nothing to resume (start a new build instead)", step_id="G1"
+        ) from None
+    return BuildPlan(build_id=build_id, action=action, unfinished=unfinished)
 
-    existing: list[str] = []
-    if gi.names.build_id_scheme == "counter":
-        with vcenter(gi) as session:
-            folder = _placement(session, gi).folder
-            existing = [
-                t.name for t in vms.list_templates(session, folder, gi.names.template_series)
-            ]
-    return next_build_id(gi.names, now=datetime.fromisoformat(now), existing=existing)
+
+@task(name="mark the build pending on the base VM", **transient_retries())
+def mark_build_pending(gi: GoldenImageConfig, base_moid: str, build_id: str) -> None:
+    """Record on the base VM which build uses it until G10 (`resume` finds it there)."""
+    with vcenter(gi) as session:
+        vms.set_custom_attributes(
+            session, _vm(session, base_moid), {ATTR_PENDING: build_id}, step_id="G1"
+        )
+
+
+@task(name="clear the base VM's pending build", **transient_retries())
+def clear_build_pending(gi: GoldenImageConfig, build_id: str) -> bool:
+    """G10 done: the base VM no longer carries this build as unfinished. True when cleared."""
+    with vcenter(gi) as session:
+        base = vms.find_vm(session, _placement(session, gi).folder, gi.names.base_vm)
+        if base is None or base.template:
+            return False
+        if vms.custom_attributes(session, base.obj).get(ATTR_PENDING) != build_id:
+            return False
+        vms.set_custom_attributes(session, base.obj, {ATTR_PENDING: ""}, step_id="G10")
+        return True

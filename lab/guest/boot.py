@@ -5,12 +5,14 @@ guest's disk, the way the firmware and Windows would:
 
 - no OS on the disk: Windows setup runs only from an attached installation ISO *and* an answer file
   (`autounattend.xml` at the root of any attached CD). Setup installs the edition the ISO carries,
-  applies the answer file's specialize/oobeSystem settings, and at first logon runs its
-  FirstLogonCommands in order through the PowerShell emulator. Whatever they do not install is not
-  there. Without media the firmware finds no OS; without an answer file setup waits for a human;
-  either way nothing installs and Tools never report.
+  applies the answer file's specialize/oobeSystem settings, keeps a copy of the answer file in
+  C:\\Windows\\Panther, runs SetupComplete.cmd if there is one, and hands the FirstLogonCommands to
+  the supervisor, which runs them (`run_first_logon`) *while* Windows runs: VMware Tools report as
+  soon as a command installed them, later commands take their time. Whatever they do not install
+  is not there. Without media the firmware finds no OS; without an answer file setup waits for a
+  human; either way nothing installs and Tools never report.
 - a generalized (sysprep'd) disk: OOBE applies the pending unattend (computer name, time zone,
-  password), makes a new machine SID and clears `generalized`. Host keys are not touched here: sshd
+  password), makes a new machine SID and clears `generalized`, then SetupComplete.cmd runs. Host keys are not touched here: sshd
   regenerates them at its start only if they are missing (as Windows' sshd does).
 - an installed disk: a pending rename takes effect, Automatic services start, the others are stopped.
 """
@@ -24,10 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from lab.guest.state import AUTOMATIC, RUNNING, STOPPED, GuestDisk, GuestState
+from lab.guest.timing import Timing, spend
 from lab.guest.windows import new_machine_sid, random_computer_name
 from lab.media import Iso
 
 Log = Callable[[str], None]
+#: Windows Setup caches the answer file it used here (and keeps it; passwords included, see
+#: docs/lab-fidelity.md).
+PANTHER_UNATTEND = "C:\\Windows\\Panther\\unattend.xml"
+SETUP_COMPLETE = "C:\\Windows\\Setup\\Scripts\\SetupComplete.cmd"
 
 
 @dataclass
@@ -47,6 +54,7 @@ class BootOutcome:
     kind: str  # "setup" | "oobe" | "boot" | "no-os" | "setup-waits"
     reason: str
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    first_logon: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -83,12 +91,15 @@ def boot(disk: GuestDisk, log: Log) -> BootOutcome:
         _oobe(disk, log)
         outcome = _normal_boot(disk, log)
         outcome.kind = "oobe"
+        host = BootHost()
+        run_setup_complete(disk, host, log)
+        outcome.events = host.events
         return outcome
     return _normal_boot(disk, log)
 
 
 def _setup(disk: GuestDisk, log: Log) -> BootOutcome:
-    from lab.guest import emulator, unattend, windows
+    from lab.guest import unattend, windows
 
     media = scan_media(disk.runtime().cdroms)
     for bad in media.unreadable:
@@ -136,11 +147,38 @@ def _setup(disk: GuestDisk, log: Log) -> BootOutcome:
         state.log.append(
             f"setup: installed from {letter}: with answer file {ans_letter}:\\autounattend.xml"
         )
+    panther = disk.host_path(PANTHER_UNATTEND)
+    panther.parent.mkdir(parents=True, exist_ok=True)
+    panther.write_text(text, encoding="utf-8")  # Windows Setup's cached copy, kept after setup
     host = BootHost()
+    run_setup_complete(disk, host, log)
     commands = sorted(answer.first_logon_commands, key=lambda c: int(c[0]))
     if not commands:
         log("FirstLogonCommands: none in the answer file")
+    return BootOutcome(
+        True, "setup", f"Windows installed as {name}", host.events, first_logon=commands
+    )
+
+
+def run_first_logon(
+    disk: GuestDisk,
+    commands: list[tuple[int, str, str]],
+    host: Any,
+    log: Log,
+    timing: Timing,
+    go_on: Callable[[], bool],
+) -> None:
+    """The Administrator's first logon: FirstLogonCommands one after the other, in Order, while
+    Windows' services (VMware Tools once command N installs them) already run. Each command takes
+    the time its work takes (the emulator spends the timing profile's durations), so Tools report
+    the IP long before a later command (the OpenSSH capability) is done. `go_on()` False (the VM
+    went down) stops before the next command."""
+    from lab.guest import emulator
+
     for order, command_line, description in commands:
+        if not go_on() or not spend(timing, "command"):
+            log(f"FirstLogonCommand {order}: not run (Windows went down)")
+            return
         result = emulator.run_command(disk, command_line, host)
         out = (result.stdout or "").strip()
         err = (result.stderr or "").strip()
@@ -152,7 +190,40 @@ def _setup(disk: GuestDisk, log: Log) -> BootOutcome:
         )
         with disk.edit() as state:
             state.log.append(f"{line}" + (f"; stderr: {err[:500]}" if err else ""))
-    return BootOutcome(True, "setup", f"Windows installed as {name}", host.events)
+        host.notify("changed")
+
+
+def run_setup_complete(disk: GuestDisk, host: Any, log: Log) -> bool:
+    """%WINDIR%\\Setup\\Scripts\\SetupComplete.cmd, as Windows Setup runs it after setup and after
+    a generalized image's OOBE, before the logon screen, as SYSTEM; exit codes are not checked;
+    logged in C:\\Windows\\Panther\\UnattendGC\\setupact.log. The lab runs each line that starts a
+    program (cmd.exe and PowerShell parse those alike); other cmd.exe syntax is refused in the log."""
+    from lab.guest import emulator
+
+    try:
+        script = disk.host_path(SETUP_COMPLETE)
+    except ValueError:
+        return False
+    if not script.is_file():
+        return False
+    raw = script.read_bytes()
+    text = raw.decode("utf-8-sig", errors="replace")
+    gc_log = disk.host_path("C:\\Windows\\Panther\\UnattendGC")
+    gc_log.mkdir(parents=True, exist_ok=True)
+    lines = [f"Info [SetupComplete] running {SETUP_COMPLETE}"]
+    for ln in text.splitlines():
+        cmd = ln.strip()
+        low = cmd.lower()
+        if not cmd or low.startswith(("rem ", "::", "@echo")) or low == "rem":
+            continue
+        result = emulator.run_command(disk, cmd.lstrip("@"), host)
+        lines.append(f"Info [SetupComplete] {cmd[:120]}: exit {result.exit_code}")
+        if result.stderr.strip():
+            lines.append(f"Info [SetupComplete] stderr: {result.stderr.strip()[:500]}")
+    with open(gc_log / "setupact.log", "a", encoding="utf-8", newline="\r\n") as fh:
+        fh.write("\n".join(lines) + "\n")
+    log(f"SetupComplete.cmd ran as SYSTEM ({len(lines) - 1} commands)")
+    return True
 
 
 #: Boot-disk controllers Windows PE (Windows Server 2016-2025 media) has no inbox driver for: the
@@ -308,7 +379,12 @@ def _start_automatic_services(state: GuestState) -> None:
 
 
 def _normal_boot(disk: GuestDisk, log: Log) -> BootOutcome:
+    from lab.guest.emulator import wua
+
     with disk.edit() as state:
+        finished = wua.finish_pending(state)
+        if finished:
+            log(f"updates {', '.join(finished)} completed: build {state.build}.{state.ubr}")
         pending = getattr(state, "pending_computer_name", "")
         if pending:
             log(f"pending rename {state.computer_name} -> {pending} takes effect")

@@ -116,7 +116,12 @@ class GuestState:
     sysprep_count: int = 0
     generalized: bool = False
     pending_unattend: str = ""  # Windows path of the unattend.xml OOBE applies at next boot
+    winhttp_proxy: str = ""  # `netsh winhttp set proxy`: "host:port" or "" (direct access)
     boot_count: int = 0
+    # Windows Update (lab/guest/emulator/wua.py): KBs installed that finish at the next restart,
+    # and the registry values automation writes (policy keys, lower-case key -> name -> value).
+    pending_updates: list[str] = field(default_factory=list)
+    registry: dict[str, dict[str, Any]] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)  # setup/OOBE/sysprep events, newest last
 
     def service(self, name: str) -> Service | None:
@@ -157,6 +162,8 @@ class Runtime:
     # "" = not known (boot tests that run without vCenter).
     firmware: str = ""
     boot_disk_controller: str = ""
+    # The lab's timing profile (lab.guest.timing.Timing.to_json), for the emulator behind sshd.
+    timing: dict[str, Any] = field(default_factory=dict)
 
 
 class GuestDisk:

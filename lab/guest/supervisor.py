@@ -50,6 +50,7 @@ from lab.guest import boot as guest_boot
 from lab.guest.control import ControlError, ControlServer, SupervisorClient
 from lab.guest.sshd import GuestSshd
 from lab.guest.state import RUNNING, GuestDisk, GuestState, Runtime
+from lab.guest.timing import Timing, lab_timing
 from lab.paths import LabPaths
 from lab.process import LabError, read_pid, start_daemon, stop_daemon
 
@@ -70,7 +71,7 @@ EVENT_TYPES = [
     "VmReconfiguredEvent",
 ]
 WAIT_SECONDS = 5  # bounded WaitForUpdatesEx
-NOTIFY_EVENTS = {"changed", "restart", "shutdown", "sysprep"}
+NOTIFY_EVENTS = {"changed", "restart", "shutdown", "sysprep", "guestinfo"}
 CURRENT_TOOLS = (12, 0, 0)  # Tools at or above this version report guestToolsCurrent
 
 
@@ -100,6 +101,7 @@ class Settings:
         float  # Restart-Computer / Stop-Computer / sysprep /shutdown -> the guest goes down
     )
     efi_key_window: float = 2.0  # how long "Press any key to boot from CD or DVD" shows (scaled)
+    timing: Timing = field(default_factory=Timing)  # LAB_TIMING profile (lab.guest.timing)
 
     @classmethod
     def from_env(cls, paths: LabPaths | None = None) -> Settings:
@@ -116,7 +118,9 @@ class Settings:
                 f"guest supervisor: {', '.join(missing)} not set; start lab.vcsim first "
                 "(`python -m lab up`, or LAB_COMPONENTS=vcsim,guest.supervisor)"
             )
+        timing = Timing.from_env(env)
         return cls(
+            timing=timing,
             paths=paths or LabPaths.default(),
             govc_url=env["GOVC_URL"],
             username=env.get("GOVC_USERNAME", "administrator@vsphere.local"),
@@ -409,6 +413,8 @@ class Twin:
     gen: int = 0  # bumped at every power transition; stale timers carry an old one
     ip_ready: bool = False  # DHCP answered (the APIPA phase of this boot is over)
     reported: dict[str, str] = field(default_factory=dict)
+    # Set when Windows goes down: the first-logon thread of that boot stops.
+    down: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(order=True)
@@ -439,6 +445,17 @@ class Supervisor:
         self.server: ControlServer | None = None
         self.paths.guests.mkdir(parents=True, exist_ok=True)
         (self.paths.logs / "guests").mkdir(parents=True, exist_ok=True)
+
+    # -- timing -------------------------------------------------------------------------------------
+    def timing(self) -> Timing:
+        """LAB_TIMING, or the profile a test switched the running lab to (lab.guest.timing)."""
+        return lab_timing(self.paths.guests, self.s.timing)
+
+    def boot_delay(self) -> float:
+        return max(self.s.boot_delay, self.timing().seconds("restart"))
+
+    def shutdown_delay(self) -> float:
+        return max(self.s.shutdown_delay, self.timing().seconds("shutdown"))
 
     # -- queue ----------------------------------------------------------------------------------
     def put(
@@ -621,7 +638,7 @@ class Supervisor:
         elif item.kind == "reconcile-all":
             self._reconcile_all(item.data.get("why", ""))
         elif item.kind == "boot" and t is not None:
-            self._boot(t, item.data.get("why", "power-on"), item.data.get("prompt_at"))
+            self._boot(t, item.data.get("why", "power-on"), item.data)
         elif item.kind == "dhcp" and t is not None:
             t.ip_ready = True
             self._reconcile(t, "DHCP lease obtained")
@@ -677,6 +694,7 @@ class Supervisor:
                 cdroms=rt.cdroms if cdroms is None else cdroms,
                 firmware=firmware,
                 boot_disk_controller=controller,
+                timing=self.timing().to_json(),
             )
         )
 
@@ -731,14 +749,15 @@ class Supervisor:
         t.gen += 1
         t.reported.clear()
         self._save_runtime(t)
-        self.decide(t.vm, "powered on", f"{why}; booting in {self.s.boot_delay:.2f}s")
+        self.decide(t.vm, "powered on", f"{why}; booting in {self.boot_delay():.2f}s")
         self._reconcile(t, "power-on: firmware running, no OS yet")
-        self.put("boot", t.vm, {"why": why}, delay=self.s.boot_delay, gen=t.gen)
+        self.put("boot", t.vm, {"why": why}, delay=self.boot_delay(), gen=t.gen)
 
     def _power_off(self, t: Twin, why: str) -> None:
         was = t.powered_on
         t.powered_on, t.booted, t.ip_ready = False, False, False
         t.gen += 1
+        t.down.set()
         if t.sshd.stop():
             self.decide(t.vm, "sshd stopped", f"VM powered off ({why})")
         if t.disk.exists():
@@ -796,7 +815,8 @@ class Supervisor:
             f"{why}: {len(vms)} VMs, {sum(t.powered_on for t in self.twins.values())} powered on",
         )
 
-    def _boot(self, t: Twin, why: str, prompt_at: float | None = None) -> None:
+    def _boot(self, t: Twin, why: str, data: dict[str, Any] | None = None) -> None:
+        data = data or {}
         info = self._refresh_cdroms(t)
         if info is None or info["power"] != "poweredOn":
             self.decide(t.vm, "boot skipped", f"VM is {info['power'] if info else 'gone'}")
@@ -812,7 +832,17 @@ class Supervisor:
                 f"guestId {info['guest_id']} and no Windows on the disk: left as vCenter shows it",
             )
             return
-        if guest_boot.needs_boot_key(t.disk) and not self._boot_key(t, why, prompt_at):
+        if (
+            not data.get("setup_ran")
+            and guest_boot.needs_boot_key(t.disk)
+            and not self._boot_key(t, why, data.get("prompt_at"))
+        ):
+            return
+        setup_time = self.timing().seconds("setup")
+        if not t.disk.load().installed and setup_time > 0 and not data.get("setup_ran"):
+            # Windows Setup copies files and restarts a few times before anyone can log on.
+            self.decide(t.vm, "windows setup", f"installing: {setup_time:.2f}s (timing profile)")
+            self.put("boot", t.vm, {"why": why, "setup_ran": True}, delay=setup_time, gen=t.gen)
             return
         cds = t.disk.runtime().cdroms
         self.decide(
@@ -826,9 +856,38 @@ class Supervisor:
         self._reconcile(t, f"after {outcome.kind}")
         if outcome.running:
             self.put("dhcp", t.vm, delay=self.s.apipa_seconds, gen=t.gen)
-        for event, data in outcome.events:
+        for event, detail in outcome.events:
             if event != "changed":
-                self.put("notify", t.vm, {"event": event, **data})
+                self.put("notify", t.vm, {"event": event, **detail})
+        if outcome.running and outcome.first_logon:
+            self._start_first_logon(t, outcome.first_logon)
+
+    def _start_first_logon(self, t: Twin, commands: list[tuple[int, str, str]]) -> None:
+        """The first logon runs beside the supervisor's worker, as on Windows: Tools report while
+        later FirstLogonCommands still run. Their notifications come back through the queue."""
+        t.down = threading.Event()
+        gen, down = t.gen, t.down
+        sup = self
+
+        class Host:
+            def notify(self, event: str, **data: Any) -> None:
+                sup.put("notify", t.vm, {"event": event, **data}, gen=gen)
+
+        def run() -> None:
+            try:
+                guest_boot.run_first_logon(
+                    t.disk,
+                    commands,
+                    Host(),
+                    lambda msg: self.decide(t.vm, "first logon", msg),
+                    self.timing(),
+                    lambda: not down.is_set() and t.gen == gen and not self._stop.is_set(),
+                )
+            except Exception as exc:  # a bug in the emulator must not kill the supervisor
+                log.exception("%s: first logon failed: %s", t.vm, exc)
+
+        self.decide(t.vm, "first logon", f"{len(commands)} FirstLogonCommands start")
+        threading.Thread(target=run, name=f"first-logon-{t.vm}", daemon=True).start()
 
     def _boot_key(self, t: Twin, why: str, prompt_at: float | None) -> bool:
         """EFI + Windows ISO + empty disk: the boot loader's "Press any key to boot from CD or DVD"
@@ -870,6 +929,8 @@ class Supervisor:
         detail = {k: v for k, v in data.items() if k != "event"}
         if event == "changed":
             self._reconcile(t, f"guest changed {detail}" if detail else "guest changed")
+        elif event == "guestinfo":
+            self._set_guestinfo(t, str(detail.get("key", "")), str(detail.get("value", "")))
         elif event in ("restart", "shutdown", "sysprep"):
             if not t.booted:
                 self.decide(t.vm, f"{event} ignored", "the guest is not running")
@@ -877,14 +938,38 @@ class Supervisor:
             self.decide(
                 t.vm,
                 f"{event} requested",
-                f"the guest goes down in {self.s.shutdown_delay:.2f}s {detail or ''}".rstrip(),
+                f"the guest goes down in {self.shutdown_delay():.2f}s {detail or ''}".rstrip(),
             )
-            self.put("go-down", t.vm, {"event": event}, delay=self.s.shutdown_delay, gen=t.gen)
+            self.put("go-down", t.vm, {"event": event}, delay=self.shutdown_delay(), gen=t.gen)
+
+    def _set_guestinfo(self, t: Twin, key: str, value: str) -> None:
+        """`rpctool "info-set guestinfo.<k> <v>"` in the guest: the VMX keeps the variable and
+        vCenter shows it in the VM's config.extraConfig."""
+        from pyVmomi import vim
+
+        if not key.startswith("guestinfo."):
+            self.decide(t.vm, "guestinfo refused", f"{key!r} is not a guestinfo.* variable")
+            return
+
+        def reconfig(si: Any) -> None:
+            spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=key, value=value)])
+            task = _vm_ref(si, t.vm).ReconfigVM_Task(spec)
+            deadline = time.monotonic() + 30
+            while task.info.state in ("queued", "running") and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        try:
+            self.work_vc.call(reconfig)
+        except Exception as exc:
+            self.decide(t.vm, "guestinfo failed", f"{key}: {type(exc).__name__}: {exc}")
+            return
+        self.decide(t.vm, "guestinfo", f"{key} = {value[:200]}")
 
     def _go_down(self, t: Twin, data: dict[str, Any]) -> None:
         event = data["event"]
         t.booted, t.ip_ready = False, False
         t.gen += 1
+        t.down.set()
         if t.sshd.stop():
             self.decide(t.vm, "sshd stopped", f"Windows is going down ({event})")
         with t.disk.edit() as st:
@@ -892,8 +977,8 @@ class Supervisor:
                 svc.status = "Stopped"
         self._reconcile(t, f"Windows is going down ({event})")
         if event == "restart":
-            self.decide(t.vm, "restarting", f"boot again in {self.s.boot_delay:.2f}s")
-            self.put("boot", t.vm, {"why": "guest restart"}, delay=self.s.boot_delay, gen=t.gen)
+            self.decide(t.vm, "restarting", f"boot again in {self.boot_delay():.2f}s")
+            self.put("boot", t.vm, {"why": "guest restart"}, delay=self.boot_delay(), gen=t.gen)
         else:
             self.decide(t.vm, "guest shutdown", f"{event}: powering the VM off through vCenter")
             self.control.guest_shutdown(t.vm)

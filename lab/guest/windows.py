@@ -372,3 +372,42 @@ def feature_state(state: GuestState, name: str) -> str:
         at = int(raw.split(":", 1)[1] or 0)
         return "Installed" if state.boot_count > at else "InstallPending"
     return raw
+
+
+# ---- the guest network's way out ----------------------------------------------------------------
+#: Lab-wide setting next to the guests' disks: {"internet": bool, "proxy": "host:port" or ""}.
+NETWORK_FILE = "network.json"
+
+
+def set_network(guests_dir: Path, *, internet: bool, proxy: str = "") -> None:
+    """Mark the lab's guest network online or offline (lab-side only: the product never sees it).
+    Offline with `proxy`: only that HTTP proxy reaches the internet (a proxied site)."""
+    import json
+
+    guests_dir.mkdir(parents=True, exist_ok=True)
+    (guests_dir / NETWORK_FILE).write_text(json.dumps({"internet": internet, "proxy": proxy}))
+
+
+def network(disk: GuestDisk) -> dict[str, Any]:
+    import json
+
+    path = disk.root.parent / NETWORK_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"internet": True, "proxy": ""}
+    return {"internet": bool(data.get("internet", True)), "proxy": str(data.get("proxy") or "")}
+
+
+def internet_reachable(disk: GuestDisk) -> bool:
+    """Can the guest reach Windows Update / PSGallery? Directly when the network is online; on an
+    offline network only through the site's proxy, when WinHTTP is set to it (Windows Update and
+    DISM's Features-on-Demand download use WinHTTP's proxy, not the user's IE settings)."""
+    net = network(disk)
+    if net["internet"]:
+        return True
+    if not net["proxy"]:
+        return False
+    with disk.locked():
+        state = disk.load()
+    return state.winhttp_proxy.strip().lower() == net["proxy"].strip().lower()

@@ -67,3 +67,26 @@ def test_server_and_token() -> None:
 def test_invalid(kwargs: dict[str, object], words: str) -> None:
     with pytest.raises(PydanticValidationError, match=words):
         OpenShiftCredentials(**kwargs)  # type: ignore[arg-type]
+
+
+def test_https_proxy_for_kubeconfig_and_token() -> None:
+    """Both ways of reaching the API server honour the site's proxy (the client tunnels with
+    CONNECT: a request through the loopback proxy shows the API server as its target)."""
+    from kubernetes import client as k8s
+
+    from tests.winnodes.proxy_support import connect_proxy
+
+    by_config = OpenShiftCredentials(
+        kubeconfig=SecretStr(yaml.safe_dump(KUBECONFIG)), https_proxy="proxy.corp:3128"
+    )
+    with by_config.get_client() as api:
+        assert api.configuration.proxy == "http://proxy.corp:3128"
+    with connect_proxy(refuse=True) as (proxy, seen):
+        creds = OpenShiftCredentials(
+            server="https://api.ocp.example.com:6443", token=SecretStr("t"), https_proxy=proxy
+        )
+        with creds.get_client() as api:
+            assert api.configuration.proxy == f"http://{proxy}"
+            with pytest.raises(Exception):  # noqa: B017 - the proxy refuses: any client error
+                k8s.VersionApi(api).get_code(_request_timeout=5)
+        assert seen and set(seen) == {"api.ocp.example.com:6443"}  # (the client retries)

@@ -58,8 +58,15 @@ def test_prefect_yaml_shares_definitions_and_declares_the_schedule() -> None:
     data = yaml.safe_load(text)
     assert "definitions" in data and "&winnodes_pool" in text
     by_name = {d["name"]: d for d in data["deployments"]}
-    assert set(by_name) == {"end-to-end", "golden-image-rebuild", "machineset", "rotate"}
+    assert set(by_name) == {
+        "end-to-end",
+        "golden-image-rebuild",
+        "machineset",
+        "rotate",
+        "golden-image",
+    }
     assert by_name["rotate"]["parameters"] == {"only": "rotate"}
+    assert "concurrency_limit" not in by_name["golden-image"]  # series build in parallel
     (schedule,) = by_name["golden-image-rebuild"]["schedules"]
     assert schedule["cron"] and schedule["timezone"]
     assert by_name["golden-image-rebuild"]["concurrency_limit"]["limit"] == 1
@@ -85,6 +92,7 @@ def test_register_creates_blocks_pool_limit_and_deployments(
     )
     assert sorted(names) == [
         "windows-nodes/end-to-end",
+        "windows-nodes/golden-image",
         "windows-nodes/golden-image-rebuild",
         "windows-nodes/machineset",
         "windows-nodes/rotate",
@@ -137,3 +145,55 @@ def test_blocks_example_matches_the_pipeline_example() -> None:
         for field in ("password", "secret", "administrator_password", "ssh_private_key", "token"):
             if field in spec:
                 assert isinstance(spec[field], dict), f"{name}.{field} must come from env or file"
+
+
+def test_zombie_automation_is_prefects_heartbeat_automation() -> None:
+    (zombie,) = register.automations(45, None)
+    trigger: Any = zombie.trigger
+    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert trigger.expect == {
+        "prefect.flow-run.heartbeat",
+        "prefect.flow-run.Completed",
+        "prefect.flow-run.Failed",
+        "prefect.flow-run.Cancelled",
+        "prefect.flow-run.Crashed",
+    }
+    assert trigger.for_each == {"prefect.resource.id"}
+    assert trigger.posture == "Proactive" and trigger.within.total_seconds() == 45
+    (action,) = zombie.actions
+    assert action.type == "change-flow-run-state" and action.state == "CRASHED"
+
+
+def test_failure_notification_covers_the_scheduled_deployments() -> None:
+    block_id = uuid.uuid4()
+    _, notify = register.automations(600, block_id)
+    trigger: Any = notify.trigger
+    assert trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    related = trigger.match_related
+    assert related.root["prefect.resource.role"] == "deployment"
+    assert set(related.root["prefect.resource.name"]) == {"golden-image-rebuild", "rotate"}
+    (action,) = notify.actions
+    assert action.type == "send-notification" and action.block_document_id == block_id
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_automations_converge_and_notification_needs_its_block(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.client.orchestration import get_client
+
+    block = f"notify-{uuid.uuid4().hex[:6]}"
+    assert register.ensure_automations(120, block) == [register.ZOMBIE_AUTOMATION]
+    assert f"no notification block {block!r}" in capsys.readouterr().out
+    webhook: Any = CustomWebhookNotificationBlock.model_validate(
+        {"name": "t", "url": "http://127.0.0.1:9/hook", "json_data": {"text": "{{body}}"}}
+    )
+    webhook.save(block, overwrite=True)
+    register.ensure_automations(90, block)
+    register.ensure_automations(60, block)  # a re-run updates in place
+    with get_client(sync_client=True) as client:
+        (zombie,) = client.read_automations_by_name(register.ZOMBIE_AUTOMATION)
+        (notify,) = client.read_automations_by_name(register.NOTIFY_AUTOMATION)
+    assert zombie.trigger.within.total_seconds() == 60  # type: ignore[union-attr]
+    assert notify.actions[0].type == "send-notification"

@@ -48,8 +48,11 @@ def env(lab_env: dict[str, str]) -> dict[str, str]:
     return lab_env
 
 
-def save_vcenter_and_windows_blocks(env: dict[str, str], vsphere: str, windows: str) -> None:
-    """Save the lab's vCenter credentials and Windows access (its SSH key, PASSWORD) as blocks."""
+def save_vcenter_and_windows_blocks(
+    env: dict[str, str], vsphere: str, windows: str, password: str = PASSWORD
+) -> None:
+    """Save the lab's vCenter credentials and Windows access (its SSH key, `password`) as blocks
+    (the flow tests and the benchmarks)."""
     VSphereCredentials(
         server=env["LAB_VSPHERE_SERVER"],
         username=env["LAB_VSPHERE_USERNAME"],
@@ -58,12 +61,18 @@ def save_vcenter_and_windows_blocks(env: dict[str, str], vsphere: str, windows: 
     ).save(vsphere, overwrite=True)
     WindowsAccess(
         ssh_private_key=SecretStr(Path(env["LAB_SSH_PRIVATE_KEY"]).read_text()),
-        administrator_password=SecretStr(PASSWORD),
+        administrator_password=SecretStr(password),
     ).save(windows, overwrite=True)
 
 
 @pytest.fixture(scope="session")
 def blocks(env: dict[str, str], prefect_api: None) -> None:
+    save_blocks(env)
+
+
+def save_blocks(env: dict[str, str]) -> None:
+    """Save the lab's four blocks (OpenShift, vCenter, Windows access, DNS update) under the
+    names above (the flow tests' fixture, and benchmarks/rotation.py)."""
     OpenShiftCredentials(kubeconfig_path=env["KUBECONFIG"]).save(OCP_BLOCK, overwrite=True)
     save_vcenter_and_windows_blocks(env, VC_BLOCK, WIN_BLOCK)
     key = read_tsig_key(Path(env["LAB_TSIG_KEYFILE"]))

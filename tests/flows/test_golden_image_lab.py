@@ -17,13 +17,13 @@ import pytest
 
 from flows.golden_image import GoldenImageResult, golden_image
 from lab import scenario
+from lab.pipeline import hardware, placement
 from lab.vcsim import VcsimControl
-from tests.flows.cluster_lab import save_vcenter_and_windows_blocks
+from tests.flows.cluster_lab import save_vcenter_and_windows_blocks, vcenter
 from tests.winnodes.vsphere.lab_support import small_lab
 from winnodes import errors
 from winnodes.model.config import GoldenImageConfig
-from winnodes.vsphere import connect, inventory, vms
-from winnodes.vsphere.tls import TlsTrust
+from winnodes.vsphere import inventory, vms
 
 pytestmark = pytest.mark.lab
 
@@ -47,27 +47,14 @@ def make_config(env: dict[str, str], profile: str = "current", **over: Any) -> G
         "profile": profile,
         "vsphere_credentials_block": VC_BLOCK,
         "windows_access_block": WIN_BLOCK,
-        "placement": {
-            "datacenter": env["LAB_VSPHERE_DATACENTER"],
-            "cluster": env["LAB_VSPHERE_CLUSTER"],
-            "datastore": env["LAB_VSPHERE_DATASTORE"],
-            "folder": env["LAB_VSPHERE_FOLDER"],
-            "network": env["LAB_VSPHERE_NETWORK"],
-        },
+        "placement": placement(env),
         "source": {
             "windows_iso": env[
                 "LAB_WINDOWS_ISO_OCP49" if profile == "ocp-4.9" else "LAB_WINDOWS_ISO_CURRENT"
             ],
             "tools_iso": env["LAB_TOOLS_ISO"],
         },
-        # EFI + PVSCSI by default; boot keys paced for the lab's scaled EFI prompt (2 s).
-        "hardware": {
-            "num_cpus": 2,
-            "memory_mib": 4096,
-            "disk_gib": 40,
-            "boot_key_presses": 16,
-            "boot_key_interval_seconds": 0.25,
-        },
+        "hardware": hardware(),
         "unattend": {"computer_name": "winworker"},
         "names": {"base_vm": f"gi-base-{tag}", "template_series": f"gi-{tag}"},
         "keep_templates": 2,
@@ -89,12 +76,7 @@ def make_config(env: dict[str, str], profile: str = "current", **over: Any) -> G
 
 @pytest.fixture
 def session(env: dict[str, str]) -> Iterator[Any]:
-    with connect(
-        env["LAB_VSPHERE_SERVER"],
-        env["LAB_VSPHERE_USERNAME"],
-        env["LAB_VSPHERE_PASSWORD"],
-        trust=TlsTrust(ca_bundle=env["LAB_VSPHERE_CA_FILE"]),
-    ) as s:
+    with vcenter(env) as s:
         yield s
 
 
@@ -116,10 +98,15 @@ def assert_valid_template(
     assert attrs["winnodes.ssh.fingerprint"] == result.ssh_fingerprint
     assert attrs["winnodes.tools.version"] == "12.1.5"
     assert attrs["winnodes.flow.run"]
-    # PRE-2's reading of the guest's registry, for the cluster side to check against WMCO.
-    assert (
-        attrs["winnodes.os.build"] == {"current": "20348.681", "ocp-4.9": "19042.1083"}[gi.profile]
-    )
+    # PRE-2's reading of the guest's registry after G6u, for the cluster side to check against
+    # WMCO: a build the profile accepts (WS2022 >= 20348.681 or WS2025; 20H2 for ocp-4.9).
+    build, _, ubr = attrs["winnodes.os.build"].partition(".")
+    if gi.profile == "ocp-4.9":
+        assert build == "19042" and int(ubr) >= 450, attrs["winnodes.os.build"]
+    else:
+        assert (build == "20348" and int(ubr) >= 681) or build == "26100", attrs[
+            "winnodes.os.build"
+        ]
     # The base VM stays un-sysprepped, and the answer media (Administrator password) is gone.
     base = vms.find_vm(session, folder, gi.names.base_vm)
     assert base is not None and not base.template and base.power_state == "poweredOn"
@@ -261,8 +248,9 @@ def test_build_logs_in_once_per_flow_run_and_out_at_the_end(
     assert run_session["logins"] == 1 and run_session["logged_out"]
     assert run_session["methods"]["CreateVM_Task"] == 1
     assert run_session["methods"]["CloneVM_Task"] == 1
-    # Lookups by SearchIndex, not a view per lookup (a view per lookup made 33).
-    assert stats["methods"].get("CreateContainerView", 0) <= 2, stats["methods"]
+    # Lookups by SearchIndex, not a view per lookup (a view per lookup made 33): views only to list
+    # the series (build planning, resume, G10 retention).
+    assert stats["methods"].get("CreateContainerView", 0) <= 4, stats["methods"]
 
 
 def test_failed_build_logs_out_too(env: dict[str, str], blocks: None) -> None:
@@ -312,11 +300,42 @@ def test_rerun_creates_nothing_new(
 ) -> None:
     gi, first = built
     before = vm_names(session, env, "gi-")
-    again = golden_image(gi)
+    again = golden_image(gi, build_id=first.build_id)
     assert again.build_id == first.build_id and again.template == first.template
-    assert not again.created
+    assert not again.created and again.action == "reused"
+    latest = golden_image(gi, build="latest")
+    assert (latest.template, latest.action) == (first.template, "reused")
     assert vm_names(session, env, "gi-") == before
     assert_valid_template(session, env, gi, again)
+
+
+def test_every_new_run_builds_a_new_template_with_updates(
+    env: dict[str, str],
+    session: Any,
+    site: scenario.Site,
+    built: tuple[GoldenImageConfig, GoldenImageResult],
+) -> None:
+    """Two plain runs (the schedule's) rebuild from the kept base VM: two new templates, counted
+    with pyvmomi; G6u brought the base VM from the ISO's 20348.681 to 20348.768 (KB5014678)."""
+    gi, first = built
+    before = [n for n in vm_names(session, env, gi.names.template_series + "-")]
+    one = golden_image(gi)
+    two = golden_image(gi)
+    assert one.created and two.created and one.action == two.action == "built"
+    assert len({first.build_id, one.build_id, two.build_id}) == 3
+    after = vm_names(session, env, gi.names.template_series + "-")
+    assert sorted(set(after) - set(before)) == sorted([one.template, two.template])
+    (build,) = on_base(
+        site,
+        gi,
+        "Get-ItemProperty -Path 'HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion' | "
+        "Select-Object -Property CurrentBuildNumber, UBR | ConvertTo-Json -Compress",
+    )
+    assert '"UBR":768' in build.replace(" ", "")
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    base = vms.find_vm(session, folder, gi.names.base_vm)
+    assert base is not None
+    assert not vms.custom_attributes(session, base.obj).get("winnodes.build.pending")
 
 
 def test_failure_at_g7_then_resume(
@@ -338,14 +357,20 @@ def test_failure_at_g7_then_resume(
     )
     before = vm_names(session, env, "gi-")
     with pytest.raises(errors.GuestCommandFailed) as failed:
-        golden_image(gi, new_build=True)
+        golden_image(gi)
     assert "[G7]" in str(failed.value)
     assert vm_names(session, env, "gi-") == before  # no clone left behind
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    base = vms.find_vm(session, folder, gi.names.base_vm)
+    assert base is not None
+    pending = vms.custom_attributes(session, base.obj)["winnodes.build.pending"]
     monkeypatch.undo()
 
-    resumed = golden_image(gi)
-    assert resumed.created and resumed.build_id != first.build_id
-    assert vm_names(session, env, "gi-") == sorted([*before, resumed.template])
+    resumed = golden_image(gi, build="resume")
+    assert resumed.created and resumed.build_id == pending != first.build_id
+    now = vm_names(session, env, "gi-")
+    assert set(now) - set(before) == {resumed.template}  # one template more (retention may prune)
+    assert gi.names.base_vm in now
     assert_valid_template(session, env, gi, resumed)
     (rules,) = on_base(
         site,
@@ -405,6 +430,170 @@ def test_bad_inputs_fail_before_any_vm(env: dict[str, str], session: Any, blocks
     assert vm_names(session, env, "gi-") == before
 
 
+# -- first boot, offline and proxied sites, secrets (issue 9) ------------------------------------------
+@pytest.fixture
+def guests(env: dict[str, str]) -> Iterator[Path]:
+    """The lab's guest directory; the timing profile and the guest network are reset afterwards."""
+    from lab.guest import timing, windows
+
+    path = Path(env["LAB_GUESTS_DIR"])
+    yield path
+    timing.set_lab_timing(path, None)
+    windows.set_network(path, internet=True)
+
+
+def _guest_log(guests: Path, session: Any, env: dict[str, str], name: str) -> str:
+    ref = vms.find_vm(session, inventory.folder(session, env["LAB_VSPHERE_FOLDER"]), name)
+    assert ref is not None
+    return (guests.parent / "logs" / "guests" / f"{ref.moid}.log").read_text()
+
+
+@pytest.mark.parametrize("profile", ["current", "ocp-4.9"])
+def test_realistic_timing_tools_report_before_sshd(
+    env: dict[str, str], blocks: None, session: Any, guests: Path, profile: str
+) -> None:
+    """Real order: Tools report the IP, then the first logon adds OpenSSH; G4 waits for sshd."""
+    from lab.guest import timing
+
+    timing.set_lab_timing(guests, timing.Timing("realistic", 0.01))
+    gi = make_config(env, profile, timeouts={"install_seconds": 120, "ssh_seconds": 60})
+    t0 = time.monotonic()
+    result = golden_image(gi)
+    print(f"\nrealistic-proportion build {profile}: {time.monotonic() - t0:.1f}s wall")
+    assert_valid_template(session, env, gi, result)
+    lines = _guest_log(guests, session, env, gi.names.base_vm).splitlines()
+    first = {
+        what: next(i for i, line in enumerate(lines) if what in line)
+        for what in ("tools report", "sshd started", "FirstLogonCommand 3")
+    }
+    # (the old lab ran every first-logon command before Tools reported)
+    assert first["tools report"] < first["FirstLogonCommand 3"], lines
+    assert first["tools report"] < first["sshd started"], lines
+
+
+def test_g4_names_the_pending_first_logon_command(
+    env: dict[str, str], blocks: None, guests: Path
+) -> None:
+    from lab.guest import timing
+
+    # The OpenSSH download takes far longer than the SSH budget.
+    timing.set_lab_timing(guests, timing.Timing("fast", overrides={"capability": 60.0}))
+    gi = make_config(env, "current", timeouts={"ssh_seconds": 2})
+    with pytest.raises(errors.WaitTimeout) as info:
+        golden_image(gi)
+    msg = str(info.value)
+    assert msg.startswith("[G4]") and "did not answer the SSH handshake within 2s" in msg
+    assert "last completed first-logon command: 2 (G2 install VMware Tools)" in msg
+    assert "pending: 3 (G4/G5 OpenSSH and admin key)" in msg
+
+
+def test_offline_site_builds_with_the_openssh_msi(
+    env: dict[str, str], blocks: None, session: Any, guests: Path
+) -> None:
+    from lab.guest import windows
+
+    windows.set_network(guests, internet=False)
+    gi = make_config(
+        env, "current", source={"offline": True, "openssh_msi": env["LAB_OPENSSH_MSI"]}
+    )
+    result = golden_image(gi)
+    assert_valid_template(session, env, gi, result)
+    assert "0x800f0954" not in _guest_log(guests, session, env, gi.names.base_vm)
+
+
+def test_proxied_site_builds_ocp49_through_winhttp(
+    env: dict[str, str], blocks: None, session: Any, guests: Path
+) -> None:
+    """No direct internet, a site proxy: OpenSSH (Windows Update) and Docker (PSGallery) come
+    through the WinHTTP proxy the first logon sets."""
+    from lab.guest import windows
+
+    windows.set_network(guests, internet=False, proxy="proxy.lab.test:3128")
+    gi = make_config(
+        env, "ocp-4.9", source={"offline": True, "winhttp_proxy": "proxy.lab.test:3128"}
+    )
+    result = golden_image(gi)
+    assert_valid_template(session, env, gi, result)
+
+
+def test_offline_site_without_openssh_media_fails_before_any_vm(
+    env: dict[str, str], blocks: None, session: Any
+) -> None:
+    gi = make_config(env, "current", source={"offline": True})
+    with pytest.raises(errors.ValidationError) as info:
+        golden_image(gi)
+    msg = str(info.value)
+    assert "golden_image.source.openssh_msi" in msg and "(G4)" in msg
+    assert vm_names(session, env, gi.names.base_vm) == []
+
+
+def test_answer_media_of_a_worker_that_died_after_g1_is_removed(
+    env: dict[str, str], blocks: None, session: Any
+) -> None:
+    """A worker killed between G1 and G2 leaves the answer ISO (Administrator password) attached
+    and on the datastore; the next run removes both."""
+    from tasks import vsphere as vt
+
+    gi = make_config(env, "current")
+    answer = vt.g1_upload_answer_media.fn(gi)
+    vt.g1_create_base_vm.fn(gi, "20000101000000", answer)  # ... and the worker dies here
+    assert inventory.datastore_file_exists(session, answer)
+    result = golden_image(gi, build_id="20000101000000")
+    assert_valid_template(session, env, gi, result)  # checks the ISO is gone
+    base = vms.find_vm(
+        session, inventory.folder(session, env["LAB_VSPHERE_FOLDER"]), gi.names.base_vm
+    )
+    assert base is not None
+    devices = inventory.properties(session, base.obj, ["config.hardware.device"])[
+        "config.hardware.device"
+    ]
+    assert not [d for d in devices if answer in str(getattr(d.backing, "fileName", ""))]
+
+
+def test_base_mode_rebuilds_from_the_kept_base_vm(
+    env: dict[str, str], session: Any, built: tuple[GoldenImageConfig, GoldenImageResult]
+) -> None:
+    """`source.mode: base` needs no ISO: the kept base VM is powered on, updated (G6u) and
+    re-verified, then cloned; a missing base VM fails at G1 before anything is created."""
+    gi, _ = built
+    base_gi = gi.model_copy(update={"source": gi.source.model_copy(update={"mode": "base"})})
+    result = golden_image(base_gi)
+    assert result.created and result.action == "built"
+    assert_valid_template(session, env, base_gi, result)
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    ref = vms.find_vm(session, folder, result.template)
+    assert ref is not None
+    assert vms.custom_attributes(session, ref.obj)["winnodes.source"].startswith("base VM")
+    missing = base_gi.model_copy(
+        update={"names": base_gi.names.model_copy(update={"base_vm": "gi-no-such-base"})}
+    )
+    before = vm_names(session, env, "gi-")
+    with pytest.raises(errors.NotFound) as failed:
+        golden_image(missing)
+    assert "[G1]" in str(failed.value) and "gi-no-such-base" in str(failed.value)
+    assert vm_names(session, env, "gi-") == before
+
+
+def test_unreachable_wsus_fails_g6u_with_the_windows_hresult(
+    env: dict[str, str], session: Any, built: tuple[GoldenImageConfig, GoldenImageResult]
+) -> None:
+    gi, _ = built
+    wsus = gi.model_copy(
+        update={
+            "windows_update": gi.windows_update.model_copy(
+                update={"source": "wsus", "wsus_server": "http://wsus.invalid:8530"}
+            )
+        }
+    )
+    before = vm_names(session, env, "gi-")
+    with pytest.raises(errors.GuestCheckFailed) as failed:
+        golden_image(wsus)
+    text = str(failed.value)
+    assert text.startswith("[G6u]") and "0x8024402C" in text and "does not resolve" in text
+    assert vm_names(session, env, "gi-") == before  # nothing cloned
+
+
+# -- last: it breaks the shared base VM ---------------------------------------------------------------
 def test_missing_ssh_key_fails_naming_g5(
     env: dict[str, str],
     session: Any,

@@ -27,6 +27,7 @@ from flows.cluster_prep import cluster_prep
 from flows.machineset import machineset
 from flows.rotate import rotate
 from lab import scenario
+from lab.pipeline import placement
 from tests.flows.cluster_lab import (
     MAPI_NS,
     VC_BLOCK,
@@ -65,13 +66,7 @@ def pipeline(env: dict[str, str], template: str, keep: int = 2, **rotation: Any)
             "golden_image": {
                 "vsphere_credentials_block": VC_BLOCK,
                 "windows_access_block": WIN_BLOCK,
-                "placement": {
-                    "datacenter": env["LAB_VSPHERE_DATACENTER"],
-                    "cluster": env["LAB_VSPHERE_CLUSTER"],
-                    "datastore": env["LAB_VSPHERE_DATASTORE"],
-                    "folder": env["LAB_VSPHERE_FOLDER"],
-                    "network": env["LAB_VSPHERE_NETWORK"],
-                },
+                "placement": placement(env),
                 "names": {"template_series": SERIES},
                 "keep_templates": keep,
             },

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -29,20 +28,15 @@ from prefect.client.schemas.filters import (
     FlowRunFilterParentFlowRunId,
 )
 from prefect.filesystems import LocalFileSystem
-from pydantic import SecretStr
 
-from blocks.vsphere import VSphereCredentials
-from blocks.windows import WindowsAccess
 from flows.golden_image import golden_image
 from flows.windows_nodes import RESULT_STORAGE, windows_nodes
 from lab import media
-from tests.flows.cluster_lab import PASSWORD
+from tests.flows.cluster_lab import save_vcenter_and_windows_blocks, vcenter
 from tests.flows.test_golden_image_lab import make_config, vm_names
 from tests.winnodes.vsphere.lab_support import small_lab
 from winnodes import errors
 from winnodes.model.config import ClusterConfig, GoldenImageConfig, PipelineConfig
-from winnodes.vsphere import connect
-from winnodes.vsphere.tls import TlsTrust
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -62,28 +56,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 def blocks(
     env: dict[str, str], prefect_api: None, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    VSphereCredentials(
-        server=env["LAB_VSPHERE_SERVER"],
-        username=env["LAB_VSPHERE_USERNAME"],
-        password=SecretStr(env["LAB_VSPHERE_PASSWORD"]),
-        ca_bundle=env["LAB_VSPHERE_CA_FILE"],
-    ).save(VC_BLOCK, overwrite=True)
-    WindowsAccess(
-        ssh_private_key=SecretStr(Path(env["LAB_SSH_PRIVATE_KEY"]).read_text()),
-        administrator_password=SecretStr(PASSWORD),
-    ).save(WIN_BLOCK, overwrite=True)
+    save_vcenter_and_windows_blocks(env, VC_BLOCK, WIN_BLOCK)
     results = tmp_path_factory.mktemp("results")
     LocalFileSystem(basepath=str(results)).save(RESULT_STORAGE.split("/", 1)[1], overwrite=True)
 
 
 @pytest.fixture
 def session(env: dict[str, str]) -> Iterator[Any]:
-    with connect(
-        env["LAB_VSPHERE_SERVER"],
-        env["LAB_VSPHERE_USERNAME"],
-        env["LAB_VSPHERE_PASSWORD"],
-        trust=TlsTrust(ca_bundle=env["LAB_VSPHERE_CA_FILE"]),
-    ) as s:
+    with vcenter(env) as s:
         yield s
 
 
@@ -185,4 +165,4 @@ def test_the_parent_flow_serves_no_check_from_the_cache(env: dict[str, str], blo
     assert len(g6) == 2 and all(r.state_name == "Completed" for r in g6), [
         (r.name, r.state_name) for r in g6
     ]
-    assert any(r.name.startswith("G6 wait for the guest to restart") for r in runs)
+    assert any(r.name.startswith("restart the guest and wait for it") for r in runs)

@@ -97,6 +97,19 @@ def test_port_in_use_and_missing_binary_are_clear(tmp_path: Path) -> None:
         require_binary(tmp_path / "vcsim", "run `make lab-bin`")
 
 
+def test_prefect_db_selects_the_postgres_component(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_COMPONENTS", raising=False)
+    monkeypatch.delenv("LAB_PREFECT_DB", raising=False)
+    assert "lab.postgres" not in cli.component_names()  # SQLite: nothing to set up
+    monkeypatch.setenv("LAB_PREFECT_DB", "postgres")
+    assert cli.component_names()[-1] == "lab.postgres"
+    monkeypatch.setenv("LAB_COMPONENTS", "vcsim,postgres")
+    assert cli.component_names() == ["lab.vcsim", "lab.postgres"]
+    monkeypatch.setenv("LAB_PREFECT_DB", "mysql")
+    with pytest.raises(LabError, match="LAB_PREFECT_DB"):
+        cli.component_names()
+
+
 # ------------------------------------------------------------------ labs of their own (tests' isolation)
 USER_DEFAULTS = {  # what `make demo` runs on: LabConfig's defaults
     "LAB_VCSIM_PORT": "18989",

@@ -31,6 +31,8 @@ _SAMPLES: dict[str, Any] = {
     "exit_code": 3,
     "stderr_tail": "Get-Service : Cannot find any service",
     "status": 503,
+    "remaining": ["apps/web-0"],
+    "budgets": ["apps/web (0 disruptions allowed)"],
     "diagnosis": Diagnosis(summary="0/1 ready", machines=[], events=[], causes=[]),
 }
 

@@ -107,13 +107,33 @@ def boundary(
         raise map_api_exception(exc, step_id, action, list(secrets)) from exc
 
 
-def client_from_kubeconfig(kubeconfig: Obj, context: str | None = None) -> k8s.ApiClient:
+def client_from_kubeconfig(
+    kubeconfig: Obj, context: str | None = None, proxy: str | None = None
+) -> k8s.ApiClient:
     """An API client from a parsed kubeconfig. Certificates embedded as `*-data` are written by the
-    client library to temporary files (its own mechanism); TLS is verified as the kubeconfig says."""
+    client library to temporary files (its own mechanism); TLS is verified as the kubeconfig says.
+    `proxy` ('host:port' or an http:// URL) overrides the cluster's `proxy-url`."""
     with boundary(action="load kubeconfig"):
-        return k8s_config.new_client_from_config_dict(
-            config_dict=kubeconfig, context=context, persist_config=False
+        if not proxy:
+            return k8s_config.new_client_from_config_dict(
+                config_dict=kubeconfig, context=context, persist_config=False
+            )
+        cfg = k8s.Configuration()
+        k8s_config.load_kube_config_from_dict(
+            config_dict=kubeconfig,
+            context=context,
+            client_configuration=cfg,
+            persist_config=False,
         )
+        cfg.proxy = _proxy_url(proxy)
+        return k8s.ApiClient(cfg)
+
+
+def _proxy_url(proxy: str) -> str:
+    from winnodes.proxy import parse_proxy
+
+    host, port = parse_proxy(proxy)
+    return f"http://{host}:{port}"
 
 
 def client_from_token(
@@ -122,6 +142,7 @@ def client_from_token(
     *,
     ca_cert_pem: str | None = None,
     verify_tls: bool = True,
+    proxy: str | None = None,
 ) -> k8s.ApiClient:
     """An API client for `server` with a bearer token. With `ca_cert_pem` the server's certificate
     must chain to it; without, the system CA store is used. `verify_tls=False` only for labs."""
@@ -130,6 +151,8 @@ def client_from_token(
     cfg.api_key = {"authorization": token}
     cfg.api_key_prefix = {"authorization": "Bearer"}
     cfg.verify_ssl = verify_tls
+    if proxy:
+        cfg.proxy = _proxy_url(proxy)
     if ca_cert_pem:
         with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as fh:
             fh.write(ca_cert_pem)  # a CA certificate is public

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from winnodes import errors
 from winnodes.cluster.api import Obj, boundary
-from winnodes.cluster.wait import watch_stream
+from winnodes.cluster.wait import Feed, Watches
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
@@ -56,9 +54,6 @@ class DrainBlocked(errors.WaitTimeout):
         super().__init__(message, step_id="ROT3")
         self.remaining = remaining
         self.budgets = budgets
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable for Prefect's task states
-        return (type(self), (self.message, self.remaining, self.budgets))
 
 
 def _pod_key(p: Obj) -> str:
@@ -141,42 +136,22 @@ def drain(api: k8s.ApiClient, node: str, timeout: float) -> DrainResult:
     """Cordon `node` and evict its pods (PDBs respected) until none is left, or DrainBlocked."""
     cordon(api, node)
     core, policy = k8s.CoreV1Api(api), k8s.PolicyV1Api(api)
-    out: queue.Queue[tuple[str, str, Any]] = queue.Queue()
-    stop = threading.Event()
-    feeds = [
+    feeds: list[Feed] = [
         (core.list_pod_for_all_namespaces, "pod", {"field_selector": f"spec.nodeName={node}"}),
         (policy.list_pod_disruption_budget_for_all_namespaces, "pdb", {}),
     ]
-    threads = [
-        threading.Thread(
-            target=watch_stream,
-            args=(fn, kind, out, stop),
-            kwargs=kw,
-            daemon=True,
-            name=f"rot3-{kind}",
-        )
-        for fn, kind, kw in feeds
-    ]
     d = _Drain(api, node)
     t0 = time.monotonic()
-    deadline = t0 + timeout
     listed: set[str] = set()
     skipped: set[str] = set()
     evicted: set[str] = set()
-    for t in threads:
-        t.start()
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _blocked(d, node, timeout)
-            try:
-                op, kind, payload = out.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if op == "error":
-                with boundary("ROT3", f"watch {kind}s while draining {node}"):
-                    raise payload
+    with Watches(feeds, "rot3") as watches:
+        for op, kind, payload in watches.events(
+            t0 + timeout,
+            lambda: _blocked(d, node, timeout),
+            "ROT3",
+            lambda kind: f"watch {kind}s while draining {node}",
+        ):
             target = d.pods if kind == "pod" else d.budgets
             items = payload if op == "list" else [payload]
             if op == "list":
@@ -201,8 +176,7 @@ def drain(api: k8s.ApiClient, node: str, timeout: float) -> DrainResult:
                         d.evict(key)
                         if key in d.asked:
                             evicted.add(key)
-    finally:
-        stop.set()
+    raise AssertionError("the events never end")  # pragma: no cover
 
 
 def _blocked(d: _Drain, node: str, timeout: float) -> DrainBlocked:

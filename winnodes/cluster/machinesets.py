@@ -51,9 +51,13 @@ def get_machineset(api: k8s.ApiClient, name: str, step_id: str = "C3") -> Obj | 
     return dict(obj)
 
 
-def _apply(api: k8s.ApiClient, manifest: Obj, *, dry_run: bool) -> Obj | None:
+def apply(
+    api: k8s.ApiClient, manifest: Obj, *, dry_run: bool = False, field_manager: str = FIELD_MANAGER
+) -> Obj | None:
+    """Server-side apply of a MachineSet manifest (forced, as `field_manager`); the object the API
+    server returns, or None. The caller names the step (`boundary`)."""
     name = manifest["metadata"]["name"]
-    kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True}
+    kwargs: dict[str, Any] = {"field_manager": field_manager, "force": True}
     if dry_run:
         kwargs["dry_run"] = "All"
     # _preload_content=False: the client would drop a 201 body (created by the apply).
@@ -79,7 +83,7 @@ def dry_run(api: k8s.ApiClient, manifest: Obj) -> Obj | None:
     """C3 before C3: the server-side apply with dryRun=All. Raises ConfigError (400/422) when the
     API server refuses the manifest (schema, admission); nothing is written."""
     with boundary("C3", f"dry-run apply of machineset {manifest['metadata']['name']}"):
-        return _apply(api, manifest, dry_run=True)
+        return apply(api, manifest, dry_run=True)
 
 
 def _summary(obj: Obj) -> tuple[int, int, str]:
@@ -96,7 +100,7 @@ def apply_machineset(api: k8s.ApiClient, manifest: Obj) -> ApplyResult:
     name = manifest["metadata"]["name"]
     before = get_machineset(api, name)
     with boundary("C3", f"apply machineset {name}"):
-        _apply(api, manifest, dry_run=False)
+        apply(api, manifest, dry_run=False)
     after = get_machineset(api, name)
     if after is None:  # deleted right after we wrote it
         raise errors.Conflict(

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import copy
 import json
-import queue
-import threading
 import time
 from typing import Any
 
 from kubernetes import client as k8s
 
 from winnodes import errors
+from winnodes.cluster import machinesets
 from winnodes.cluster.api import Obj, boundary
-from winnodes.cluster.machinesets import APPLY, FIELD_MANAGER, GROUP, VERSION, get_machineset
-from winnodes.cluster.wait import watch_stream
+from winnodes.cluster.machinesets import FIELD_MANAGER, GROUP, VERSION, get_machineset
+from winnodes.cluster.wait import Feed, Watches
 from winnodes.plan.rotation import (
     BASELINE_ANNOTATION,
     DELETE_MACHINE_ANNOTATION,
@@ -86,18 +85,7 @@ def set_baseline(api: k8s.ApiClient, name: str, replicas: int | None) -> None:
         meta["annotations"] = {BASELINE_ANNOTATION: str(replicas)}
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MachineSet", "metadata": meta}
     with boundary("ROT2" if replicas is not None else "ROT4", f"annotate machineset {name}"):
-        k8s.CustomObjectsApi(api).patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            "machinesets",
-            name,
-            body,
-            field_manager=ROTATION_MANAGER,
-            force=True,
-            _content_type=APPLY,
-            _preload_content=False,
-        )
+        machinesets.apply(api, body, field_manager=ROTATION_MANAGER)
 
 
 def scale(api: k8s.ApiClient, manifest: Obj, replicas: int, step_id: str) -> None:
@@ -106,18 +94,7 @@ def scale(api: k8s.ApiClient, manifest: Obj, replicas: int, step_id: str) -> Non
     body["spec"]["replicas"] = replicas
     name = body["metadata"]["name"]
     with boundary(step_id, f"scale machineset {name} to {replicas}"):
-        k8s.CustomObjectsApi(api).patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            "machinesets",
-            name,
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-            _preload_content=False,
-        )
+        machinesets.apply(api, body)
 
 
 def mark_for_deletion(api: k8s.ApiClient, machine: str) -> None:
@@ -132,41 +109,30 @@ def mark_for_deletion(api: k8s.ApiClient, machine: str) -> None:
 def wait_machine_gone(api: k8s.ApiClient, machine: str, timeout: float) -> float:
     """Watch until the Machine no longer exists; returns the seconds waited."""
     custom = k8s.CustomObjectsApi(api)
-    out: queue.Queue[tuple[str, str, Any]] = queue.Queue()
-    stop = threading.Event()
-    t = threading.Thread(
-        target=watch_stream,
-        args=(custom.list_namespaced_custom_object, "machine", out, stop),
-        kwargs={
+    feed: Feed = (
+        custom.list_namespaced_custom_object,
+        "machine",
+        {
             "group": GROUP,
             "version": VERSION,
             "namespace": NAMESPACE,
             "plural": "machines",
             "field_selector": f"metadata.name={machine}",
         },
-        daemon=True,
-        name=f"rot4-{machine}",
     )
+
+    def still_there() -> Exception:
+        return errors.WaitTimeout(
+            f"machine {machine} still exists {timeout:.0f}s after it was retired (ROT4); "
+            "machine-api deletes its VM and Node first: read the Machine's events",
+            step_id="ROT4",
+        )
+
     t0 = time.monotonic()
-    deadline = t0 + timeout
-    t.start()
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise errors.WaitTimeout(
-                    f"machine {machine} still exists {timeout:.0f}s after it was retired (ROT4); "
-                    "machine-api deletes its VM and Node first: read the Machine's events",
-                    step_id="ROT4",
-                )
-            try:
-                op, _kind, payload = out.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if op == "error":
-                with boundary("ROT4", f"watch machine {machine}"):
-                    raise payload
+    with Watches([feed], f"rot4-{machine}") as watches:
+        for op, _kind, payload in watches.events(
+            t0 + timeout, still_there, "ROT4", lambda _kind: f"watch machine {machine}"
+        ):
             if (op == "list" and not payload) or op == "DELETED":
                 return time.monotonic() - t0
-    finally:
-        stop.set()
+    raise AssertionError("the events never end")  # pragma: no cover

@@ -17,7 +17,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -116,8 +116,58 @@ def _stream(
             stop.wait(min(0.5 * 2**failures, 10.0))
 
 
-#: The list+watch feeder, for the other waits of the cluster adapter (rotation, drain).
-watch_stream = _stream
+Feed = tuple[Callable[..., Any], str, dict[str, Any]]  # list function, kind, its arguments
+
+
+class Watches:
+    """The common loop of the cluster adapter's waits (V1 here, ROT3 drain, ROT4 rotation): one list+watch stream per feed in a daemon thread, all into one
+    queue; `events` yields them until the deadline. Use as a context manager: leaving it stops
+    the streams."""
+
+    def __init__(self, feeds: list[Feed], thread_prefix: str) -> None:
+        self.out: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(
+                target=_stream,
+                args=(fn, kind, self.out, self.stop),
+                kwargs=kw,
+                daemon=True,
+                name=f"{thread_prefix}-{kind}",
+            )
+            for fn, kind, kw in feeds
+        ]
+
+    def __enter__(self) -> Watches:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+
+    def events(
+        self,
+        deadline: float,
+        on_timeout: Callable[[], Exception],
+        step_id: str,
+        what: Callable[[str], str],
+    ) -> Iterator[tuple[str, str, Any]]:
+        """(op, kind, payload) as they come: op is "list" (payload: the items) or the watch event
+        type (payload: the object). At `deadline` (time.monotonic) raises `on_timeout()`; a stream
+        that gave up raises its error through `boundary(step_id, what(kind))`."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise on_timeout()
+            try:
+                op, kind, payload = self.out.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if op == "error":
+                with boundary(step_id, what(kind)):
+                    raise payload
+            yield op, kind, payload
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -158,9 +208,7 @@ def wait_until_ready(
     since = since or datetime.now(UTC)
     custom = k8s.CustomObjectsApi(api)
     core = k8s.CoreV1Api(api)
-    out: queue.Queue[tuple[str, str, Any]] = queue.Queue()
-    stop = threading.Event()
-    streams: list[tuple[Callable[..., Any], str, dict[str, Any]]] = [
+    streams: list[Feed] = [
         (
             custom.list_namespaced_custom_object,
             "machineset",
@@ -186,33 +234,21 @@ def wait_until_ready(
         (core.list_node, "node", {"label_selector": "kubernetes.io/os=windows"}),
         (core.list_namespaced_event, "event", {"namespace": NAMESPACE}),
     ]
-    threads = [
-        threading.Thread(
-            target=_stream, args=(fn, kind, out, stop), kwargs=kw, daemon=True, name=f"v1-{kind}"
-        )
-        for fn, kind, kw in streams
-    ]
     snap = SetSnapshot(name)
     listed: set[str] = set()
     deadline = time.monotonic() + timeout
     last_summary = ""
-    for t in threads:
-        t.start()
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                d = diagnose(snap)
-                raise MachineSetNotReady(
-                    f"machineset {name} not ready after {timeout:.0f}s:\n{d.text()}", d
-                )
-            try:
-                op, kind, payload = out.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if op == "error":
-                with boundary("V1", f"watch {kind}s of machineset {name}"):
-                    raise payload
+
+    def not_ready() -> Exception:
+        d = diagnose(snap)
+        return MachineSetNotReady(
+            f"machineset {name} not ready after {timeout:.0f}s:\n{d.text()}", d
+        )
+
+    with Watches(streams, "v1") as watches:
+        for op, kind, payload in watches.events(
+            deadline, not_ready, "V1", lambda kind: f"watch {kind}s of machineset {name}"
+        ):
             _apply(snap, op, kind, payload, since)
             if op == "list":
                 listed.add(kind)
@@ -234,8 +270,7 @@ def wait_until_ready(
                 raise MachineSetFailed(
                     f"machineset {name} cannot become ready:\n{failed.text()}", failed
                 )
-    finally:
-        stop.set()
+    raise AssertionError("the events never end")  # pragma: no cover
 
 
 def _apply(snap: SetSnapshot, op: str, kind: str, payload: Any, since: datetime | None) -> None:

@@ -111,11 +111,13 @@ class _PinnedFingerprint(paramiko.MissingHostKeyPolicy):
             )
 
 
-def fetch_host_key(host: str, port: int = 22, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> str:
+def fetch_host_key(
+    host: str, port: int = 22, *, timeout: float = DEFAULT_CONNECT_TIMEOUT, proxy: str | None = None
+) -> str:
     """The host key the guest offers (`type base64`), *unverified*: for trust on first use, the
     caller records it (with its fingerprint) in the flow's persisted state before trusting it."""
     with _boundary(None, f"read the SSH host key of {host}:{port}"):
-        sock = _socket(host, port, timeout)
+        sock = _socket(host, port, timeout, proxy)
         transport = paramiko.Transport(sock)
         try:
             transport.banner_timeout = timeout
@@ -202,8 +204,14 @@ def _boundary(step_id: str | None, action: str) -> Iterator[None]:
         raise mapped from exc
 
 
-def _socket(host: str, port: int, timeout: float) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=timeout)
+def _socket(host: str, port: int, timeout: float, proxy: str | None = None) -> socket.socket:
+    """A TCP connection to the guest, direct or through an HTTP CONNECT proxy (the site's)."""
+    if proxy:
+        from winnodes.proxy import tunnel
+
+        sock = tunnel(proxy, host, port, timeout)
+    else:
+        sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -250,8 +258,10 @@ class GuestSession:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
         secrets: Sequence[str] = (),
+        proxy: str | None = None,
     ) -> None:
         self.host = host
+        self.proxy = proxy
         self.port = port
         self.username = username
         self.__pkey = load_private_key(private_key)
@@ -283,7 +293,7 @@ class GuestSession:
             client.get_host_keys().add(_known_name(self.host, self.port), key.get_name(), key)
             client.set_missing_host_key_policy(_RejectUnknown())
         with _boundary(step_id, f"SSH to {self.host}:{self.port}"):
-            sock = _socket(self.host, self.port, self.connect_timeout)
+            sock = _socket(self.host, self.port, self.connect_timeout, self.proxy)
             try:
                 client.connect(
                     self.host,
@@ -439,10 +449,12 @@ def connect_guest(
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
     secrets: Sequence[str] = (),
     step_id: str | None = None,
+    proxy: str | None = None,
 ) -> Iterator[GuestSession]:
     """A verified SSH session to the guest, closed at the end of the `with` block."""
     session = GuestSession(
         host,
+        proxy=proxy,
         username=username,
         private_key=private_key,
         host_key=host_key,

@@ -59,10 +59,12 @@ class Placement(_Model):
 class Source(_Model):
     """Where Windows comes from: a fresh install from ISO, or an existing un-sysprepped base VM."""
 
-    mode: Literal["iso", "base_vm"] = Field(
+    mode: Literal["iso", "base", "base_vm"] = Field(
         default="iso",
-        description="'iso': install the base VM from the Windows ISO (reused if it already exists); "
-        "'base_vm': the base VM named in names.base_vm already exists and is reused.",
+        description="'iso': install the base VM from the Windows ISO when it does not exist yet (an "
+        "existing base VM is rebuilt from, as with 'base'); 'base': rebuild from the kept, "
+        "un-sysprepped base VM named in names.base_vm (power on, Windows updates G6u, re-verify "
+        "G2-G7, then G8-G10); it must exist. 'base_vm' is the old name of 'base'.",
     )
     windows_iso: str | None = Field(
         default=None,
@@ -84,6 +86,29 @@ class Source(_Model):
         default=None,
         description="Generic (KMS client setup) product key, if the media needs one. Not a secret: "
         "Microsoft publishes these; never put a retail or MAK key here.",
+    )
+    offline: bool = Field(
+        default=False,
+        description="The guest network reaches neither Windows Update/WSUS nor the internet "
+        "(air-gapped site): OpenSSH must come from `openssh_msi` (or through `winhttp_proxy`); "
+        "checked before anything is created (G4, and G6 for ocp-4.9's Docker from PSGallery).",
+    )
+    openssh_msi: str | None = Field(
+        default=None,
+        description="Datastore path of the Win32-OpenSSH release MSI, e.g. "
+        "'[datastore1] iso/OpenSSH-Win64-v9.5.0.0.msi' (github.com/PowerShell/Win32-OpenSSH "
+        "releases). Put on the answer media and installed with msiexec at first logon instead of "
+        "the Features-on-Demand download (`Add-WindowsCapability -Online`), which needs Windows "
+        "Update. Needed when `offline` is true and no `winhttp_proxy` is set.",
+    )
+    winhttp_proxy: str | None = Field(
+        default=None,
+        description="HTTP proxy 'host:port' the guest uses for Windows Update and PSGallery: set "
+        "with `netsh winhttp set proxy` at first logon, before OpenSSH is added.",
+    )
+    winhttp_bypass: str = Field(
+        default="<local>",
+        description="WinHTTP proxy bypass list (with `winhttp_proxy`), e.g. '<local>;*.corp'.",
     )
 
 
@@ -168,6 +193,26 @@ class Names(_Model):
     )
 
 
+class WindowsUpdate(_Model):
+    """G6u: where the base VM gets its Windows updates from (Windows Update Agent API)."""
+
+    source: Literal["windows-update", "wsus", "off"] = Field(
+        default="windows-update",
+        description="'windows-update': Microsoft Update over the internet; 'wsus': the WSUS server "
+        "in wsus_server (set as the WUServer/UseWUServer policy); 'off': skip G6u.",
+    )
+    wsus_server: str | None = Field(
+        default=None,
+        description="WSUS server URL for source 'wsus', e.g. 'http://wsus.example.com:8530'.",
+    )
+    max_rounds: int = Field(
+        default=8,
+        ge=1,
+        le=50,
+        description="At most this many search -> install (-> restart) rounds.",
+    )
+
+
 class GoldenImageTimeouts(_Model):
     """Deadlines of the golden image's waits, in seconds."""
 
@@ -181,6 +226,11 @@ class GoldenImageTimeouts(_Model):
     command_seconds: int = Field(default=900, ge=1, description="One command in the guest.")
     sysprep_seconds: int = Field(
         default=1800, ge=1, description="G9: sysprep until the clone is powered off."
+    )
+    updates_seconds: int = Field(
+        default=7200,
+        ge=1,
+        description="G6u: every round of Windows updates with its restarts, until none is pending.",
     )
 
 
@@ -207,6 +257,9 @@ class GoldenImageConfig(_Model):
     names: Names = Field(default_factory=Names, description="VM and template names.")
     keep_templates: int = Field(
         default=3, ge=1, description="Retention: keep the newest N templates of the series."
+    )
+    windows_update: WindowsUpdate = Field(
+        default_factory=WindowsUpdate, description="G6u: Windows updates on the base VM."
     )
     timeouts: GoldenImageTimeouts = Field(
         default_factory=GoldenImageTimeouts, description="Deadlines of the waits."
@@ -425,6 +478,7 @@ def _step_for(loc: tuple[int | str, ...]) -> str:
             "unattend": "G9",
             "names": "G8",
             "keep_templates": "G10",
+            "windows_update": "G6u",
         }.get(sub, "G1")
     if head == "cluster":
         return "DNS1"

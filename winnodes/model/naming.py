@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from winnodes.model.config import Names
 
@@ -52,3 +52,53 @@ def templates_to_delete(names: Names, existing: Iterable[str], keep: int) -> lis
     series = [(int(b), n) for n in existing if (b := build_id_of(names, n)) is not None]
     series.sort()
     return [n for _, n in series[: max(0, len(series) - keep)]]
+
+
+#: How a run picks its build (the rule `flows.golden_image` documents): "new" starts a new build
+#: (the default of the golden-image-rebuild deployment, the schedule and `winnodes run --only
+#: golden-image`), "resume" continues the unfinished build found in vCenter, "latest" reuses the
+#: newest template of the series and builds only when there is none (the end-to-end default).
+BUILD_MODES = ("new", "resume", "latest")
+
+
+class NothingToResume(ValueError):
+    """`resume` was asked for, but vCenter holds no unfinished build of the series."""
+
+
+def choose_build(
+    names: Names,
+    mode: str,
+    *,
+    now: datetime,
+    templates: Iterable[str] = (),
+    unfinished: Iterable[str] = (),
+) -> tuple[str, str]:
+    """The build a run works on, and what it does with it: ("<id>", "new" | "resumed" | "reused").
+
+    `templates`: names of the series' templates (finished builds); `unfinished`: build IDs of
+    builds started but not finished (their clone exists and is no template, or the base VM carries
+    their pending marker), newest first. A new timestamp ID never repeats an existing one."""
+    if mode not in BUILD_MODES:
+        raise ValueError(f"build mode must be one of {', '.join(BUILD_MODES)}, not {mode!r}")
+    existing = list(templates)
+    pending = list(unfinished)
+    if mode == "resume":
+        if not pending:
+            raise NothingToResume(
+                f"no unfinished build of series {names.template_series!r} to resume"
+            )
+        return pending[0], "resumed"
+    if mode == "latest":
+        ids = sorted(int(b) for n in existing if (b := build_id_of(names, n)) is not None)
+        if ids:
+            return str(ids[-1]), "reused"
+    taken = {b for n in existing if (b := build_id_of(names, n)) is not None} | set(pending)
+    build_id = next_build_id(names, now=now, existing=[*existing, *_names(names, pending)])
+    while build_id in taken:  # two runs within one second: the next free second
+        now = now + timedelta(seconds=1)
+        build_id = next_build_id(names, now=now, existing=[*existing, *_names(names, pending)])
+    return build_id, "new"
+
+
+def _names(names: Names, build_ids: Iterable[str]) -> list[str]:
+    return [template_name(names, b) for b in build_ids]

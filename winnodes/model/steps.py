@@ -22,6 +22,7 @@ class StepId(StrEnum):
     G4 = "G4"
     G5 = "G5"
     G6 = "G6"
+    G6u = "G6u"
     G7 = "G7"
     G8 = "G8"
     G9 = "G9"
@@ -64,6 +65,7 @@ STEP_TITLES: dict[StepId, str] = {
     StepId.G4: "Install and configure the OpenSSH server",
     StepId.G5: "SSH access for the administrative user (key and ACL)",
     StepId.G6: "Container runtime per profile (Docker for ocp-4.9; none for current)",
+    StepId.G6u: "Windows updates: search, install, restart until none is pending",
     StepId.G7: "Firewall rules for container logs (and metrics)",
     StepId.G8: "Clone the VM into a reusable image",
     StepId.G9: "Sysprep the clone with unattend.xml",
@@ -98,6 +100,8 @@ GOLDEN_IMAGE_STEPS: tuple[StepId, ...] = (
     StepId.G4,
     StepId.G5,
     StepId.G6,
+    StepId.G6u,
+    StepId.PRE2,  # judged on the build the updates left, before anything is cloned
     StepId.G7,
     StepId.G8,
     StepId.G9,

@@ -16,6 +16,7 @@ which Windows' sshd cannot read.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import pycdlib
 
@@ -50,6 +51,65 @@ VOLUME_ID = "WINNODES_ANSWER"
 TOOLS_SCRIPT = "g2-install-vmware-tools.ps1"
 TOOLS_CONF_SCRIPT = "g3a-tools-conf.ps1"
 OPENSSH_SCRIPT = "g4-g5-openssh.ps1"
+OPENSSH_DESCRIPTION = "G4/G5 OpenSSH and admin key"
+#: The Win32-OpenSSH MSI on the answer media (source.openssh_msi, for offline sites).
+OPENSSH_MSI = "OpenSSH-Win64.msi"
+
+#: First-logon progress, a guest variable the scripts set with VMware Tools' rpctool
+#: ("<order> started|done <description>"); vCenter shows it in the VM's config.extraConfig, so G4
+#: can say which command has not finished while SSH does not answer yet.
+PROGRESS_KEY = "guestinfo.winnodes.progress"
+RPCTOOL = r"C:\Program Files\VMware\VMware Tools\rpctool.exe"
+
+
+def _progress(order: int, state: str, description: str) -> str:
+    """One PowerShell line setting the progress variable (no-op while Tools are not installed)."""
+    value = ps_quote(f"info-set {PROGRESS_KEY} {order} {state} {description}")
+    return f"if (Test-Path -Path {ps_quote(RPCTOOL)}) {{ & {ps_quote(RPCTOOL)} {value} }}\n"
+
+
+def _with_progress(order: int, description: str, body: str) -> str:
+    return _progress(order, "started", description) + body + _progress(order, "done", description)
+
+
+@dataclass(frozen=True)
+class FirstLogonProgress:
+    """What the progress variable says, in terms of the answer media's FirstLogonCommands."""
+
+    last_done: FirstLogonCommand | None
+    pending: FirstLogonCommand | None
+    raw: str
+
+    def describe(self) -> str:
+        def name(c: FirstLogonCommand | None) -> str:
+            return f"{c.order} ({c.description})" if c else "none"
+
+        if not self.raw:
+            return (
+                "no first-logon progress reported (VMware Tools, which carry rpctool, not installed "
+                f"yet or the commands never ran); pending: {name(self.pending)}"
+            )
+        return (
+            f"last completed first-logon command: {name(self.last_done)}; "
+            f"pending: {name(self.pending)}"
+        )
+
+
+def first_logon_progress(
+    value: str | None, commands: list[FirstLogonCommand] | None = None
+) -> FirstLogonProgress:
+    """Interpret `guestinfo.winnodes.progress` ("3 started ...", "2 done ...", or nothing: the
+    commands before Tools' install may have run, the marker needs Tools' rpctool)."""
+    cmds = sorted(commands or first_logon_commands(), key=lambda c: c.order)
+    raw = (value or "").strip()
+    parts = raw.split(" ", 2)
+    done_upto = 0
+    if len(parts) >= 2 and parts[0].isdigit():
+        order = int(parts[0])
+        done_upto = order if parts[1] == "done" else order - 1
+    last = next((c for c in reversed(cmds) if c.order <= done_upto), None)
+    pending = next((c for c in cmds if c.order > done_upto), None)
+    return FirstLogonProgress(last, pending, raw)
 
 
 def tools_conf_script() -> str:
@@ -61,7 +121,7 @@ def tools_conf_script() -> str:
         "$ErrorActionPreference = 'Stop'\n"
         f"if (-not (Test-Path -Path {d})) {{ New-Item -ItemType Directory -Path {d} -Force }}\n"
         f"Set-Content -Path {ps_quote(TOOLS_CONF)} -Value '[guestinfo]','exclude-nics='\n"
-    )
+    )  # no progress marker: rpctool comes with Tools (command 2)
 
 
 def tools_install_script() -> str:
@@ -72,19 +132,43 @@ def tools_install_script() -> str:
         "$ErrorActionPreference = 'Stop'\n"
         f"$setup = {candidates} | Where-Object {{ Test-Path -Path $_ }}\n"
         "Start-Process -FilePath $setup -ArgumentList '/s /v \"/qn REBOOT=R\"' -Wait\n"
+        + _progress(2, "done", "G2 install VMware Tools")
     )
 
 
-def openssh_script(public_key_line: str) -> str:
+def openssh_script(
+    public_key_line: str,
+    *,
+    from_msi: bool = False,
+    winhttp_proxy: str | None = None,
+    winhttp_bypass: str = "<local>",
+) -> str:
     """G4 and G5 at first logon: OpenSSH server running and Automatic (and ssh-agent), the
-    administrator key with an ACL of Administrators and SYSTEM only, inbound TCP 22 open."""
+    administrator key with an ACL of Administrators and SYSTEM only, inbound TCP 22 open.
+
+    OpenSSH comes from the Features-on-Demand download (`Add-WindowsCapability -Online`: Windows
+    Update or WSUS, through WinHTTP's proxy when `winhttp_proxy` is set), or with `from_msi` from
+    the Win32-OpenSSH MSI on this media (offline sites). Progress: `PROGRESS_KEY`."""
     keys = ps_quote(AUTHORIZED_KEYS)
     rule = ps_quote(SSH_FIREWALL_RULE)
-    return (
-        "# G4: OpenSSH server; G5: the administrator's key. sshd creates C:\\ProgramData\\ssh at its first start.\n"
-        "$ErrorActionPreference = 'Stop'\n"
-        f"Add-WindowsCapability -Online -Name {ps_quote(OPENSSH_CAPABILITY)}\n"
-        "Set-Service -Name 'sshd' -StartupType Automatic\n"
+    proxy = ""
+    if winhttp_proxy:
+        proxy = (
+            f"netsh winhttp set proxy proxy-server={ps_quote(winhttp_proxy.strip())} "
+            f"bypass-list={ps_quote(winhttp_bypass)}\n"
+            "if ($LASTEXITCODE -ne 0) { throw 'netsh winhttp set proxy failed' }\n"
+        )
+    if from_msi:
+        msis = ps_array([f"{letter}:\\{SCRIPT_DIR}\\{OPENSSH_MSI}" for letter in CD_LETTERS])
+        install = (
+            f"$msi = {msis} | Where-Object {{ Test-Path -Path $_ }} | Select-Object -First 1\n"
+            "$p = Start-Process -FilePath 'msiexec.exe' -ArgumentList '/i', $msi, '/qn' -Wait -PassThru\n"
+            "if ($p.ExitCode -ne 0) { throw 'msiexec could not install the OpenSSH MSI' }\n"
+        )
+    else:
+        install = f"Add-WindowsCapability -Online -Name {ps_quote(OPENSSH_CAPABILITY)}\n"
+    body = (
+        proxy + install + "Set-Service -Name 'sshd' -StartupType Automatic\n"
         "Set-Service -Name 'ssh-agent' -StartupType Automatic\n"
         "Start-Service -Name 'sshd'\n"
         "Start-Service -Name 'ssh-agent'\n"
@@ -94,6 +178,10 @@ def openssh_script(public_key_line: str) -> str:
         f"    New-NetFirewallRule -Name {rule} -DisplayName 'OpenSSH Server (sshd)' -Enabled True "
         "-Direction Inbound -Protocol TCP -Action Allow -LocalPort 22\n"
         "}\n"
+    )
+    return (
+        "# G4: OpenSSH server; G5: the administrator's key. sshd creates C:\\ProgramData\\ssh at its first start.\n"
+        "$ErrorActionPreference = 'Stop'\n" + _with_progress(3, OPENSSH_DESCRIPTION, body)
     )
 
 
@@ -117,22 +205,30 @@ def first_logon_commands() -> list[FirstLogonCommand]:
             1, run_script_command_line(TOOLS_CONF_SCRIPT), "G3a tools.conf exclude-nics"
         ),
         FirstLogonCommand(2, run_script_command_line(TOOLS_SCRIPT), "G2 install VMware Tools"),
-        FirstLogonCommand(
-            3, run_script_command_line(OPENSSH_SCRIPT), "G4/G5 OpenSSH and admin key"
-        ),
+        FirstLogonCommand(3, run_script_command_line(OPENSSH_SCRIPT), OPENSSH_DESCRIPTION),
     ]
 
 
 def answer_media_files(
-    gi: GoldenImageConfig, admin_password: str, public_key_line: str
+    gi: GoldenImageConfig,
+    admin_password: str,
+    public_key_line: str,
+    openssh_msi: bytes | None = None,
 ) -> dict[str, bytes]:
-    """Every file of the answer media, by path: /autounattend.xml and /winnodes/*.ps1.
+    """Every file of the answer media, by path: /autounattend.xml, /winnodes/*.ps1 and, for an
+    offline site (`openssh_msi`: the bytes of source.openssh_msi), /winnodes/OpenSSH-Win64.msi.
 
     Raises ConfigError (G9 rules) for an invalid ComputerName or password."""
     tools_drive = cd_letter("tools") if gi.hardware.disk_controller == "pvscsi" else None
     xml = render_autounattend(gi, admin_password, first_logon_commands(), tools_drive=tools_drive)
+    ssh = openssh_script(
+        public_key_line,
+        from_msi=openssh_msi is not None,
+        winhttp_proxy=gi.source.winhttp_proxy,
+        winhttp_bypass=gi.source.winhttp_bypass,
+    )
     # Windows PowerShell 5.1 reads a BOM-less .ps1 as ANSI; the scripts are ASCII, so plain bytes.
-    return {
+    files = {
         "/autounattend.xml": xml.encode("utf-8"),
         f"/{SCRIPT_DIR}/{TOOLS_CONF_SCRIPT}": tools_conf_script()
         .replace("\n", "\r\n")
@@ -140,10 +236,11 @@ def answer_media_files(
         f"/{SCRIPT_DIR}/{TOOLS_SCRIPT}": tools_install_script()
         .replace("\n", "\r\n")
         .encode("ascii"),
-        f"/{SCRIPT_DIR}/{OPENSSH_SCRIPT}": openssh_script(public_key_line)
-        .replace("\n", "\r\n")
-        .encode("ascii"),
+        f"/{SCRIPT_DIR}/{OPENSSH_SCRIPT}": ssh.replace("\n", "\r\n").encode("ascii"),
     }
+    if openssh_msi is not None:
+        files[f"/{SCRIPT_DIR}/{OPENSSH_MSI}"] = openssh_msi
+    return files
 
 
 def _iso9660_name(name: str, is_dir: bool) -> str:

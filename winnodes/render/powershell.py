@@ -38,8 +38,22 @@ AUTHORIZED_KEYS = r"C:\ProgramData\ssh\administrators_authorized_keys"
 SSH_DIR = r"C:\ProgramData\ssh"
 HOST_KEYS_GLOB = r"C:\ProgramData\ssh\ssh_host_*"
 SYSPREP_EXE = r"C:\Windows\System32\Sysprep\sysprep.exe"
-#: Where G9 uploads unattend.xml before sysprep (sysprep caches it in C:\Windows\Panther itself).
-UNATTEND_PATH = r"C:\Windows\Temp\winnodes-unattend.xml"
+#: Where G9 uploads unattend.xml for sysprep: the file sysprep caches the answer file to and the
+#: first place Windows Setup looks at the next boot (implicit answer file search), so the clone
+#: holds one copy, not two; SetupComplete.cmd removes it on every node once OOBE used it.
+UNATTEND_PATH = r"C:\Windows\Panther\unattend.xml"
+#: Where earlier builds uploaded it (still removed wherever found).
+LEGACY_UNATTEND_PATH = r"C:\Windows\Temp\winnodes-unattend.xml"
+#: Windows Setup runs this as SYSTEM at the end of setup and of a generalized image's OOBE.
+SETUP_COMPLETE = r"C:\Windows\Setup\Scripts\SetupComplete.cmd"
+#: Every place an answer file with the Administrator password can be left after setup.
+SETUP_SECRET_FILES = (
+    UNATTEND_PATH,
+    r"C:\Windows\Panther\Unattend\unattend.xml",
+    r"C:\Windows\Panther\autounattend.xml",
+    r"C:\Windows\System32\Sysprep\unattend.xml",
+    LEGACY_UNATTEND_PATH,
+)
 OPENSSH_CAPABILITY = "OpenSSH.Server~~~~0.0.1.0"
 SSH_FIREWALL_RULE = "OpenSSH-Server-In-TCP"
 MISSING_MARKER = "WINNODES-MISSING"
@@ -101,13 +115,19 @@ class OsVersion:
     product_name: str
     display_version: str
 
+    @property
+    def version(self) -> str:
+        """'20348.681': build.UBR (what G6u shows before and after the updates)."""
+        return f"{self.build}.{self.ubr}"
+
     def __str__(self) -> str:
         shown = " ".join(p for p in (self.product_name, self.display_version) if p)
-        return f"{shown or 'Windows'} {self.build}.{self.ubr}"
+        return f"{shown or 'Windows'} {self.version}"
 
 
 def os_version_command() -> str:
-    """PRE-2: build, UBR and names from the registry (the values `winver` shows)."""
+    """PRE-2 (and G6u's before/after): build, UBR and names from the registry (the values
+    `winver` shows)."""
     return f"Get-ItemProperty -Path {ps_quote(OS_VERSION_KEY)} | " + _json_of(
         "CurrentBuildNumber, UBR, ProductName, DisplayVersion"
     )
@@ -560,3 +580,32 @@ def sysprep_command(unattend_path: str = UNATTEND_PATH) -> str:
     """G9: `sysprep.exe /generalize /oobe /shutdown /unattend:<path>`. The VM powers off when it is
     done; the SSH session usually drops first (SSHDropped is expected here)."""
     return f"& {ps_quote(SYSPREP_EXE)} /generalize /oobe /shutdown {ps_quote('/unattend:' + unattend_path)}"
+
+
+# ---- secrets left by setup (G1 answer file, G9 unattend.xml) ---------------------------------------
+def remove_setup_secrets_command() -> str:
+    """Remove every answer-file copy Windows Setup or sysprep leaves (they hold the Administrator
+    password in plain text) and print the ones still there (nothing: all gone)."""
+    files = ps_array(list(SETUP_SECRET_FILES))
+    return (
+        f"{files} | Where-Object {{ Test-Path -Path $_ }} | "
+        "ForEach-Object { Remove-Item -Path $_ -Force }; "
+        f"{files} | Where-Object {{ Test-Path -Path $_ }}"
+    )
+
+
+def setup_complete_cmd() -> str:
+    """G9: C:\\Windows\\Setup\\Scripts\\SetupComplete.cmd for the template. Windows runs it on every
+    node at the end of OOBE (after the unattend.xml set the password), as SYSTEM: it removes the
+    answer-file copies and then itself. cmd.exe syntax free: one encoded PowerShell line."""
+    script = _join(
+        f"{ps_array(list(SETUP_SECRET_FILES))} | Where-Object {{ Test-Path -Path $_ }} | "
+        "ForEach-Object { Remove-Item -Path $_ -Force }",
+        f"Remove-Item -Path {ps_quote(SETUP_COMPLETE)} -Force",
+    )
+    return (
+        "@echo off\r\n"
+        "rem winnodes: remove the answer files (Administrator password) once OOBE used them\r\n"
+        + powershell_command_line(script)
+        + "\r\n"
+    )

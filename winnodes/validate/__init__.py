@@ -9,6 +9,8 @@ template exist? is the ISO the profile's?) belong to the tasks.
 
 from __future__ import annotations
 
+import re
+
 from winnodes.errors import Problem, ValidationError
 from winnodes.model.config import GoldenImageConfig, MachineSetConfig, PipelineConfig
 from winnodes.model.naming import template_name
@@ -32,6 +34,8 @@ __all__ = [
     "golden_image_problems",
     "inspect_private_key",
     "machineset_problems",
+    "machineset_run_problems",
+    "part_problems",
     "private_key_fingerprint",
     "public_key_line",
     "validate_all",
@@ -63,6 +67,19 @@ def golden_image_problems(gi: GoldenImageConfig, prefix: str = "golden_image") -
         out += r.check_datastore_path(gi.source.tools_iso, f"{p}.source.tools_iso", "G2")
         if gi.source.image_name is not None:
             out += r.check_image_name(gi.source.image_name, gi.profile, f"{p}.source.image_name")
+    out += r.check_offline_source(gi, f"{p}.source")
+    wu = gi.windows_update
+    if wu.source == "wsus" and not re.match(
+        r"^https?://[A-Za-z0-9.-]+(:\d+)?/?$", wu.wsus_server or ""
+    ):
+        out.append(
+            r._p(
+                "G6u",
+                f"{p}.windows_update.wsus_server",
+                "wsus-url",
+                "source 'wsus' needs the WSUS server's URL, e.g. 'http://wsus.example.com:8530'",
+            )
+        )
     hw = gi.hardware
     out += r.check_hardware_version(hw.hardware_version, f"{p}.hardware.hardware_version")
     out += r.check_sizes(
@@ -149,6 +166,39 @@ def machineset_problems(
             )
         out += r.check_server(ws.server, f"{p}.workspace.server")
     return out
+
+
+def machineset_run_problems(
+    ms: MachineSetConfig, *, template: str | None, base_vm: str | None
+) -> list[Problem]:
+    """What the machineset part checks before it writes anything: the M2-M9 rules, plus M7's
+    template, which must be given when no golden image is built in the same run."""
+    problems = machineset_problems(ms, base_vm=base_vm)
+    if not (template or ms.template):
+        problems.append(
+            Problem(
+                "M7",
+                "machineset.template",
+                "required",
+                "machineset.template: the Windows template's path is required (M7)",
+            )
+        )
+    return problems
+
+
+def part_problems(config: PipelineConfig, only: str = "all") -> list[Problem]:
+    """The rules a run of one part (`winnodes run --only PART`) applies before its first write:
+    `validate --only PART` uses this, so "valid" means the part will not reject the configuration."""
+    if only == "all":
+        return collect_problems(config)
+    gi = config.golden_image
+    if only == "golden-image":
+        return golden_image_problems(gi)
+    if only == "machineset":
+        return machineset_run_problems(
+            config.machineset, template=config.machineset.template, base_vm=gi.names.base_vm
+        )
+    return [p for p in collect_problems(config) if p.field.startswith("cluster")]
 
 
 def collect_problems(

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import TYPE_CHECKING
 
 from winnodes.errors import Problem
 from winnodes.model.profiles import MIN_HARDWARE_VERSION, get_profile
+
+if TYPE_CHECKING:
+    from winnodes.model.config import GoldenImageConfig
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 #: vSphere machine names are the set name + "-" + 5 random characters; the computer name derived
@@ -431,3 +435,51 @@ def check_template_pattern(
             )
         ]
     return []
+
+
+_PROXY = re.compile(r"^(https?://)?[A-Za-z0-9.-]+:[0-9]{1,5}/?$")
+
+
+def check_offline_source(
+    gi: GoldenImageConfig, prefix: str = "golden_image.source"
+) -> list[Problem]:
+    """An offline site (source.offline) cannot download OpenSSH (Features on Demand come from
+    Windows Update/WSUS) nor, for ocp-4.9, Docker from PSGallery: name what is missing (G4, G6)."""
+    src = gi.source
+    out: list[Problem] = []
+    if src.openssh_msi is not None:
+        m = DATASTORE_PATH.match(src.openssh_msi)
+        if not m or not m.group("path").lower().endswith(".msi"):
+            out.append(
+                _p("G4", f"{prefix}.openssh_msi", "msi-file",
+                   f"{src.openssh_msi!r} is not a datastore path to an .msi "
+                   "file (the Win32-OpenSSH release MSI), like "
+                   "'[datastore1] iso/OpenSSH-Win64-v9.5.0.0.msi'")
+            )  # fmt: skip
+        if src.mode != "iso":
+            out.append(
+                _p("G4", f"{prefix}.openssh_msi", "iso-mode-only",
+                   "the MSI is installed from the answer media, which only source.mode 'iso' uses")
+            )  # fmt: skip
+    if src.winhttp_proxy is not None and not _PROXY.match(src.winhttp_proxy.strip()):
+        out.append(
+            _p("G4", f"{prefix}.winhttp_proxy", "host-port",
+               f"{src.winhttp_proxy!r} is not 'host:port'")
+        )  # fmt: skip
+    if not src.offline or src.winhttp_proxy:
+        return out
+    if src.mode == "iso" and not src.openssh_msi:
+        out.append(
+            _p("G4", f"{prefix}.openssh_msi", "offline-openssh-source",
+               f"{prefix}.offline is true but neither {prefix}.openssh_msi nor "
+               f"{prefix}.winhttp_proxy is set: without Windows Update, Add-WindowsCapability "
+               "OpenSSH.Server fails (DISM 0x800f0954) and sshd never starts")
+        )  # fmt: skip
+    if get_profile(gi.profile).runtime == "docker":
+        out.append(
+            _p("G6", f"{prefix}.winhttp_proxy", "offline-psgallery",
+               f"{prefix}.offline is true and profile {gi.profile} installs Docker from "
+               f"PSGallery (DockerMsftProvider), which needs the internet: set "
+               f"{prefix}.winhttp_proxy")
+        )  # fmt: skip
+    return out

@@ -19,6 +19,7 @@ task.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import threading
 import urllib.parse
@@ -31,6 +32,7 @@ from pyVim.connect import SmartStubAdapter
 from pyVmomi import StubAdapterBase, vim
 
 from winnodes import errors
+from winnodes.proxy import parse_proxy
 from winnodes.vsphere.faults import boundary
 from winnodes.vsphere.tls import TlsTrust, ssl_context
 
@@ -102,8 +104,10 @@ class VSphereSession:
         *,
         trust: TlsTrust | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        proxy: str | None = None,
     ) -> None:
         self.host, self.port = parse_server(server)
+        self.proxy = proxy  # HTTP CONNECT proxy 'host:port' (winnodes.proxy), or None
         self.username = username
         self.__password = SecretStr(password)
         self.trust = trust or TlsTrust()
@@ -129,12 +133,19 @@ class VSphereSession:
             ConnectionLost / ApiUnavailable: the server is unreachable or failing (transient).
         """
         with boundary(action=f"connect to vCenter {self.host}:{self.port}"):
-            self.ssl_context = ssl_context(self.trust, self.host, self.port, self.timeout)
+            self.ssl_context = ssl_context(
+                self.trust, self.host, self.port, self.timeout, self.proxy
+            )
+            via: dict[str, Any] = {}
+            if self.proxy:
+                phost, pport = parse_proxy(self.proxy)
+                via = {"httpProxyHost": phost, "httpProxyPort": pport}  # pyVmomi tunnels (CONNECT)
             try:
                 soap = SmartStubAdapter(
                     host=self.host,
                     port=self.port,
                     sslContext=self.ssl_context,
+                    **via,
                     httpConnectionTimeout=self.timeout,
                     connectionPoolTimeout=-1,
                 )
@@ -148,6 +159,18 @@ class VSphereSession:
             self._login_call()
             self._stub._enabled = True
         return self
+
+    def https_connection(self, timeout: float) -> http.client.HTTPSConnection:
+        """An HTTPS connection to vCenter (datastore HTTP transfers), through the proxy if any,
+        verified with the session's TLS context."""
+        if not self.proxy:
+            return http.client.HTTPSConnection(
+                self.host, self.port, context=self.ssl_context, timeout=timeout
+            )
+        phost, pport = parse_proxy(self.proxy)
+        conn = http.client.HTTPSConnection(phost, pport, context=self.ssl_context, timeout=timeout)
+        conn.set_tunnel(self.host, self.port)
+        return conn
 
     def _login_call(self) -> None:
         assert self._content is not None
@@ -264,6 +287,7 @@ def connect(
     *,
     trust: TlsTrust | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    proxy: str | None = None,
 ) -> Iterator[VSphereSession]:
     """A logged-in session that is always logged out at the end of the `with` block.
 
@@ -271,8 +295,9 @@ def connect(
         server: `host`, `host:port` or `https://host[:port]/sdk`.
         trust: TLS trust (CA bundle, pinned thumbprint, or insecure); default: system CAs.
         timeout: seconds for each HTTP request (connect and read).
+        proxy: HTTP CONNECT proxy 'host:port' between the product and vCenter, if the site has one.
     """
-    session = VSphereSession(server, username, password, trust=trust, timeout=timeout)
+    session = VSphereSession(server, username, password, trust=trust, timeout=timeout, proxy=proxy)
     try:
         session.login()
         yield session

@@ -84,13 +84,21 @@ def _colons(h: str) -> str:
     return ":".join(h[i : i + 2] for i in range(0, len(h), 2)).upper()
 
 
-def fetch_certificate(host: str, port: int, timeout: float = 15.0) -> bytes:
+def fetch_certificate(
+    host: str, port: int, timeout: float = 15.0, proxy: str | None = None
+) -> bytes:
     """The DER certificate the server offers (no verification: the caller compares it)."""
+    from winnodes.proxy import tunnel
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     with (
-        socket.create_connection((host, port), timeout=timeout) as raw,
+        (
+            tunnel(proxy, host, port, timeout)
+            if proxy
+            else socket.create_connection((host, port), timeout=timeout)
+        ) as raw,
         ctx.wrap_socket(raw, server_hostname=host) as tls,
     ):
         der = tls.getpeercert(binary_form=True)
@@ -103,7 +111,9 @@ def _looks_like_pem(value: str) -> bool:
     return "-----BEGIN CERTIFICATE-----" in value
 
 
-def ssl_context(trust: TlsTrust, host: str, port: int, timeout: float = 15.0) -> ssl.SSLContext:
+def ssl_context(
+    trust: TlsTrust, host: str, port: int, timeout: float = 15.0, proxy: str | None = None
+) -> ssl.SSLContext:
     """An SSLContext for every connection to `host:port` (SOAP and datastore HTTP) per `trust`.
 
     Raises:
@@ -117,7 +127,7 @@ def ssl_context(trust: TlsTrust, host: str, port: int, timeout: float = 15.0) ->
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
     if trust.thumbprint:
-        der = fetch_certificate(host, port, timeout)
+        der = fetch_certificate(host, port, timeout, proxy)
         check_thumbprint(der, trust.thumbprint)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False  # the pin replaces the name check: it names one certificate

@@ -388,9 +388,7 @@ def upload_file(
     query = urllib.parse.urlencode({"dcPath": datacenter, "dsName": ds_name})
     url = f"/folder/{urllib.parse.quote(rel)}?{query}"
     with boundary(step_id, action=f"upload {ds_path}"):
-        conn = http.client.HTTPSConnection(
-            session.host, session.port, context=session.ssl_context, timeout=timeout
-        )
+        conn = session.https_connection(timeout)
         try:
             conn.request(
                 "PUT",
@@ -409,6 +407,39 @@ def upload_file(
         if resp.status not in (200, 201, 204):
             raise http.client.HTTPException(f"{resp.status} {resp.reason}: {body[:200]}")
     return f"[{ds_name}] {rel}"
+
+
+def download_file(
+    session: VSphereSession,
+    datacenter: str,
+    ds_path: str,
+    *,
+    timeout: float = 300,
+    step_id: str | None = "G1",
+    max_bytes: int = 512 * 1024 * 1024,
+) -> bytes:
+    """GET `[datastore] dir/file` over vCenter's datastore HTTP interface (same session cookie and
+    verified TLS as `upload_file`). Raises NotFound for a missing file."""
+    ds_name, rel = split_ds_path(ds_path)
+    query = urllib.parse.urlencode({"dcPath": datacenter, "dsName": ds_name})
+    url = f"/folder/{urllib.parse.quote(rel)}?{query}"
+    with boundary(step_id, action=f"download {ds_path}"):
+        conn = session.https_connection(timeout)
+        try:
+            conn.request("GET", url, headers={"Cookie": session.session_cookie})
+            resp = conn.getresponse()
+            data = resp.read(max_bytes + 1)
+        finally:
+            conn.close()
+        if resp.status == 404:
+            raise errors.NotFound(f"{ds_path} does not exist", step_id=step_id)
+        if resp.status != 200:
+            raise http.client.HTTPException(f"{resp.status} {resp.reason}")
+        if len(data) > max_bytes:
+            raise errors.PermanentError(
+                f"{ds_path} is larger than {max_bytes} bytes", step_id=step_id
+            )
+    return data
 
 
 # -- power -----------------------------------------------------------------------------------------
@@ -642,6 +673,12 @@ def list_templates(session: VSphereSession, folder: Any, series: str) -> list[Te
         if f.props.get("config.template") and str(f.props.get("name", "")).startswith(series + "-")
     ]
     return sorted(out, key=lambda t: (t.created is None, t.created or datetime.min, t.name))
+
+
+def list_vms(session: VSphereSession, folder: Any) -> list[VmRef]:
+    """Every VM and template directly in `folder` (one property-collector call)."""
+    found = inventory.contents(session, folder, vim.VirtualMachine, VM_PROPS[1:], recursive=False)
+    return [_ref(f, created=False) for f in found]
 
 
 def templates_to_delete(templates: Sequence[TemplateInfo], keep: int) -> list[TemplateInfo]:

@@ -112,6 +112,70 @@ def _wait_for(
             flt.DestroyPropertyFilter()
 
 
+def watch_for_change(
+    session: VSphereSession,
+    obj: Any,
+    prop: str,
+    *,
+    trigger: Callable[[], None],
+    timeout: float,
+    step_id: str | None = None,
+    what: str = "a change",
+) -> dict[str, Any]:
+    """Start watching `obj`'s `prop`, run `trigger()` (e.g. restart the guest over SSH), then wait
+    until vCenter reports a change of `prop` made after the watch started; returns the values.
+
+    The filter exists before the trigger, so a change that is over before this function would
+    have begun a wait (a guest that restarts in a second: Tools stop and start again) is still
+    reported: the collector answers from the version taken before the trigger, and any reported
+    change of `prop` counts, whatever its value now.
+
+    Raises:
+        WaitTimeout: no change in `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    values: dict[str, Any] = {prop: None}
+    round_cap = max(1, min(MAX_WAIT_SECONDS, int(session.timeout) - 5))
+    with boundary(step_id, action=f"watch {prop} of {obj._moId}"), session.collector() as pc:
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=obj, skip=False)],
+            propSet=[PC.PropertySpec(type=type(obj), pathSet=[prop])],
+        )
+        flt = pc.CreateFilter(spec, partialUpdates=False)
+        try:
+            first = pc.WaitForUpdatesEx("", PC.WaitOptions(maxWaitSeconds=0))
+            version = first.version if first is not None else ""
+            trigger()
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise errors.WaitTimeout(
+                        f"{what} on {obj._moId} not seen after {timeout:.0f}s; {prop} is "
+                        f"{values[prop]!r}",
+                        step_id=step_id,
+                    )
+                opts = PC.WaitOptions(maxWaitSeconds=max(1, min(round_cap, int(left + 0.999))))
+                update = pc.WaitForUpdatesEx(version, opts)
+                if update is None:
+                    continue
+                version = update.version
+                changed = False
+                for fs in update.filterSet or []:
+                    for oc in fs.objectSet or []:
+                        if oc.kind == "leave":
+                            raise errors.NotFound(
+                                f"{obj._moId} was deleted while waiting for {what}", step_id=step_id
+                            )
+                        for change in oc.changeSet or []:
+                            if change.name == prop:
+                                values[prop] = None if change.op == "remove" else change.val
+                                changed = True
+                if changed:
+                    return values
+        finally:
+            flt.DestroyPropertyFilter()
+
+
 def _summary(values: dict[str, Any]) -> str:
     parts = []
     for k, v in values.items():
@@ -252,14 +316,53 @@ def wait_for_power_off(
     wait_for_power_state(session, vm, "poweredOff", timeout=timeout, step_id=step_id)
 
 
+def guest_variable(extra_config: Any, key: str) -> str | None:
+    """The value of `key` (e.g. a `guestinfo.*` variable the guest set with rpctool) in a VM's
+    config.extraConfig, or None."""
+    for opt in extra_config or []:
+        if getattr(opt, "key", None) == key:
+            return str(opt.value) if opt.value is not None else None
+    return None
+
+
+def wait_for_guest_variable_change(
+    session: VSphereSession,
+    vm: Any,
+    key: str,
+    current: str | None,
+    *,
+    timeout: float,
+    step_id: str | None = None,
+) -> str | None:
+    """Wait (WaitForUpdatesEx) up to `timeout` for guest variable `key` to differ from `current`;
+    returns its value then, or `current` when nothing changed in time (not an error: the caller
+    decides what a quiet guest means)."""
+    try:
+        v = wait_for(
+            session,
+            vm,
+            ["config.extraConfig"],
+            lambda v: guest_variable(v["config.extraConfig"], key) != current,
+            timeout=timeout,
+            step_id=step_id,
+            what=f"a change of {key}",
+        )
+    except errors.WaitTimeout:
+        return current
+    return guest_variable(v["config.extraConfig"], key)
+
+
 __all__ = [
     "GuestInfo",
+    "guest_variable",
     "is_valid_ipv4",
     "pick_ipv4",
     "task_state",
     "wait_for",
     "wait_for_guest_ip",
+    "wait_for_guest_variable_change",
     "wait_for_power_off",
     "wait_for_power_state",
     "wait_for_task",
+    "watch_for_change",
 ]

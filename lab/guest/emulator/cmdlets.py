@@ -24,6 +24,7 @@ from lab.guest.emulator.interp import (
     cmdlet,
     get_member,
     like,
+    to_number,
     truthy,
 )
 from lab.guest.emulator.objects import (
@@ -761,6 +762,9 @@ def test_path(inv: Invocation) -> None:
                      P("Force", "switch")], aliases=("ni",))  # fmt: skip
 def new_item(inv: Invocation) -> None:
     for p in inv.strings("Path") or [inv.interp.cwd]:
+        if p.lower().startswith(("hklm:", "hkey_local_machine")):
+            _new_registry_key(inv, p)
+            continue
         full = norm_path(inv.interp, ntpath.join(p, inv.get("Name")) if inv.get("Name") else p)
         hp = host_path(inv.interp, inv.node, "New-Item", full)
         kind = (inv.get("ItemType") or "File").lower()
@@ -941,6 +945,10 @@ def _registry(inv: Invocation, path: str) -> PSObject | None:
             "System.Management.Automation.PSCustomObject",
             {"InstallPath": "C:\\Program Files\\VMware\\VMware Tools\\"},
             view="list",
+        )
+    if key in st.registry:  # keys automation created (policies)
+        return PSObject(
+            "System.Management.Automation.PSCustomObject", dict(st.registry[key]), view="list"
         )
     if key in ("hklm:", "hklm:\\software", "hklm:\\software\\microsoft", "hklm:\\system"):
         return PSObject("System.Management.Automation.PSCustomObject", {}, view="list")
@@ -1686,12 +1694,56 @@ def _image_result() -> PSObject:
     )
 
 
+def spend(inv: Invocation, kind: str) -> None:
+    """Let the work of `kind` take its time (the lab's timing profile, lab.guest.timing)."""
+    from lab.guest.timing import spend_on
+
+    spend_on(inv.disk, kind)
+
+
+#: Where a Features-on-Demand ISO keeps its packages (Windows Server 2022 "Languages and Optional
+#: Features" ISO); the lab's stand-in lists its capabilities in LAB_MEDIA.JSON.
+FOD_DIR = "LanguagesAndOptionalFeatures"
+
+
+def _fod_source_has(inv: Invocation, sources: list[str], capability: str) -> bool:
+    """A -Source folder on a Features-on-Demand ISO that carries `capability`."""
+    for src in sources:
+        drive = ntpath.splitdrive(src)[0].rstrip(":").upper()
+        iso = inv.interp.iso(drive) if len(drive) == 1 and drive != "C" else None
+        info = iso.info() if iso is not None else None
+        if not info or info.get("kind") != "features-on-demand":
+            continue
+        rest = ntpath.splitdrive(src)[1].strip("\\").lower()
+        if rest not in ("", FOD_DIR.lower()):
+            continue
+        if any(c.lower() == capability.lower() for c in info.get("capabilities", [])):
+            return True
+    return False
+
+
 @cmdlet("Add-WindowsCapability", [P("Online", "switch"), P("Name", "string", mandatory=True), P("Path", "string"), P("Source", "strings"),
                                   P("LimitAccess", "switch")], command_class="Microsoft.Dism.Commands.AddWindowsCapabilityCommand")  # fmt: skip
 def add_windowscapability(inv: Invocation) -> None:
     if not inv.get("Online") and not inv.has("Path"):
         raise inv.fail("Parameter set cannot be resolved using the specified named parameters.", "AmbiguousParameterSet", "InvalidArgument", exception="ParameterBindingException")  # fmt: skip
     name = inv.get("Name") or ""
+    st0 = inv.state()
+    key0 = next((k for k in st0.capabilities if k.lower() == name.lower()), None)
+    if key0 is not None and st0.capabilities[key0] != "Installed":
+        # The payload comes from -Source (local media) or, unless -LimitAccess, Windows Update
+        # (or WSUS) through WinHTTP. Offline both fail with DISM's real codes (docs/lab-fidelity.md).
+        if _fod_source_has(inv, inv.strings("Source"), key0):
+            spend(inv, "capability_local")
+        elif inv.get("LimitAccess"):
+            raise inv.fail("Add-WindowsCapability failed. Error code = 0x800f081f", "Microsoft.Dism.Commands.AddWindowsCapabilityCommand",
+                           "NotSpecified", exception="COMException")  # fmt: skip
+        elif not windows.internet_reachable(inv.disk):
+            spend(inv, "command")
+            raise inv.fail("Add-WindowsCapability failed. Error code = 0x800f0954", "Microsoft.Dism.Commands.AddWindowsCapabilityCommand",
+                           "NotSpecified", exception="COMException")  # fmt: skip
+        else:
+            spend(inv, "capability")  # the Features-on-Demand download: minutes on real Windows
     with inv.edit() as st:
         key = next((k for k in st.capabilities if k.lower() == name.lower()), None)
         if key is None:
@@ -1809,8 +1861,11 @@ def install_module(inv: Invocation) -> None:
         "dockermsftprovider": ("DockerMsftProvider", "1.0.0.8"),
         "powershellget": ("PowerShellGet", "2.2.5"),
     }
+    online = windows.internet_reachable(inv.disk)
+    if not online:
+        inv.warn("Unable to resolve package source 'https://www.powershellgallery.com/api/v2'.")
     for n in inv.strings("Name"):
-        if n.lower() not in known:
+        if n.lower() not in known or not online:
             inv.error(f"No match was found for the specified search criteria and module name '{n}'. Try Get-PSRepository to see all available registered module repositories.",
                       ["NoMatchFoundForCriteria", "Microsoft.PowerShell.PackageManagement.Cmdlets.InstallPackage"][0], "ObjectNotFound", n, "Exception")  # fmt: skip
             continue
@@ -1828,6 +1883,17 @@ def install_module(inv: Invocation) -> None:
     command_class="Install-PackageProvider",
 )
 def install_packageprovider(inv: Invocation) -> None:
+    if not windows.internet_reachable(inv.disk):
+        inv.warn(
+            "Unable to download from URI 'https://go.microsoft.com/fwlink/?LinkID=627338&clcid=0x409' to ''."
+        )
+        inv.warn(
+            "Unable to download the list of available providers. Check your internet connection."
+        )
+        for n in inv.strings("Name"):
+            inv.error(f"No match was found for the specified search criteria for the provider '{n}'. The package provider requires 'PackageManagement' and 'Provider' tags. Please check if the specified package has the tags.",
+                      "NoMatchFoundForProvider,Microsoft.PowerShell.PackageManagement.Cmdlets.InstallPackageProvider", "InvalidArgument", n, "Exception")  # fmt: skip
+        return
     for n in inv.strings("Name"):
         inv.out(PSObject("PackageProvider", {"Name": n, "Version": "2.8.5.208", "Source": "https://onegetcdn.azureedge.net/providers/Microsoft.PackageManagement.NuGetProvider-2.8.5.208.dll", "Summary": "NuGet provider for the OneGet meta-package manager"}))  # fmt: skip
 
@@ -1848,6 +1914,12 @@ def install_package(inv: Invocation) -> None:
         if not inv.get("Force"):
             raise inv.fail('Exception calling "ShouldContinue" with "2" argument(s): "Windows PowerShell is in NonInteractive mode. Read and Prompt functionality is not available."',
                            "InvalidOperationException", "NotSpecified", exception="MethodInvocationException")  # fmt: skip
+        if not windows.internet_reachable(inv.disk):
+            # DockerMsftProvider downloads its index (go.microsoft.com/fwlink/?LinkID=825636)
+            # before anything else and then reads the file it could not write.
+            raise inv.fail("Cannot find path 'C:\\Users\\Administrator\\AppData\\Local\\Temp\\DockerMsftProvider\\DockerDefault_DockerSearchIndex.json' because it does not exist.",
+                           "PathNotFound,Microsoft.PowerShell.Commands.GetContentCommand", "ObjectNotFound", exception="ItemNotFoundException")  # fmt: skip
+        spend(inv, "psgallery")
         with inv.edit() as st2:
             st2.packages["docker"] = "20.10.9"
             st2.container_runtime = "docker"
@@ -1991,3 +2063,116 @@ def start_process(inv: Invocation) -> None:
     if inv.get("PassThru"):
         inv.out(PSObject("System.Diagnostics.Process", {"Id": 4242, "ProcessName": ntpath.splitext(ntpath.basename(inv.get("FilePath", "")))[0],
                                                         "ExitCode": code, "HasExited": True}, view="list"))  # fmt: skip
+
+
+# ---- registry writes (the keys automation creates: Windows Update policy) ---------------------------
+_WRITABLE = "hklm:\\software\\policies\\"
+
+
+def _reg_key(path: str) -> str:
+    key = path.replace("/", "\\").rstrip("\\").lower()
+    return key.replace("hkey_local_machine", "hklm:").replace("hklm:\\\\", "hklm:\\")
+
+
+def _new_registry_key(inv: Invocation, path: str) -> None:
+    key = _reg_key(path)
+    if not key.startswith(_WRITABLE):
+        raise inv.fail("Requested registry access is not allowed.", "System.Security.SecurityException,Microsoft.PowerShell.Commands.NewItemCommand",
+                       "PermissionDenied", path, "SecurityException")  # fmt: skip
+    st = inv.state()
+    parent = key.rsplit("\\", 1)[0]
+    known = parent in st.registry or parent == _WRITABLE.rstrip("\\") or parent.count("\\") <= 4
+    if not known and not inv.get("Force"):
+        _not_found(inv, path)
+        return
+    if key in st.registry and not inv.get("Force"):
+        inv.error("A key at this path already exists.", "System.IO.IOException,Microsoft.PowerShell.Commands.NewItemCommand",
+                  "ResourceExists", path, "IOException")  # fmt: skip
+        return
+    with inv.edit() as st2:
+        st2.registry.setdefault(key, {})
+        if inv.get("Force"):
+            while parent.startswith(_WRITABLE) and parent not in st2.registry:
+                st2.registry[parent] = {}
+                parent = parent.rsplit("\\", 1)[0]
+    inv.out(
+        PSObject(
+            "Microsoft.Win32.RegistryKey",
+            {"Name": key.replace("hklm:", "HKEY_LOCAL_MACHINE")},
+            view="list",
+        )
+    )
+
+
+@cmdlet("New-ItemProperty", [P("Path", "strings", 0), P("Name", "string", 1, mandatory=True), P("Value", "any", 2),
+                             P("PropertyType", "string", aliases=("Type",)), P("Force", "switch")])  # fmt: skip
+def new_itemproperty(inv: Invocation) -> None:
+    _set_registry_value(inv, create=True)
+
+
+@cmdlet("Set-ItemProperty", [P("Path", "strings", 0), P("Name", "string", 1, mandatory=True), P("Value", "any", 2),
+                             P("Type", "string"), P("Force", "switch")], aliases=("sp",))  # fmt: skip
+def set_itemproperty(inv: Invocation) -> None:
+    _set_registry_value(inv, create=False)
+
+
+def _set_registry_value(inv: Invocation, create: bool) -> None:
+    name = inv.get("Name") or ""
+    kind = (inv.get("PropertyType") or inv.get("Type") or "String").lower()
+    value = inv.get("Value")
+    if kind == "dword":
+        value = int(to_number(value))
+    elif kind not in ("string", "expandstring"):
+        raise inv.fail(f"Cannot bind parameter 'PropertyType': '{kind}' is not supported by the lab.", "CannotConvertArgument",
+                       "InvalidArgument", exception="ParameterBindingException")  # fmt: skip
+    else:
+        value = to_text(value)
+    for p in inv.strings("Path"):
+        key = _reg_key(p)
+        st = inv.state()
+        if key not in st.registry:
+            _not_found(
+                inv, p.replace("HKLM:", "HKEY_LOCAL_MACHINE").replace("hklm:", "HKEY_LOCAL_MACHINE")
+            )
+            continue
+        if create and name in st.registry[key] and not inv.get("Force"):
+            inv.error("The property already exists.", "System.IO.IOException,Microsoft.PowerShell.Commands.NewItemPropertyCommand",
+                      "ResourceExists", p, "IOException")  # fmt: skip
+            continue
+        with inv.edit() as st2:
+            st2.registry[key][name] = value
+
+
+@cmdlet(
+    "New-Object",
+    [
+        P("TypeName", "string", 0),
+        P("ComObject", "string"),
+        P("ArgumentList", "any", 1),
+        P("Property", "any"),
+    ],
+)
+def new_object(inv: Invocation) -> None:
+    from lab.guest.emulator import wua
+
+    prog = inv.get("ComObject")
+    if prog:
+        obj = wua.new_com_object(prog)
+        if obj is None:
+            raise inv.fail("Retrieving the COM class factory for component with CLSID {00000000-0000-0000-0000-000000000000} failed due to the "
+                           "following error: 80040154 Class not registered (Exception from HRESULT: 0x80040154 (REGDB_E_CLASSNOTREG)).",
+                           "NoCOMClassIdentified", "ResourceUnavailable", exception="COMException")  # fmt: skip
+        inv.out(obj)
+        return
+    tn = (inv.get("TypeName") or "").lower()
+    if tn in ("psobject", "pscustomobject", "system.management.automation.psobject"):
+        props = inv.get("Property")
+        inv.out(
+            PSObject(
+                "System.Management.Automation.PSCustomObject",
+                dict(props) if isinstance(props, dict) else {},
+            )
+        )
+        return
+    raise inv.fail(f"Cannot find type [{inv.get('TypeName')}]: verify that the assembly containing this type is loaded.", "TypeNotFound",
+                   "InvalidType", exception="PSArgumentException")  # fmt: skip

@@ -49,6 +49,7 @@ class ErrorRecord:
     script_name: str = ""
     parse_error: bool = False
     activity: str | None = None  # "[X]" in CategoryInfo; defaults to the command
+    hresult: int = -2146233087  # Exception.HResult (COR_E_EXCEPTION unless a COM error says)
 
     def __str__(self) -> str:
         return self.message
@@ -935,7 +936,7 @@ def get_member(obj: Any, name: str) -> Any:
         return None
     if isinstance(obj, ErrorRecord):
         if low == "exception":
-            return PSObject("System.Exception", {"Message": obj.message}, to_string=obj.message)
+            return PSObject("System.Exception", {"Message": obj.message, "HResult": obj.hresult}, to_string=obj.message)  # fmt: skip
         if low == "fullyqualifiederrorid":
             return obj.fqid
         if low == "categoryinfo":

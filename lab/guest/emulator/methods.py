@@ -43,6 +43,8 @@ def invoke_method(interp: Interp, node: ast.Invoke) -> Any:
                 "InvalidOperation",
             )
         )
+    if hasattr(obj, "com_call"):  # a COM object (lab.guest.emulator.wua)
+        return obj.com_call(interp, node.name, args, node)
     if name == "tostring":
         return to_text(obj)
     if name == "gettype":

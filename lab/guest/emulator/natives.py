@@ -48,6 +48,7 @@ ON_PATH = {
     "sc",
     "netsh",
     "ssh-keygen",
+    "msiexec",
 }
 TOOLS_DIR = "C:\\Program Files\\VMware\\VMware Tools"
 
@@ -522,7 +523,10 @@ def tools_setup(interp: Interp, path: str, args: list[str], out: list[str], node
     tools = interp.disk.host_path(TOOLS_DIR)
     tools.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"version": version, "build": build}).encode()
-    for f in ("vmtoolsd.exe", "VMwareToolboxCmd.exe", "VMwareResolutionSet.exe"):
+    from lab.guest.timing import spend_on
+
+    spend_on(interp.disk, "tools_install")
+    for f in ("vmtoolsd.exe", "VMwareToolboxCmd.exe", "VMwareResolutionSet.exe", "rpctool.exe"):
         (tools / f).write_bytes(b"MZ lab stand-in for VMware Tools\n" + meta)
     data = interp.disk.host_path("C:\\ProgramData\\VMware\\VMware Tools")
     data.mkdir(parents=True, exist_ok=True)
@@ -539,6 +543,72 @@ def tools_setup(interp: Interp, path: str, args: list[str], out: list[str], node
         st.log.append(f"VMware Tools {version} build {build} installed")
     if "reboot=r" not in msi and "reboot=reallysuppress" not in msi:
         interp.host.notify("restart")  # the installer reboots the machine unless told not to
+    return 0
+
+
+@native("rpctool")
+def rpctool(interp: Interp, path: str, args: list[str], out: list[str], node: ast.Node) -> int:
+    """VMware Tools' rpctool.exe: `info-set guestinfo.<key> <value>` stores a guest variable in the
+    VMX, which vCenter shows in the VM's config.extraConfig. Needs Tools installed."""
+    line = " ".join(args).strip()
+    verb, _, rest = line.partition(" ")
+    if verb.lower() != "info-set":
+        interp.stderr.append(f"rpctool: the lab emulates only info-set (got {verb!r})\n")
+        return 1
+    key, _, value = rest.strip().partition(" ")
+    if not key.lower().startswith("guestinfo."):
+        out.append("Permission denied")
+        return 1
+    interp.host.notify("guestinfo", key=key, value=value)
+    return 0
+
+
+#: Win32-OpenSSH's release MSI (github.com/PowerShell/Win32-OpenSSH/releases): what its stand-in on
+#: the lab's datastore holds, so the emulator knows what msiexec installs.
+OPENSSH_MSI_MARKER = b"LAB-MSI Win32-OpenSSH"
+
+
+@native("msiexec")
+def msiexec(interp: Interp, path: str, args: list[str], out: list[str], node: ast.Node) -> int:
+    """`msiexec /i <file.msi> /qn`: the lab knows one package, Win32-OpenSSH's MSI, which installs
+    sshd and ssh-agent (services, Stopped) under C:\\Program Files\\OpenSSH and the inbound TCP 22
+    rule. Works offline: everything is in the MSI. 1619: the package cannot be opened."""
+    from lab.guest.emulator.cmdlets import norm_path, read_bytes
+    from lab.guest.timing import spend_on
+
+    low = [a.lower() for a in args]
+    if "/i" not in low or low.index("/i") + 1 >= len(args):
+        interp.stderr.append("msiexec: the lab runs only `msiexec /i <package.msi> /qn`\n")
+        return 1639  # ERROR_INVALID_COMMAND_LINE
+    if not any(a in ("/qn", "/quiet", "/q") for a in low):
+        return 1602  # the installer's UI waits for a click (user cancel when nobody answers)
+    pkg = norm_path(interp, args[low.index("/i") + 1].strip('"'))
+    try:
+        data = read_bytes(interp, node, "msiexec.exe", pkg)
+    except StatementError:
+        data = None
+    if data is None:
+        return 1619  # ERROR_INSTALL_PACKAGE_OPEN_FAILED
+    if not data.startswith(OPENSSH_MSI_MARKER):
+        interp.stderr.append(f"msiexec: {pkg}: not a package the lab's Windows twin knows\n")
+        return 1620  # ERROR_INSTALL_PACKAGE_INVALID
+    spend_on(interp.disk, "capability_local")
+    exe = interp.disk.host_path("C:\\Program Files\\OpenSSH")
+    exe.mkdir(parents=True, exist_ok=True)
+    for f in ("sshd.exe", "sftp-server.exe", "ssh-keygen.exe", "ssh-agent.exe"):
+        (exe / f).write_bytes(b"MZ lab stand-in (Win32-OpenSSH MSI)\n")
+    with interp.edit_state() as st:
+        if st.service("sshd") is None:
+            st.put_service(Service("sshd", "OpenSSH SSH Server", STOPPED, MANUAL,
+                                   '"C:\\Program Files\\OpenSSH\\sshd.exe"'))  # fmt: skip
+        if st.service("ssh-agent") is None or "OpenSSH" not in st.service("ssh-agent").binary_path:  # type: ignore[union-attr]
+            st.put_service(Service("ssh-agent", "OpenSSH Authentication Agent", STOPPED, MANUAL,
+                                   '"C:\\Program Files\\OpenSSH\\ssh-agent.exe"'))  # fmt: skip
+        if not any(r.local_port == ["22"] and r.direction == "Inbound" for r in st.firewall_rules):
+            st.firewall_rules.append(FirewallRule("OpenSSH-Server-In-TCP", "OpenSSH SSH Server Preview (sshd)",
+                                                  local_port=["22"], group="OpenSSH Server"))  # fmt: skip
+        st.packages["msi:OpenSSH"] = "installed"
+        st.log.append(f"msiexec: {pkg} installed")
     return 0
 
 
@@ -746,6 +816,32 @@ def netsh(interp: Interp, path: str, args: list[str], out: list[str], node: ast.
         with interp.edit_state() as st:
             st.firewall_rules.append(rule)
         out.append("Ok.")
+        out.append("")
+        return 0
+    if low[:3] == ["winhttp", "set", "proxy"]:
+        opts = {}
+        for a in args[3:]:
+            k, _, v = a.partition("=")
+            opts[k.lower()] = v.strip('"') if v else k
+        server = opts.get("proxy-server", opts.get(args[3].lower(), "") if len(args) > 3 else "")
+        with interp.edit_state() as st:
+            st.winhttp_proxy = server
+        out.extend(["", "Current WinHTTP proxy settings:", "", f"    Proxy Server(s) :  {server}",
+                    f"    Bypass List     :  {opts.get('bypass-list', '(none)')}", ""])  # fmt: skip
+        return 0
+    if low[:3] == ["winhttp", "reset", "proxy"]:
+        with interp.edit_state() as st:
+            st.winhttp_proxy = ""
+        out.extend(
+            ["", "Current WinHTTP proxy settings:", "", "    Direct access (no proxy server).", ""]
+        )
+        return 0
+    if low[:3] == ["winhttp", "show", "proxy"]:
+        proxy = interp.read_state().winhttp_proxy
+        out.extend(["", "Current WinHTTP proxy settings:", ""])
+        out.append(
+            f"    Proxy Server(s) :  {proxy}" if proxy else "    Direct access (no proxy server)."
+        )
         out.append("")
         return 0
     out.append("The following command was not found: " + " ".join(args) + ".")

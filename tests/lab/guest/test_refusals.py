@@ -137,7 +137,10 @@ def test_tools_report_the_guest_os_of_the_installed_build(
 
 # ---- setup ------------------------------------------------------------------------------------------
 STAR_ANSWER = """<?xml version="1.0" encoding="utf-8"?>
-<unattend xmlns="urn:schemas-microsoft-com:unattend">
+<unattend xmlns="urn:schemas-microsoft-com:unattend" xmlns:wcm="http://schemas.microsoft.com/WMIConfig/2002/State">
+  <settings pass="windowsPE">
+    <component name="Microsoft-Windows-Setup"><ImageInstall><OSImage><InstallFrom><MetaData wcm:action="add"><Key>/IMAGE/NAME</Key><Value>Windows Server 2022 SERVERDATACENTERCORE</Value></MetaData></InstallFrom></OSImage></ImageInstall></component>
+  </settings>
   <settings pass="specialize">
     <component name="Microsoft-Windows-Shell-Setup"><ComputerName>*</ComputerName></component>
   </settings>

@@ -11,6 +11,7 @@ from lab import media
 from lab.guest import boot
 from lab.guest.control import ControlError, ControlServer
 from lab.guest.state import AUTOMATIC, MANUAL, RUNNING, STOPPED, GuestDisk, Runtime, Service
+from lab.guest.timing import Timing
 
 ANSWER = """<?xml version="1.0" encoding="utf-8"?>
 <unattend xmlns="urn:schemas-microsoft-com:unattend" xmlns:wcm="http://schemas.microsoft.com/WMIConfig/2002/State">
@@ -104,8 +105,15 @@ def test_setup_installs_and_runs_first_logon_commands_in_order(
     disk, lines = guest(tmp_path, {"D": isos["tools"], "E": isos["windows"], "F": isos["answer"]})
     out = boot.boot(disk, lines.append)
     assert (out.running, out.kind) == (True, "setup")
+    # Windows runs before the first logon's commands: they are handed to the supervisor, in Order.
+    assert [c[0] for c in out.first_logon] == [1, 2, 3]
+    assert not disk.load().tools_version
+    events: list[str] = []
+    host = type("H", (), {"notify": lambda self, e, **d: events.append(e)})()
+    boot.run_first_logon(disk, out.first_logon, host, lines.append, Timing(), lambda: True)
     st = disk.load()
     assert st.installed and st.build == 20348 and st.computer_name == "web1"
+    assert "changed" in events
     assert st.tools_version == "12.1.5"  # order 1 ran from D:
     assert disk.host_path("C:\\second.txt").exists()  # order 2
     logged = [x for x in lines if x.startswith("FirstLogonCommand")]
@@ -262,3 +270,60 @@ def test_a_key_counts_only_while_the_prompt_shows() -> None:
     assert boot.key_in_window(keys, 100.0, 2.0) == pytest.approx(1.5)
     assert boot.key_in_window(keys[:1], 100.0, 2.0) is None  # before the prompt: lost
     assert boot.key_in_window([{"at": 102.5}], 100.0, 2.0) is None  # after it timed out
+
+
+def test_first_logon_stops_when_windows_goes_down(tmp_path: Path, isos: dict[str, Path]) -> None:
+    disk, lines = guest(tmp_path, {"D": isos["tools"], "E": isos["windows"], "F": isos["answer"]})
+    out = boot.boot(disk, lines.append)
+    host = type("H", (), {"notify": lambda self, e, **d: None})()
+    boot.run_first_logon(disk, out.first_logon, host, lines.append, Timing(), lambda: False)
+    assert not disk.load().tools_version
+    assert any("not run (Windows went down)" in x for x in lines)
+
+
+def test_setup_keeps_the_answer_file_in_panther(tmp_path: Path, isos: dict[str, Path]) -> None:
+    """Windows Setup caches the answer file it used in %WINDIR%\\Panther; the password stays."""
+    disk, lines = guest(tmp_path, {"D": isos["tools"], "E": isos["windows"], "F": isos["answer"]})
+    boot.boot(disk, lines.append)
+    cached = disk.host_path(boot.PANTHER_UNATTEND)
+    assert cached.is_file() and "Passw0rd!" in cached.read_text()
+
+
+def _encoded(script: str) -> str:
+    import base64
+
+    return base64.b64encode(script.encode("utf-16-le")).decode()
+
+
+def test_setup_complete_runs_after_oobe_of_a_generalized_image(tmp_path: Path) -> None:
+    disk, lines = guest(tmp_path, {})
+    from lab.guest import windows
+
+    windows.fresh_install(disk, media.WINDOWS_MEDIA["current"].info(), "base")
+    secret = disk.host_path("C:\\Windows\\Temp\\secret.xml")
+    secret.write_text("Passw0rd!")
+    script = disk.host_path(boot.SETUP_COMPLETE)
+    script.parent.mkdir(parents=True, exist_ok=True)
+    rm = _encoded("Remove-Item -Path 'C:\\Windows\\Temp\\secret.xml' -Force")
+    script.write_text(f"@echo off\r\npowershell.exe -NoProfile -EncodedCommand {rm}\r\n")
+    with disk.edit() as st:
+        st.generalized = True
+    assert boot.boot(disk, lines.append).kind == "oobe"
+    assert not secret.exists()
+    log = disk.host_path("C:\\Windows\\Panther\\UnattendGC\\setupact.log").read_text()
+    assert "SetupComplete" in log and "exit 0" in log
+
+
+def test_setup_complete_does_not_run_at_a_normal_boot(tmp_path: Path) -> None:
+    disk, lines = guest(tmp_path, {})
+    from lab.guest import windows
+
+    windows.fresh_install(disk, media.WINDOWS_MEDIA["current"].info(), "base")
+    keep = disk.host_path("C:\\Windows\\Temp\\keep.txt")
+    keep.write_text("x")
+    script = disk.host_path(boot.SETUP_COMPLETE)
+    script.parent.mkdir(parents=True, exist_ok=True)
+    rm = _encoded("Remove-Item -Path 'C:\\Windows\\Temp\\keep.txt' -Force")
+    script.write_text(f"powershell.exe -EncodedCommand {rm}\r\n")
+    assert boot.boot(disk, lines.append).kind == "boot"
+    assert keep.exists()

@@ -130,3 +130,21 @@ def test_nothing_listening_is_transient(guest: dict[str, Any]) -> None:
     with pytest.raises(errors.SSHDropped) as info:
         fetch_host_key(guest["ip"], port, timeout=5)
     assert info.value.transient
+
+
+def test_through_an_http_connect_proxy(guest: dict[str, Any]) -> None:
+    """WindowsAccess.ssh_proxy: the host key and the session go through the site's proxy."""
+    from tests.winnodes.proxy_support import connect_proxy
+
+    with connect_proxy() as (proxy, seen):
+        key = fetch_host_key(guest["ip"], proxy=proxy)
+        assert key in guest["disk_keys"]
+        with connect_guest(
+            guest["ip"],
+            username="Administrator",
+            private_key=guest["pem"],
+            host_key=key,
+            proxy=proxy,
+        ) as g:
+            assert g.run("hostname").exit_code == 0
+        assert set(seen) == {f"{guest['ip']}:22"} and len(seen) == 2

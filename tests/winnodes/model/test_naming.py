@@ -48,3 +48,37 @@ def test_retention_keeps_the_newest_and_never_touches_other_names() -> None:
     assert templates_to_delete(names, existing, keep=5) == []
     with pytest.raises(ValueError):
         templates_to_delete(names, existing, keep=0)
+
+
+def test_choose_build_new_never_repeats_an_existing_id() -> None:
+    from winnodes.model.naming import choose_build
+
+    names = Names(template_series="w")
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert choose_build(names, "new", now=now) == ("20260101120000", "new")
+    taken = ["w-20260101120000"]
+    assert choose_build(names, "new", now=now, templates=taken)[0] == "20260101120001"
+    assert choose_build(names, "new", now=now, unfinished=["20260101120000"])[0] == (
+        "20260101120001"
+    )
+    counter = Names(template_series="w", build_id_scheme="counter")
+    assert choose_build(counter, "new", now=now, templates=["w-3"], unfinished=["4"]) == (
+        "5",
+        "new",
+    )
+
+
+def test_choose_build_resume_and_latest() -> None:
+    from winnodes.model.naming import NothingToResume, choose_build
+
+    names = Names(template_series="w")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    got = choose_build(names, "resume", now=now, unfinished=["20251230000000", "20251201000000"])
+    assert got == ("20251230000000", "resumed")
+    with pytest.raises(NothingToResume):
+        choose_build(names, "resume", now=now, templates=["w-20251201000000"])
+    latest = ["w-20251201000000", "w-20251224000000", "other-20251231000000"]
+    assert choose_build(names, "latest", now=now, templates=latest) == ("20251224000000", "reused")
+    assert choose_build(names, "latest", now=now) == ("20260101000000", "new")
+    with pytest.raises(ValueError):
+        choose_build(names, "again", now=now)

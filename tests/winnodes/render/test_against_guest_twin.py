@@ -19,6 +19,8 @@ boot = pytest.importorskip("lab.guest.boot")
 emulator = pytest.importorskip("lab.guest.emulator")
 media = pytest.importorskip("lab.media")
 state = pytest.importorskip("lab.guest.state")
+timing = pytest.importorskip("lab.guest.timing")
+windows = pytest.importorskip("lab.guest.windows")
 
 PUBKEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7twin winnodes"
 
@@ -27,8 +29,11 @@ class _Host:
     def __init__(self) -> None:
         self.events: list[str] = []
 
+        self.details: list[tuple[str, dict[str, Any]]] = []
+
     def notify(self, event: str, **data: Any) -> None:
         self.events.append(event)
+        self.details.append((event, data))
 
 
 @pytest.fixture(scope="module", params=["current", "ocp-4.9"])
@@ -66,8 +71,65 @@ def installed(
     log: list[str] = []
     outcome = boot.boot(disk, log.append)
     assert outcome.running, log
+    host = _Host()
+    boot.run_first_logon(disk, outcome.first_logon, host, log.append, timing.Timing(), lambda: True)
     assert not [line for line in log if "exit 0" not in line and "FirstLogonCommand" in line], log
+    # The scripts report their progress through Tools' rpctool, in order.
+    assert [d["value"].split()[:2] for e, d in host.details if e == "guestinfo"] == [
+        ["2", "done"],
+        ["3", "started"],
+        ["3", "done"],
+    ]
     return disk, profile
+
+
+def _first_logon_offline(tmp_path: Any, files: Any, ip: str) -> tuple[Any, _Host, list[str]]:
+    """A guest on a network without internet, installed from the current media with these answer
+    media files, through its first logon: (its disk, the Tools host it reported to, the log)."""
+    win, tools, answer = tmp_path / "win.iso", tmp_path / "tools.iso", tmp_path / "answer.iso"
+    media.build_windows_iso(win, media.WINDOWS_MEDIA["current"])
+    media.build_tools_iso(tools, media.TOOLS_MEDIA["current"])
+    answer.write_bytes(am.render_answer_iso(files))
+    disk = state.GuestDisk(tmp_path / "guests" / "vm-1")
+    disk.create()
+    windows.set_network(disk.root.parent, internet=False)
+    cdroms = {"D": str(win), "E": str(tools), "F": str(answer)}  # as G1 attaches them
+    disk.save_runtime(state.Runtime(vm="vm-1", name="base", ip=ip, powered_on=True, cdroms=cdroms))
+    log: list[str] = []
+    outcome = boot.boot(disk, log.append)
+    host = _Host()
+    boot.run_first_logon(disk, outcome.first_logon, host, log.append, timing.Timing(), lambda: True)
+    return disk, host, log
+
+
+def test_offline_site_installs_openssh_from_the_msi_on_the_answer_media(
+    tmp_path: Any,
+) -> None:
+    data = config_data()
+    data["golden_image"]["source"]["offline"] = True
+    data["golden_image"]["source"]["openssh_msi"] = "[LocalDS_0] iso/OpenSSH-Win64-v9.5.0.0.msi"
+    gi = parse_config(data).golden_image
+    files = am.answer_media_files(gi, GOOD_PASSWORD, PUBKEY, openssh_msi=media.OPENSSH_MSI_BYTES)
+    disk, host, log = _first_logon_offline(tmp_path, files, "127.9.0.3")
+    st = disk.load()
+    assert st.service("sshd") is not None and st.service("sshd").status == "Running", log
+    assert [d["value"].split()[:2] for e, d in host.details if e == "guestinfo"][-1] == [
+        "3",
+        "done",
+    ]
+
+
+def test_offline_site_without_offline_media_stops_at_the_openssh_command(tmp_path: Any) -> None:
+    """What the PRE check prevents: the capability download fails, the marker stays 'started'."""
+    gi = parse_config(config_data()).golden_image
+    files = am.answer_media_files(gi, GOOD_PASSWORD, PUBKEY)
+    disk, host, log = _first_logon_offline(tmp_path, files, "127.9.0.4")
+    assert disk.load().service("sshd") is None
+    last = [d["value"] for e, d in host.details if e == "guestinfo"][-1]
+    progress = am.first_logon_progress(last)
+    assert progress.pending is not None and progress.pending.order == 3
+    assert "pending: 3 (G4/G5 OpenSSH and admin key)" in progress.describe()
+    assert any("0x800f0954" in line for line in log)
 
 
 def _run(disk: Any, command: str) -> Any:
@@ -120,7 +182,7 @@ def test_g7_is_idempotent_and_g9_sysprep_accepts_the_unattend(installed: tuple[A
     ("iso", "profile", "refused"),
     [
         ("current", "current", None),
-        ("ws2025", "current", None),
+        ("current-2025", "current", None),
         ("ws2022-rtm", "current", "lacks KB5012637"),
         ("ws2019", "current", "Windows Server 2019"),
         ("ocp-4.9", "ocp-4.9", None),
@@ -141,3 +203,50 @@ def test_pre2_reads_the_build_each_iso_installs(
     assert (found.build, found.ubr) == (spec.build, spec.ubr)
     problem = os_build_problem(found.build, found.ubr, PROFILES[profile])
     assert (problem is None) if refused is None else (problem and refused in problem)
+
+
+def test_no_answer_file_copy_survives_setup_and_oobe(tmp_path: Any) -> None:
+    """The base VM's Panther copy of autounattend.xml is removed by the G4 cleanup command; the
+    clone's unattend.xml (sysprep) by SetupComplete.cmd when a node finishes OOBE."""
+    gi = parse_config(config_data()).golden_image
+    win, tools, answer = tmp_path / "win.iso", tmp_path / "tools.iso", tmp_path / "answer.iso"
+    media.build_windows_iso(win, media.WINDOWS_MEDIA["current"])
+    media.build_tools_iso(tools, media.TOOLS_MEDIA["current"])
+    answer.write_bytes(am.render_answer_iso(am.answer_media_files(gi, GOOD_PASSWORD, PUBKEY)))
+    disk = state.GuestDisk(tmp_path / "guests" / "vm-1")
+    disk.create()
+    cdroms = {"D": str(win), "E": str(tools), "F": str(answer)}  # as G1 attaches them
+    disk.save_runtime(
+        state.Runtime(vm="vm-1", name="base", ip="127.9.0.5", powered_on=True, cdroms=cdroms)
+    )
+    log: list[str] = []
+    outcome = boot.boot(disk, log.append)
+    boot.run_first_logon(
+        disk, outcome.first_logon, _Host(), log.append, timing.Timing(), lambda: True
+    )
+
+    def hits() -> list[str]:
+        root = disk.disk
+        return [
+            str(p.relative_to(root))
+            for p in root.rglob("*")
+            if p.is_file() and GOOD_PASSWORD.encode() in p.read_bytes()
+        ]
+
+    assert hits(), "Windows Setup keeps its answer file copy (the lab models it)"
+    r = _run(disk, ps.remove_setup_secrets_command())
+    assert r.exit_code == 0 and r.stdout.strip() == "", r.stderr
+    assert hits() == []
+    # G9 on the clone: SetupComplete.cmd and the unattend.xml, then sysprep and a node's OOBE.
+    scripts = disk.host_path(ps.SETUP_COMPLETE)
+    scripts.parent.mkdir(parents=True, exist_ok=True)
+    scripts.write_bytes(ps.setup_complete_cmd().encode("ascii"))
+    disk.host_path(ps.UNATTEND_PATH).write_text(render_unattend(gi.unattend, GOOD_PASSWORD))
+    host = _Host()
+    assert _run(disk, ps.remove_host_keys_command()).exit_code == 0
+    result = emulator.run_command(disk, ps.powershell_command_line(ps.sysprep_command()), host)
+    assert result.exit_code == 0, result.stderr
+    assert hits() == [str(disk.host_path(ps.UNATTEND_PATH).relative_to(disk.disk))]  # the template
+    node = boot.boot(disk, log.append)
+    assert node.kind == "oobe"
+    assert hits() == [] and not scripts.exists()

@@ -142,3 +142,27 @@ def test_driver_paths_only_for_pvscsi(
     assert len(paths) == driver_paths
     if paths:
         assert paths[0].text is not None and paths[0].text.startswith(am.cd_letter("tools") + ":\\")
+
+
+def test_first_logon_progress_names_the_last_completed_and_the_pending_command() -> None:
+    from winnodes.render.answer_media import first_logon_progress
+
+    none = first_logon_progress(None)
+    assert none.last_done is None and none.pending is not None and none.pending.order == 1
+    started = first_logon_progress("3 started G4/G5 OpenSSH and admin key")
+    assert started.last_done is not None and started.last_done.order == 2
+    assert started.pending is not None and started.pending.order == 3
+    assert "last completed first-logon command: 2 (G2 install VMware Tools)" in started.describe()
+    done = first_logon_progress("3 done G4/G5 OpenSSH and admin key")
+    assert done.pending is None and done.last_done is not None and done.last_done.order == 3
+
+
+def test_openssh_script_variants() -> None:
+    from winnodes.render.answer_media import PROGRESS_KEY, openssh_script
+
+    online = openssh_script("ssh-rsa AAAA x")
+    assert "Add-WindowsCapability -Online" in online and "msiexec" not in online
+    assert f"info-set {PROGRESS_KEY} 3 started" in online and f"{PROGRESS_KEY} 3 done" in online
+    offline = openssh_script("ssh-rsa AAAA x", from_msi=True, winhttp_proxy="proxy:3128")
+    assert "Add-WindowsCapability" not in offline and "msiexec.exe" in offline
+    assert "netsh winhttp set proxy proxy-server='proxy:3128'" in offline

@@ -271,6 +271,8 @@ def test_os_version_is_read_from_the_registry() -> None:
     )
     v = ps.parse_os_version(out)
     assert (v.build, v.ubr) == (20348, 681)
+    assert v.version == "20348.681"  # what G6u reports before and after the updates
     assert str(v) == "Windows Server 2022 Datacenter 21H2 20348.681"
+    assert ps.parse_os_version('{"CurrentBuildNumber":"26100"}').version == "26100.0"
     with pytest.raises(ValueError, match="CurrentBuildNumber"):
         ps.parse_os_version("")

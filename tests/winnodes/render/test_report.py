@@ -14,7 +14,7 @@ def test_one_row_per_step_in_procedure_order() -> None:
     text = render_report(results, GOLDEN_IMAGE_STEPS, title="Golden image")
     lines = text.splitlines()
     assert lines[0] == "## Golden image"
-    rows = [line for line in lines if line.startswith("| G")]
+    rows = [line for line in lines if line.startswith(("| G", "| PRE"))]
     assert [r.split("|")[1].strip() for r in rows] == [s.value for s in GOLDEN_IMAGE_STEPS]
     g1 = rows[0]
     assert "| ok | 12 min 34 s | reused base VM |" in g1

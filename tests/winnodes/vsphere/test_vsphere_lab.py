@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
+from lab.pipeline import placement as lab_placement
 from lab.vcsim import VcsimControl
 from tests.winnodes.vsphere.lab_support import small_lab
 from winnodes import errors
@@ -58,11 +59,7 @@ def session(env: dict[str, str]) -> Iterator[VSphereSession]:
 def placement(session: VSphereSession, env: dict[str, str]) -> vms.Placement:
     return vms.resolve_placement(
         session,
-        datacenter=env["LAB_VSPHERE_DATACENTER"],
-        folder=env["LAB_VSPHERE_FOLDER"],
-        datastore=env["LAB_VSPHERE_DATASTORE"],
-        network=env["LAB_VSPHERE_NETWORK"],
-        cluster=env["LAB_VSPHERE_CLUSTER"],
+        **lab_placement(env),
     )
 
 
@@ -332,6 +329,40 @@ def test_wait_for_ip_skips_apipa(
     assert got.ip == "10.20.30.40" and got.tools_version == ToolsVersion(12, 1, 5)
 
 
+def test_a_restart_over_before_the_wait_is_still_seen(
+    session: VSphereSession, placement: vms.Placement, control: VcsimControl, made: list[Any]
+) -> None:
+    """A guest whose Tools stop and start again before anyone waits: a wait for "not running"
+    begun afterwards never ends (the hang seen with fast restarts); a watch started before the
+    restart sees it."""
+    vm = _plain_vm(session, placement, made)
+    vms.power_on(session, vm.obj)
+    control.set_guest(vm.moid, toolsRunningStatus="guestToolsRunning", ipAddress="10.20.30.41")
+
+    def quick_restart() -> None:
+        control.set_guest(vm.moid, toolsRunningStatus="guestToolsNotRunning")
+        control.set_guest(vm.moid, toolsRunningStatus="guestToolsRunning")
+
+    quick_restart()
+    with pytest.raises(errors.WaitTimeout):  # the old way: wait after the fact
+        waits.wait_for(
+            session,
+            vm.obj,
+            ["guest.toolsRunningStatus"],
+            lambda v: v["guest.toolsRunningStatus"] != "guestToolsRunning",
+            timeout=2,
+            what="the guest going down",
+        )
+    seen = waits.watch_for_change(
+        session, vm.obj, "guest.toolsRunningStatus", trigger=quick_restart, timeout=10
+    )
+    assert "guest.toolsRunningStatus" in seen
+    with pytest.raises(errors.WaitTimeout):  # nothing happens: no change reported
+        waits.watch_for_change(
+            session, vm.obj, "guest.toolsRunningStatus", trigger=lambda: None, timeout=2
+        )
+
+
 def test_wait_for_power_off_sees_the_guest_shut_down(
     session: VSphereSession, placement: vms.Placement, control: VcsimControl, made: list[Any]
 ) -> None:
@@ -467,11 +498,7 @@ def test_placement_and_lookups_take_one_call_each(
     calls = _my_calls(control, session)
     vms.resolve_placement(
         session,
-        datacenter=env["LAB_VSPHERE_DATACENTER"],
-        folder=env["LAB_VSPHERE_FOLDER"],
-        datastore=env["LAB_VSPHERE_DATASTORE"],
-        network=env["LAB_VSPHERE_NETWORK"],
-        cluster=env["LAB_VSPHERE_CLUSTER"],
+        **lab_placement(env),
     )
     # datacenter, cluster pool, datastore, network, folder: one SearchIndex call each, no views.
     assert calls() == {"FindByInventoryPath": 5}
@@ -531,3 +558,41 @@ def test_threads_sharing_an_expired_session_log_in_once(
         (mine,) = [s for s in stats["sessions"] if s["key"] == shared.session_key]
         assert mine["logins"] == 1
         assert mine["methods"]["RetrievePropertiesEx"] == 18
+
+
+def test_through_an_http_connect_proxy(env: dict[str, str]) -> None:
+    """A site whose workers reach vCenter only through a proxy (VSphereCredentials.https_proxy):
+    SOAP, the thumbprint probe and datastore transfers all tunnel through it, TLS still verified."""
+    from tests.winnodes.proxy_support import connect_proxy
+
+    server = env["LAB_VSPHERE_SERVER"]
+    path = f"[{env['LAB_VSPHERE_DATASTORE']}] {uuid.uuid4().hex[:8]}-proxy.bin"
+    for trust in (
+        TlsTrust(ca_bundle=env["LAB_VSPHERE_CA_FILE"]),
+        TlsTrust(thumbprint=env["LAB_VSPHERE_THUMBPRINT"]),
+    ):
+        with connect_proxy() as (proxy, seen):
+            with connect(
+                server,
+                env["LAB_VSPHERE_USERNAME"],
+                env["LAB_VSPHERE_PASSWORD"],
+                trust=trust,
+                proxy=proxy,
+            ) as s:
+                assert s.session_key
+                vms.upload_file(s, env["LAB_VSPHERE_DATACENTER"], path, b"through the proxy")
+                got = vms.download_file(s, env["LAB_VSPHERE_DATACENTER"], path)
+                assert got == b"through the proxy"
+            assert seen and set(seen) == {server}
+    with (
+        connect_proxy(refuse=True) as (proxy, _),
+        pytest.raises(errors.WinNodesError),
+        connect(
+            server,
+            env["LAB_VSPHERE_USERNAME"],
+            env["LAB_VSPHERE_PASSWORD"],
+            trust=TlsTrust(ca_bundle=env["LAB_VSPHERE_CA_FILE"]),
+            proxy=proxy,
+        ),
+    ):
+        pass
