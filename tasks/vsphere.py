@@ -649,10 +649,16 @@ def plan_build(gi: GoldenImageConfig, mode: str, now: str) -> BuildPlan:
     Raises:
         NotFound (G1): "resume" was asked for, but no unfinished build exists.
     """
-    with vcenter(gi) as session:
-        folder = _placement(session, gi).folder
-        templates = [t.name for t in vms.list_templates(session, folder, gi.names.template_series)]
-        unfinished = _unfinished_builds(session, gi)
+    try:
+        with vcenter(gi) as session:
+            folder = _placement(session, gi).folder
+            templates = [
+                t.name for t in vms.list_templates(session, folder, gi.names.template_series)
+            ]
+            unfinished = _unfinished_builds(session, gi)
+    except errors.WinNodesError as exc:  # the flow plans before its first step
+        exc.step_id = exc.step_id or "G1"
+        raise
     try:
         build_id, action = choose_build(
             gi.names,

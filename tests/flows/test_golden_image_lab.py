@@ -199,11 +199,12 @@ def test_a_failed_power_on_of_the_new_base_vm_is_retried_with_the_boot_key(
     assert_valid_template(session, env, gi, result)
 
 
-def test_a_permanent_fault_in_the_template_lookup_names_g10(
+def test_a_permanent_fault_before_the_first_step_names_a_step(
     env: dict[str, str], blocks: None
 ) -> None:
-    """Found by the fault matrix (fault:FindChild:InvalidArgument:call:always): the lookup of this
-    build's template runs before the first step, and its failure named no step ID."""
+    """Found by the fault matrix (fault:FindChild:InvalidArgument:call:always): the lookups before
+    the first step (the build's plan, this build's template) failed the run with an error naming
+    no step ID. The plan looks for the base VM first: G1."""
     control = VcsimControl(env["LAB_VCSIM_CONTROL_URL"])
     control.add_fault("FindChild", "InvalidArgument")
     try:
@@ -211,7 +212,7 @@ def test_a_permanent_fault_in_the_template_lookup_names_g10(
             golden_image(make_config(env, "current"))
     finally:
         control.clear_faults()
-    assert err.value.step_id == "G10"
+    assert err.value.step_id == "G1"
 
 
 def test_wrong_image_name_fails_at_g1_before_any_vm(
