@@ -151,11 +151,14 @@ def _ts(text: str | None) -> float | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
 
 
-def critical_path(tasks: list[Obj], series: list[str], boot: float, efi: float) -> float:
-    """The longest chain of simulated waits of one build (see the module docstring)."""
+def critical_path(
+    tasks: list[Obj], names: dict[str, str], series: list[str], boot: float, efi: float
+) -> float:
+    """The longest chain of simulated waits of one build (see the module docstring). `names`:
+    VM moref -> name (vcsim's task entity_name is the moref)."""
     longest = 0.0
     for s in series:
-        mine = [t for t in tasks if (t.get("entity_name") or "").startswith(s)]
+        mine = [t for t in tasks if names.get(t.get("entity") or "", "").startswith(s)]
         wait = sum(
             (_ts(t["completed"]) or 0.0) - (_ts(t["started"]) or 0.0)
             for t in mine
@@ -257,18 +260,19 @@ def run_builds(db: str, env: dict[str, str], base: Path, args: argparse.Namespac
         tasks = stats.get("tasks") or []
         phase.clones_in_flight = max_in_flight(tasks, "CloneVm")
         site = scenario.Site.from_env(env)
+        with scenario.connect(site) as si:
+            vms = _folder_vms(si, site)
+            names = {vm._moId: vm.name for vm in vms}
+            phase.templates = sorted(
+                vm.name for vm in vms if vm.config.template and vm.name.startswith(f"f{tag}")
+            )
         phase.critical = critical_path(
             tasks,
+            names,
             series,
             float(os.environ.get("LAB_BOOT_DELAY", "0.5")),
             float(os.environ.get("LAB_EFI_KEY_WINDOW", "2.0")),
         )
-        with scenario.connect(site) as si:
-            phase.templates = sorted(
-                vm.name
-                for vm in _folder_vms(si, site)
-                if vm.config.template and vm.name.startswith(f"f{tag}")
-            )
     finally:
         prefect_server.stop(paths)
         if db == "postgres":
@@ -343,26 +347,25 @@ def run_machinesets(
     phase.states = {"Ready": len(ready_at)}
     # the guests' memory while they all run
     procs = lab_figures.lab_processes(lab_paths)
-    tree = next((t for name, t in procs.items() if "guest" in name), [])
-    per_comm: dict[str, list[int]] = {}
-    for _, comm, rss in tree[1:]:  # [0] is the supervisor itself
-        per_comm.setdefault(comm, []).append(rss)
-    guests = [d for d in lab_paths.guests.iterdir() if d.is_dir()]
+    supervisor = next((tr for name, tr in procs.items() if "supervisor" in name), [])
+    guests = {
+        name.removeprefix("sshd-"): tr for name, tr in procs.items() if name.startswith("sshd-")
+    }
+    sshd = [tr[0][2] for tr in guests.values()]
+    sessions = [rss for tr in guests.values() for _, _, rss in tr[1:]]  # sessions, emulator
     disk = [
-        sum(f.stat().st_size for f in d.rglob("*") if f.is_file() and not f.is_symlink())
-        for d in guests
+        sum(f.stat().st_size for f in (lab_paths.guests / vm).rglob("*") if f.is_file())
+        for vm in guests
     ]
-    sshd = per_comm.get("sshd", [])
-    other = sum(sum(v) for c, v in per_comm.items() if c != "sshd")
     n_guests = max(1, len(guests))
     phase.extra = {
-        "guests running": str(len(guests)),
-        "supervisor RSS": f"{(tree[0][2] if tree else 0) / 1024:.0f} MiB",
-        "sshd per guest": f"{(statistics.mean(sshd) if sshd else 0) / 1024:.1f} MiB "
-        f"({len(sshd)} sshd)",
-        "emulator/other per guest": f"{other / n_guests / 1024:.1f} MiB "
-        + ", ".join(f"{c} x{len(v)}" for c, v in per_comm.items() if c != "sshd"),
-        "guest disk": f"{statistics.mean(disk) / 1024 if disk else 0:.0f} KiB mean, "
+        "guests with a running sshd": str(len(guests)),
+        "guest supervisor RSS": f"{(supervisor[0][2] if supervisor else 0) / 1024:.0f} MiB "
+        f"({(supervisor[0][2] if supervisor else 0) / n_guests:.0f} KiB per guest)",
+        "sshd per guest": f"{(statistics.mean(sshd) if sshd else 0) / 1024:.1f} MiB",
+        "sessions + emulator per guest": f"{sum(sessions) / n_guests / 1024:.1f} MiB "
+        f"({len(sessions)} processes at the sample)",
+        "guest disk": f"{(statistics.mean(disk) if disk else 0) / 1024:.0f} KiB mean, "
         f"{sum(disk) / 2**20:.1f} MiB total",
         "lab RSS total": f"{sum(r for t in procs.values() for _, _, r in t) / 1024:.0f} MiB",
     }
@@ -429,6 +432,7 @@ def plot(phases: list[Phase], out: Path) -> None:
             f"{p.name}: wall {p.wall:.0f} s"
             + (f", critical path {p.critical:.1f} s" if p.critical else "")
         )
+        ax.set_xlim(left=0)
         ax.set_xlabel("seconds since the first run was started")
         handles, labels = ax.get_legend_handles_labels()
         ax.legend(
