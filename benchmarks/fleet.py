@@ -134,6 +134,7 @@ class Phase:
     server_cpu: float = 0.0
     states: dict[str, int] = field(default_factory=dict)
     clones_in_flight: int = 0
+    unavailable: int = 0  # 503 answers to the benchmark's own API calls
     bars: list[tuple[str, float, float, str]] = field(
         default_factory=list
     )  # label, start, end, kind
@@ -141,8 +142,17 @@ class Phase:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+UNAVAILABLE: dict[str, int] = {}  # base URL -> 503 answers the benchmark's own calls got
+
+
 def _api(base: str, method: str, path: str, body: Any = None) -> Any:
-    resp = httpx.request(method, base + path, json=body, timeout=60)
+    """A call to the Prefect API; a 503 (SQLite's "database is locked") is counted and retried."""
+    for _ in range(10):
+        resp = httpx.request(method, base + path, json=body, timeout=60)
+        if resp.status_code != 503:
+            break
+        UNAVAILABLE[base] = UNAVAILABLE.get(base, 0) + 1
+        time.sleep(1)
     resp.raise_for_status()
     return resp.json()
 
@@ -243,6 +253,7 @@ def run_builds(db: str, env: dict[str, str], base: Path, args: argparse.Namespac
                     break
                 time.sleep(3)
         phase.server_cpu = _cpu_seconds(_descendants(server)) - cpu0
+        phase.unavailable = UNAVAILABLE.get(api, 0)
         stats = control.stats()
         for s, r in states.items():
             st = r["state"]["type"]
@@ -388,6 +399,7 @@ def print_table(phases: list[Phase], args: argparse.Namespace) -> None:
         ("product RSS mean", *(f"{p.rss_mean / 1024:.0f} MiB" for p in builds)),
         ("SOAP calls", *(str(p.soap) for p in builds)),
         ("SOAP calls per build", *(f"{p.soap / max(1, args.builds):.0f}" for p in builds)),
+        ("API 503s to the benchmark (retried)", *(str(p.unavailable) for p in builds)),
         ("clones in flight (max)", *(str(p.clones_in_flight) for p in builds)),
         ("API server CPU", *(f"{p.server_cpu:.0f} s" for p in builds)),
         (
