@@ -10,7 +10,7 @@ export GOTOOLCHAIN := local
 PREFECT_DB ?= sqlite
 export LAB_PREFECT_DB := $(PREFECT_DB)
 
-.PHONY: demo test deps system-deps python-deps lab-bin lab-up lab-down lab-status lint typecheck unit lab-test clean bench bench-calls faults
+.PHONY: demo test deps system-deps python-deps lab-bin lab-up lab-down lab-status lint typecheck unit lab-test clean bench bench-calls faults fleet
 
 demo: deps lab-bin
 	$(PY) -m lab up
@@ -78,3 +78,9 @@ bench-calls: deps lab-bin  # vSphere calls of a golden-image build: product vs a
 
 faults: deps lab-bin  # the fault matrix (vCenter faults, delays, session expiry, kill -9): .artifacts/faults.md
 	$(PY) benchmarks/faults.py $(FAULTS_ARGS)
+
+# The fleet benchmark (issue 12): builds on SQLite and PostgreSQL, MachineSets x machines; plot in
+# .artifacts/fleet.png. Scale down with FLEET_ARGS="--builds 2 --sets 1 --machines 2".
+FLEET_ARGS ?=
+fleet: deps lab-bin
+	$(PY) benchmarks/fleet.py $(FLEET_ARGS)
