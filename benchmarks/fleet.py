@@ -358,7 +358,9 @@ def run_machinesets(
     phase.states = {"Ready": len(ready_at)}
     # the guests' memory while they all run
     procs = lab_figures.lab_processes(lab_paths)
-    supervisor = next((tr for name, tr in procs.items() if "supervisor" in name), [])
+    supervisor: list[tuple[int, str, int]] = next(
+        (tr for name, tr in procs.items() if "supervisor" in name), []
+    )
     guests = {
         name.removeprefix("sshd-"): tr for name, tr in procs.items() if name.startswith("sshd-")
     }
