@@ -246,7 +246,7 @@ def test_each_rebuild_run_makes_a_new_template_and_a_retried_failure_none_extra(
     try:
         failed = subprocess.run(
             [
-                *(sys.executable, "-m", "winnodes.cli", "run", str(e2e.config)),
+                *(sys.executable, "-m", "app.cli", "run", str(e2e.config)),
                 *("--only", "golden-image", "--timeout", "900"),
                 *("--deployment", "windows-nodes/golden-image-rebuild"),
             ],
