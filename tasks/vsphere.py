@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from prefect.variables import Variable
@@ -567,8 +567,14 @@ def g10_retention(
     from winnodes.plan.retention import TemplateRef, plan_retention, references_by_template
 
     references = None
+    creds: Any = None
     if openshift_block:
-        creds: Any = OpenShiftCredentials.load(openshift_block)
+        try:
+            creds = OpenShiftCredentials.load(openshift_block)
+        except ValueError:  # no such block (e.g. a golden-image-only site): references unknown
+            log = get_run_logger()
+            log.warning("G10 retention: block %r not found; nothing is deleted", openshift_block)
+    if creds is not None:
         with creds.get_client() as api:
             references = references_by_template(all_machine_templates(api, "G10"))
     with vcenter(gi) as session:
