@@ -20,6 +20,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,6 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
 from pyVmomi import vim
 
-from lab import cli
 from lab import controllers as lab_controllers
 from lab.controllers.common import VSphere, WorkQueue, kube_client, label_selector_matches
 from lab.controllers.machine_api import (
@@ -42,6 +42,7 @@ from lab.controllers.machine_api import (
     next_phase,
     scope_error,
 )
+from lab.paths import LabPaths
 from lab.scenario import windows_machineset
 from lab.vcsim import VcsimControl
 
@@ -824,9 +825,10 @@ def test_guest_ip_provisions_the_machine_and_status_follows(
 
 @pytest.mark.lab
 def test_restarted_controller_adopts_existing_vms(
-    custom: k8s.CustomObjectsApi, site: Site, infra: str, cleanup: list[str]
+    env: dict[str, str], custom: k8s.CustomObjectsApi, site: Site, infra: str, cleanup: list[str]
 ) -> None:
-    paths = cli.context().paths
+    # the session lab's own run directory (never the user's `.lab/`)
+    paths = LabPaths(root=Path(env["LAB_DIR"]), cache=LabPaths.default().cache)
     name = make_machineset(custom, site, infra, 2)
     cleanup.append(name)
     machines_of(custom, name, lambda ms: len(ms) == 2, "2 machines created")
