@@ -49,6 +49,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from prefect import flow
+from prefect.cache_policies import CachePolicy
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
@@ -125,7 +126,8 @@ def _plan(gi: GoldenImageConfig, build: str) -> str:
     """The build ID, decided once per (root) flow run and persisted with it; see the docstring."""
     run_id = flow_run.root_flow_run_id or flow_run.get_id() or "local"
     key = f"winnodes-build-{run_id}-{_key(gi)}"
-    planner = vt.plan_build.with_options(cache_key_fn=lambda *_: key, persist_result=True)
+    policy = CachePolicy.from_cache_key_fn(lambda *_: key)  # replaces the task's NO_CACHE
+    planner = vt.plan_build.with_options(cache_policy=policy, persist_result=True)
     plan = planner(gi, build, datetime.now(UTC).isoformat())
     print(f"build {plan.build_id}: {plan.action} (mode {build!r}; cached for flow run {run_id})")
     return plan.build_id

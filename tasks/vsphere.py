@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -426,8 +428,19 @@ def read_attributes(gi: GoldenImageConfig, vm_moid: str) -> dict[str, str]:
 
 
 # -- G8 ----------------------------------------------------------------------------------------------
-def _task_variable(build_id: str, step: str) -> str:
-    return f"winnodes_task_{build_id}_{step}".lower()
+def task_variable(gi: GoldenImageConfig, build_id: str, step: str) -> str:
+    """The Prefect variable that holds the ID of `step`'s vCenter task while it runs.
+
+    Named after the VM the task makes (series + build ID) and the folder it goes to: build IDs are
+    timestamps to the second, so two series started in the same second share one, and a variable
+    named after the build ID alone was read, overwritten and deleted by the other series' build
+    (a resumed clone of the wrong VM, and Prefect's `Variable.set` failing with AttributeError when
+    the other build deleted the variable between its read and its update)."""
+    where = hashlib.sha1(
+        f"{gi.placement.datacenter}/{gi.placement.folder}".encode(), usedforsecurity=False
+    ).hexdigest()[:8]
+    vm = re.sub(r"[^a-z0-9_]+", "_", template_name(gi.names, build_id).lower())
+    return f"winnodes_task_{step}_{where}_{vm}"[:255]
 
 
 def _remember(variable: str, task_id: str) -> None:
@@ -442,7 +455,7 @@ def g8_clone(gi: GoldenImageConfig, base_moid: str, build_id: str) -> VmInfo:
     is left powered off. The clone task's ID is kept in a Prefect variable while it runs, so a
     re-run after a killed process waits on it instead of starting a second clone."""
     name = template_name(gi.names, build_id)
-    variable = _task_variable(build_id, "g8")
+    variable = task_variable(gi, build_id, "g8")
     with vcenter(gi) as session:
         pl = _placement(session, gi)
         stale = vms.find_vm(session, pl.folder, name)

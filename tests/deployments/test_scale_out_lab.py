@@ -258,6 +258,12 @@ def _max_in_flight(tasks: list[Any]) -> int:
     return most
 
 
+def _errors(site: Site, run_id: str) -> str:
+    """The run's error logs (with their tracebacks), for the assertion message of a failed run."""
+    body = {"logs": {"flow_run_id": {"any_": [run_id]}, "level": {"ge_": 40}}, "limit": 20}
+    return "\n".join(str(log["message"]) for log in site.post("/logs/filter", body))
+
+
 def _final(site: Site, run_id: str) -> str | None:
     state = site.run(run_id)["state"]["type"]
     return str(state) if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
@@ -304,7 +310,9 @@ def test_four_series_build_at_once_on_two_workers_within_the_clone_limit(site: S
     }
     elapsed = time.monotonic() - t0
     assert states == dict.fromkeys(series, "COMPLETED"), {
-        s: site.run(r)["state"]["message"] for s, r in runs.items()
+        s: f"{site.run(r)['state']['message']}: {_errors(site, r)}"
+        for s, r in runs.items()
+        if states[s] != "COMPLETED"
     }
     # both workers ran builds (each takes at most two runs at a time)
     logs = {w: (site.paths.logs / f"{w}.log").read_text(errors="replace") for w in WORKERS}
