@@ -47,7 +47,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +58,7 @@ import lab_figures  # noqa: E402
 from lab import cli, pipeline, postgres, prefect_server, scenario  # noqa: E402
 from lab.controllers import wmco  # noqa: E402
 from lab.paths import LabPaths  # noqa: E402
-from lab.process import read_pid  # noqa: E402
+from lab.process import descendants, read_pid  # noqa: E402
 from lab.vcsim import VcsimControl, max_in_flight  # noqa: E402
 
 Obj = dict[str, Any]
@@ -68,22 +67,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------------------------------ /proc
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
-
-
 def _cpu_seconds(pids: list[int]) -> float:
     ticks = 0
     for pid in pids:
@@ -110,7 +93,7 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
-            pids = {p for r in self.roots for p in _descendants(r)}
+            pids = {p for r in self.roots for p in descendants(r)}
             self.samples.append(sum(lab_figures._rss_kib(p) for p in pids))
 
     def __enter__(self) -> Sampler:
@@ -140,21 +123,6 @@ class Phase:
     )  # label, start, end, kind
     templates: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
-
-
-UNAVAILABLE: dict[str, int] = {}  # base URL -> 503 answers the benchmark's own calls got
-
-
-def _api(base: str, method: str, path: str, body: Any = None) -> Any:
-    """A call to the Prefect API; a 503 (SQLite's "database is locked") is counted and retried."""
-    for _ in range(10):
-        resp = httpx.request(method, base + path, json=body, timeout=60)
-        if resp.status_code != 503:
-            break
-        UNAVAILABLE[base] = UNAVAILABLE.get(base, 0) + 1
-        time.sleep(1)
-    resp.raise_for_status()
-    return resp.json()
 
 
 def _ts(text: str | None) -> float | None:
@@ -227,33 +195,27 @@ def run_builds(db: str, env: dict[str, str], base: Path, args: argparse.Namespac
         ]
         server = read_pid(paths, prefect_server.SERVER)
         assert server is not None
-        api = penv["PREFECT_API_URL"]
-        dep = _api(api, "GET", "/deployments/name/windows-nodes/golden-image")
+        # a 503 (SQLite's "database is locked") is counted and retried
+        api = prefect_server.Api(penv["PREFECT_API_URL"], timeout=60, attempts=10)
+        dep = api.deployment("windows-nodes/golden-image")
         control.reset_stats()
-        cpu0 = _cpu_seconds(_descendants(server))
+        cpu0 = _cpu_seconds(descendants(server))
         t0 = time.time()
         runs: dict[str, str] = {}
         with Sampler(workers) as sampler:
             for s in series:
                 cfg = pipeline.pipeline(env, series=s)
                 cfg["golden_image"]["windows_update"] = {"source": "off"}  # not the subject
-                run = _api(
-                    api,
-                    "POST",
-                    f"/deployments/{dep['id']}/create_flow_run",
-                    {"parameters": {"config": cfg}},
-                )
-                runs[s] = run["id"]
-            final = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+                runs[s] = api.create_flow_run(dep["id"], {"config": cfg})["id"]
             deadline = time.monotonic() + args.timeout
             states: dict[str, Obj] = {}
             while time.monotonic() < deadline:
-                states = {s: _api(api, "GET", f"/flow_runs/{r}") for s, r in runs.items()}
-                if all(r["state"]["type"] in final for r in states.values()):
+                states = {s: api.flow_run(r) for s, r in runs.items()}
+                if all(r["state"]["type"] in prefect_server.FINAL_STATES for r in states.values()):
                     break
                 time.sleep(3)
-        phase.server_cpu = _cpu_seconds(_descendants(server)) - cpu0
-        phase.unavailable = UNAVAILABLE.get(api, 0)
+        phase.server_cpu = _cpu_seconds(descendants(server)) - cpu0
+        phase.unavailable = api.unavailable
         stats = control.stats()
         for s, r in states.items():
             st = r["state"]["type"]

@@ -11,6 +11,10 @@ broker is per process. The lab keeps one process; the README describes the site'
 Not one of `python -m lab up`'s components: unit and lab tests use Prefect's own test harness; only
 the demo and the deployment tests need a long-running server that a worker and a browser reach.
 Port: WINNODES_PREFECT_PORT (default 4200) on 127.0.0.1.
+
+`Api` is the few REST calls the deployment tests and the benchmarks make of such a server (a
+deployment by name, a flow run started from it, the run's state): plain HTTP, so that what they
+check does not go through the product's own Prefect client.
 """
 
 from __future__ import annotations
@@ -18,8 +22,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from lab.paths import LabPaths
 from lab.process import log_file, read_pid, require_free_port, start_daemon, stop_daemon
@@ -27,6 +35,8 @@ from lab.process import log_file, read_pid, require_free_port, start_daemon, sto
 SERVER, WORKER = "prefect-server", "prefect-worker"
 HOST = "127.0.0.1"
 WORK_POOL = "winnodes"
+#: The state types a flow run ends in.
+FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 def port() -> int:
@@ -116,3 +126,58 @@ def status(paths: LabPaths) -> str:
         return f"running at {ui_url()}" if _healthy() else "stopped"
     except OSError:
         return "stopped"
+
+
+class Api:
+    """A client of the REST API at `url` (`PREFECT_API_URL`, ending in /api).
+
+    `attempts`: how many times a call is made while the server answers 503 (SQLite's "database is
+    locked" under load), a second apart; `unavailable` counts the 503 answers. Any other error
+    status raises `httpx.HTTPStatusError` at once."""
+
+    def __init__(self, url: str, *, timeout: float = 30, attempts: int = 1) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.attempts = attempts
+        self.unavailable = 0
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        for attempt in range(1, self.attempts + 1):
+            resp = httpx.request(method, self.url + path, json=body, timeout=self.timeout)
+            if resp.status_code != 503:
+                break
+            self.unavailable += 1
+            if attempt < self.attempts:
+                time.sleep(1)
+        resp.raise_for_status()
+        return resp.json()
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, body or {})
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        """A deployment by its full name, "<flow>/<deployment>"."""
+        dep: dict[str, Any] = self.get(f"/deployments/name/{name}")
+        return dep
+
+    def create_flow_run(self, deployment_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        run: dict[str, Any] = self.post(
+            f"/deployments/{deployment_id}/create_flow_run", {"parameters": parameters}
+        )
+        return run
+
+    def start_run(self, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        """A flow run of the deployment named `deployment` ("<flow>/<deployment>")."""
+        return self.create_flow_run(self.deployment(deployment)["id"], parameters)
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        run: dict[str, Any] = self.get(f"/flow_runs/{run_id}")
+        return run
+
+    def final_state(self, run_id: str) -> str | None:
+        """The run's state type once it ended (one of FINAL_STATES), else None."""
+        state = self.flow_run(run_id)["state"]["type"]
+        return str(state) if state in FINAL_STATES else None

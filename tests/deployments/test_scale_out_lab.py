@@ -37,7 +37,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from pyVim.connect import Disconnect, SmartConnect
@@ -45,6 +44,7 @@ from pyVmomi import vim
 
 from lab import cli, pipeline, postgres, prefect_server, webhook
 from lab.paths import LabPaths
+from lab.process import descendants
 from lab.vcsim import VcsimControl
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -80,15 +80,9 @@ class Site:
     def api(self) -> str:
         return self.penv["PREFECT_API_URL"]
 
-    def post(self, path: str, body: Any = None) -> Any:
-        resp = httpx.post(self.api + path, json=body or {}, timeout=30)
-        resp.raise_for_status()
-        return resp.json()
-
-    def get(self, path: str) -> Any:
-        resp = httpx.get(self.api + path, timeout=30)
-        resp.raise_for_status()
-        return resp.json()
+    @property
+    def prefect(self) -> prefect_server.Api:
+        return prefect_server.Api(self.api)
 
     def config(self, series: str) -> dict[str, Any]:
         cfg = pipeline.pipeline(self.env, series=series)
@@ -97,14 +91,12 @@ class Site:
         return cfg
 
     def start_run(self, deployment: str, series: str) -> dict[str, Any]:
-        dep = self.get(f"/deployments/name/windows-nodes/{deployment}")
-        body = {"parameters": {"config": self.config(series)}}
-        run: dict[str, Any] = self.post(f"/deployments/{dep['id']}/create_flow_run", body)
-        return run
+        return self.prefect.start_run(
+            f"windows-nodes/{deployment}", {"config": self.config(series)}
+        )
 
     def run(self, run_id: str) -> dict[str, Any]:
-        run: dict[str, Any] = self.get(f"/flow_runs/{run_id}")
-        return run
+        return self.prefect.flow_run(run_id)
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
@@ -265,24 +257,7 @@ def _errors(site: Site, run_id: str) -> str:
 
 
 def _final(site: Site, run_id: str) -> str | None:
-    state = site.run(run_id)["state"]["type"]
-    return str(state) if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
+    return site.prefect.final_state(run_id)
 
 
 def _process_of_run(run_id: str) -> int | None:
@@ -345,8 +320,8 @@ def test_dead_worker_run_is_crashed_by_the_automation_and_a_retry_completes_it(
     _wait("the rebuild's clone in vCenter", cloning, timeout=300, every=0.5)
     flow_process = _process_of_run(run_id)
     assert flow_process is not None, "no process runs the flow run"
-    worker = next(w for w, pid in site.worker_pids.items() if flow_process in _descendants(pid))
-    doomed = _descendants(site.worker_pids[worker])
+    worker = next(w for w, pid in site.worker_pids.items() if flow_process in descendants(pid))
+    doomed = descendants(site.worker_pids[worker])
     for pid in doomed:  # the worker's host dies: worker and flow-run processes at once
         os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()

@@ -1,6 +1,9 @@
 """Shared set-up of the cluster-side flow tests against the whole lab: saved blocks, a DNS helper
 that edits api-int by hand (as an administrator would), and golden templates built by hand with
-lab.scenario (G1-G10), with the key fingerprint recorded as the golden image flow records it."""
+lab.scenario (G1-G10), with the key fingerprint recorded as the golden image flow records it.
+
+The fixtures here (`env`, `blocks`, `cluster`, `prepared`) reach the tests of tests/flows through
+its conftest.py; a module that defines a fixture of the same name (its own `env`) keeps its own."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from blocks.dns import DnsUpdateCredentials
 from blocks.openshift import OpenShiftCredentials
 from blocks.vsphere import VSphereCredentials
 from blocks.windows import WindowsAccess
+from flows.cluster_prep import cluster_prep
 from lab import scenario
 from lab.dns import read_tsig_key
 from tasks.vsphere import ATTR_FINGERPRINT
@@ -189,6 +193,22 @@ class Cluster:
 @pytest.fixture(scope="session")
 def cluster(env: dict[str, str]) -> Cluster:
     return Cluster(env)
+
+
+@pytest.fixture(scope="module")
+def prepared(env: dict[str, str], blocks: None, cluster: Cluster) -> None:
+    """PRE, DNS1 (api-int created through the update block), PRE-3 (the key secret)."""
+    cluster.set_api_int(None)
+    result = cluster_prep(
+        cluster_config(env), windows_access_block=WIN_BLOCK, dns_resolver=resolver(env)
+    )
+    assert result.api_int in ("created", "present")
+
+
+def windows_fingerprint() -> str:
+    """The fingerprint of the Windows access block's key (what G10 records on a template)."""
+    fp: str = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
+    return fp
 
 
 @contextlib.contextmanager

@@ -9,19 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from flows.cluster_prep import cluster_prep
-from tests.flows.cluster_lab import (
-    WIN_BLOCK,
-    Cluster,
-    blocks,
-    cluster,
-    cluster_config,
-    env,
-    resolver,
-)
+from tests.flows.cluster_lab import WIN_BLOCK, Cluster, cluster_config, resolver
 from winnodes import errors
 
 pytestmark = pytest.mark.lab
-__all__ = ["blocks", "cluster", "env"]  # fixtures
 
 
 @pytest.fixture

@@ -17,47 +17,29 @@ from typing import Any
 import pytest
 from kubernetes import watch
 
-from flows.cluster_prep import cluster_prep
 from flows.machineset import machineset
 from tests.flows.cluster_lab import (
     MAPI_NS,
     VC_BLOCK,
     WIN_BLOCK,
     Cluster,
-    blocks,
     build_template,
-    cluster,
     cluster_config,
-    env,
     machineset_config,
     other_key_pem,
     remove_template,
-    resolver,
+    windows_fingerprint,
 )
 from winnodes import errors
 from winnodes.cluster.wait import MachineSetFailed
 from winnodes.model.config import Waits
 
 pytestmark = pytest.mark.lab
-__all__ = ["blocks", "cluster", "env"]  # fixtures
-
-
-@pytest.fixture(scope="module")
-def prepared(env: dict[str, str], blocks: None, cluster: Cluster) -> None:
-    """PRE, DNS1 (api-int created through the update block), PRE-3 (the key secret)."""
-    cluster.set_api_int(None)
-    result = cluster_prep(
-        cluster_config(env), windows_access_block=WIN_BLOCK, dns_resolver=resolver(env)
-    )
-    assert result.api_int in ("created", "present")
 
 
 @pytest.fixture(scope="module")
 def template(env: dict[str, str], prepared: None) -> Iterator[str]:
-    from blocks.windows import WindowsAccess
-
-    fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
-    name = build_template(env, "good", fingerprint=fp)
+    name = build_template(env, "good", fingerprint=windows_fingerprint())
     yield name
     remove_template(env, name)
 
@@ -277,9 +259,7 @@ def test_template_with_another_key_is_refused(
         assert exc.value.step_id == "PRE-3"
         assert cluster.machineset(set_name) is None
     finally:
-        from blocks.windows import WindowsAccess
-
-        fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
+        fp = windows_fingerprint()
         with vcenter(env) as session:
             tpl = inventory.vm(session, template).obj
             vms.set_custom_attributes(session, tpl, {"winnodes.ssh.fingerprint": fp})
@@ -329,10 +309,7 @@ def test_secret_with_another_key_is_diagnosed(
 def test_missing_firewall_rule_is_diagnosed(
     env: dict[str, str], set_name: str, prepared: None, cluster: Cluster
 ) -> None:
-    from blocks.windows import WindowsAccess
-
-    fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
-    tpl = build_template(env, "nofw", fingerprint=fp, firewall_ports=(9182,))
+    tpl = build_template(env, "nofw", fingerprint=windows_fingerprint(), firewall_ports=(9182,))
     try:
         with pytest.raises(MachineSetFailed) as exc:
             run(env, machineset_config(env, set_name, tpl))

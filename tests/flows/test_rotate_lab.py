@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from kubernetes import watch
 
-from flows.cluster_prep import cluster_prep
 from flows.machineset import machineset
 from flows.rotate import rotate
 from lab import scenario
@@ -33,14 +32,11 @@ from tests.flows.cluster_lab import (
     VC_BLOCK,
     WIN_BLOCK,
     Cluster,
-    blocks,
     build_template,
-    cluster,
     cluster_config,
-    env,
     machineset_config,
-    resolver,
     vcenter,
+    windows_fingerprint,
 )
 from winnodes import errors
 from winnodes.cluster.drain import DrainBlocked
@@ -49,7 +45,6 @@ from winnodes.plan.rotation import BASELINE_ANNOTATION, DELETE_MACHINE_ANNOTATIO
 from winnodes.vsphere import inventory
 
 pytestmark = pytest.mark.lab
-__all__ = ["blocks", "cluster", "env"]  # fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = uuid.uuid4().hex[:4]
@@ -79,13 +74,9 @@ def pipeline(env: dict[str, str], template: str, keep: int = 2, **rotation: Any)
 
 
 @pytest.fixture(scope="module")
-def templates(env: dict[str, str], blocks: None, cluster: Cluster) -> Iterator[tuple[str, str]]:
+def templates(env: dict[str, str], prepared: None, cluster: Cluster) -> Iterator[tuple[str, str]]:
     """Templates A then B of one series, built by hand with the provenance PRE-3 compares."""
-    from blocks.windows import WindowsAccess
-
-    cluster.set_api_int(None)
-    cluster_prep(cluster_config(env), windows_access_block=WIN_BLOCK, dns_resolver=resolver(env))
-    fp = WindowsAccess.load(WIN_BLOCK).fingerprint()  # type: ignore[union-attr]
+    fp = windows_fingerprint()
     a = build_template(env, f"rot{TAG}", fingerprint=fp)
     b = build_template(env, f"rot{TAG}", fingerprint=fp)
     yield a, b

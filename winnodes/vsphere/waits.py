@@ -14,8 +14,9 @@ report can say what the object looked like when we gave up.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,42 +75,16 @@ def _wait_for(
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     values: dict[str, Any] = dict.fromkeys(props)
-    round_cap = max(1, min(MAX_WAIT_SECONDS, int(session.timeout) - 5))
-    with boundary(step_id, action=f"wait for {what} on {obj._moId}"), session.collector() as pc:
-        spec = PC.FilterSpec(
-            objectSet=[PC.ObjectSpec(obj=obj, skip=False)],
-            propSet=[PC.PropertySpec(type=type(obj), pathSet=list(props))],
+    action = f"wait for {what} on {obj._moId}"
+    with _property_filter(session, obj, props, step_id=step_id, action=action) as pc:
+        for changed in _changes(session, pc, obj, deadline, step_id=step_id, what=what):
+            values.update(changed)
+            if predicate(values):
+                return values
+        raise errors.WaitTimeout(
+            f"{what} on {obj._moId} not reached after {timeout:.0f}s; last seen: {_summary(values)}",
+            step_id=step_id,
         )
-        flt = pc.CreateFilter(spec, partialUpdates=False)
-        try:
-            version = ""
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise errors.WaitTimeout(
-                        f"{what} on {obj._moId} not reached after {timeout:.0f}s; last seen: "
-                        f"{_summary(values)}",
-                        step_id=step_id,
-                    )
-                opts = PC.WaitOptions(maxWaitSeconds=max(1, min(round_cap, int(left + 0.999))))
-                update = pc.WaitForUpdatesEx(version, opts)
-                if update is None:  # this round ended with no change
-                    continue
-                version = update.version
-                for fs in update.filterSet or []:
-                    for oc in fs.objectSet or []:
-                        if oc.kind == "leave":
-                            raise errors.NotFound(
-                                f"{obj._moId} was deleted while waiting for {what}", step_id=step_id
-                            )
-                        for change in oc.changeSet or []:
-                            values[change.name] = None if change.op == "remove" else change.val
-                if predicate(values):
-                    return values
-        finally:
-            # The collector is reused by the session's next wait, so it must end without filters
-            # (if this fails, `collector()` destroys the collector instead).
-            flt.DestroyPropertyFilter()
 
 
 def watch_for_change(
@@ -135,45 +110,90 @@ def watch_for_change(
     """
     deadline = time.monotonic() + timeout
     values: dict[str, Any] = {prop: None}
-    round_cap = max(1, min(MAX_WAIT_SECONDS, int(session.timeout) - 5))
-    with boundary(step_id, action=f"watch {prop} of {obj._moId}"), session.collector() as pc:
+    action = f"watch {prop} of {obj._moId}"
+    with _property_filter(session, obj, [prop], step_id=step_id, action=action) as pc:
+        first = pc.WaitForUpdatesEx("", PC.WaitOptions(maxWaitSeconds=0))  # the values before
+        version = first.version if first is not None else ""
+        trigger()
+        for changed in _changes(
+            session, pc, obj, deadline, step_id=step_id, what=what, version=version
+        ):
+            if prop in changed:
+                values[prop] = changed[prop]
+                return values
+        raise errors.WaitTimeout(
+            f"{what} on {obj._moId} not seen after {timeout:.0f}s; {prop} is {values[prop]!r}",
+            step_id=step_id,
+        )
+
+
+@contextlib.contextmanager
+def _property_filter(
+    session: VSphereSession,
+    obj: Any,
+    props: Sequence[str],
+    *,
+    step_id: str | None,
+    action: str,
+) -> Iterator[Any]:
+    """A collector of the session's pool with one filter on `obj`'s `props`, inside `boundary`.
+
+    A context manager and not part of `_changes`: whatever the caller raises inside it (a timeout,
+    its predicate's or trigger's error) must reach `boundary` and `collector()` (which destroys a
+    collector that raised instead of reusing it), and a caller that returns must leave both
+    normally (a generator left early is closed with GeneratorExit, which `collector()` counts as
+    raised)."""
+    with boundary(step_id, action=action), session.collector() as pc:
         spec = PC.FilterSpec(
             objectSet=[PC.ObjectSpec(obj=obj, skip=False)],
-            propSet=[PC.PropertySpec(type=type(obj), pathSet=[prop])],
+            propSet=[PC.PropertySpec(type=type(obj), pathSet=list(props))],
         )
         flt = pc.CreateFilter(spec, partialUpdates=False)
         try:
-            first = pc.WaitForUpdatesEx("", PC.WaitOptions(maxWaitSeconds=0))
-            version = first.version if first is not None else ""
-            trigger()
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise errors.WaitTimeout(
-                        f"{what} on {obj._moId} not seen after {timeout:.0f}s; {prop} is "
-                        f"{values[prop]!r}",
-                        step_id=step_id,
-                    )
-                opts = PC.WaitOptions(maxWaitSeconds=max(1, min(round_cap, int(left + 0.999))))
-                update = pc.WaitForUpdatesEx(version, opts)
-                if update is None:
-                    continue
-                version = update.version
-                changed = False
-                for fs in update.filterSet or []:
-                    for oc in fs.objectSet or []:
-                        if oc.kind == "leave":
-                            raise errors.NotFound(
-                                f"{obj._moId} was deleted while waiting for {what}", step_id=step_id
-                            )
-                        for change in oc.changeSet or []:
-                            if change.name == prop:
-                                values[prop] = None if change.op == "remove" else change.val
-                                changed = True
-                if changed:
-                    return values
+            yield pc
         finally:
+            # The collector is reused by the session's next wait, so it must end without filters
+            # (if this fails, `collector()` destroys the collector instead).
             flt.DestroyPropertyFilter()
+
+
+def _changes(
+    session: VSphereSession,
+    pc: Any,
+    obj: Any,
+    deadline: float,
+    *,
+    step_id: str | None,
+    what: str,
+    version: str = "",
+) -> Iterator[dict[str, Any]]:
+    """The WaitForUpdatesEx rounds of `pc` from `version` until `deadline`: for every update,
+    the properties it changed (name -> new value, None when removed), in order. Ends when the
+    deadline passes (the caller raises its `WaitTimeout`).
+
+    Raises:
+        NotFound: `obj` was deleted (it left the filter).
+    """
+    round_cap = max(1, min(MAX_WAIT_SECONDS, int(session.timeout) - 5))
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        opts = PC.WaitOptions(maxWaitSeconds=max(1, min(round_cap, int(left + 0.999))))
+        update = pc.WaitForUpdatesEx(version, opts)
+        if update is None:  # this round ended with no change
+            continue
+        version = update.version
+        changed: dict[str, Any] = {}
+        for fs in update.filterSet or []:
+            for oc in fs.objectSet or []:
+                if oc.kind == "leave":
+                    raise errors.NotFound(
+                        f"{obj._moId} was deleted while waiting for {what}", step_id=step_id
+                    )
+                for change in oc.changeSet or []:
+                    changed[change.name] = None if change.op == "remove" else change.val
+        yield changed
 
 
 def _summary(values: dict[str, Any]) -> str:
