@@ -253,7 +253,7 @@ def _max_in_flight(tasks: list[Any]) -> int:
 def _errors(site: Site, run_id: str) -> str:
     """The run's error logs (with their tracebacks), for the assertion message of a failed run."""
     body = {"logs": {"flow_run_id": {"any_": [run_id]}, "level": {"ge_": 40}}, "limit": 20}
-    return "\n".join(str(log["message"]) for log in site.post("/logs/filter", body))
+    return "\n".join(str(log["message"]) for log in site.prefect.post("/logs/filter", body))
 
 
 def _final(site: Site, run_id: str) -> str | None:
