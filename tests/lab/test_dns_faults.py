@@ -56,7 +56,9 @@ def _name(ctx: LabContext, host: str) -> str:
 
 
 def _query(where: tuple[str, int], name: str, timeout: float = 1.0) -> dns.message.Message:
-    return dns.query.udp(dns.message.make_query(name, "A"), where[0], port=where[1], timeout=timeout)
+    return dns.query.udp(
+        dns.message.make_query(name, "A"), where[0], port=where[1], timeout=timeout
+    )
 
 
 def _update(ctx: LabContext, host: str, address: str = "127.0.0.9") -> dns.update.UpdateMessage:
@@ -87,7 +89,10 @@ def test_operation_names_what_dns1_does(ctx: LabContext) -> None:
 
 
 def test_forwards_unchanged_and_reports_what_it_saw(ctx: LabContext, proxy: FaultProxy) -> None:
-    assert _query(_via(proxy), _name(ctx, "api")).answer == _query(_bind(ctx), _name(ctx, "api")).answer
+    assert (
+        _query(_via(proxy), _name(ctx, "api")).answer
+        == _query(_bind(ctx), _name(ctx, "api")).answer
+    )
     assert DnsFaultControl(proxy.control_url).seen() == {"check:A:api": 1}
 
 

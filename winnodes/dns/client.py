@@ -171,11 +171,16 @@ def _update_error(exc: BaseException, updater: TsigUpdater) -> errors.WinNodesEr
         )
     if isinstance(exc, dns.tsig.PeerError):
         return errors.AuthenticationError(
-            f"the DNS server {where} refused the TSIG key {key}: "
-            f"{type(exc).__name__} (DNS1)",
+            f"the DNS server {where} refused the TSIG key {key}: {type(exc).__name__} (DNS1)",
             step_id="DNS1",
         )
-    if isinstance(exc, (dns.exception.Timeout, OSError, EOFError)):
+    if isinstance(exc, dns.exception.Timeout):
+        return errors.ConnectionLost(
+            f"the DNS server {where} did not answer the update within {updater.timeout:g}s (the "
+            "DNS update block's timeout_seconds): it is slow or unreachable over TCP (DNS1)",
+            step_id="DNS1",
+        )
+    if isinstance(exc, (OSError, EOFError)):
         return errors.ConnectionLost(
             f"DNS update to {where} failed: {type(exc).__name__}: {exc}", step_id="DNS1"
         )

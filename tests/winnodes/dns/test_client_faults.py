@@ -9,10 +9,11 @@ import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dns.message
 import dns.query
+import dns.rdatatype
 import dns.tsig
 import pytest
 
@@ -30,15 +31,31 @@ from winnodes.dns.records import ApiIntState
 SECRET = "c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1zaG93bg=="
 
 
-def _updater(server: str = "127.0.0.1", port: int = 53, zone: str = "winnodes.test",
-             timeout: float = 5.0, key: str = "k1") -> client.TsigUpdater:
+def _updater(
+    server: str = "127.0.0.1",
+    port: int = 53,
+    zone: str = "winnodes.test",
+    timeout: float = 5.0,
+    key: str = "k1",
+) -> client.TsigUpdater:
     return client.TsigUpdater(server, port, zone, key, "hmac-sha256", SECRET, timeout)
 
 
-def _add(updater: client.TsigUpdater, api_int: str, api: str, addresses: list[str]) -> None:
+def _add(
+    updater: client.TsigUpdater,
+    api_int: str,
+    api: str,
+    addresses: list[str],
+    record_type: Literal["A", "CNAME"] = "A",
+) -> None:
     client.update_api_int(
-        updater, api_int_name=api_int, api_name=api, api_addresses=addresses,
-        record_type="A", ttl=60, replace=False,
+        updater,
+        api_int_name=api_int,
+        api_name=api,
+        api_addresses=addresses,
+        record_type=record_type,
+        ttl=60,
+        replace=False,
     )
 
 
@@ -107,25 +124,32 @@ def _lab_updater(ctx: LabContext, p: FaultProxy, timeout: float) -> client.TsigU
 
 def _a_records(ctx: LabContext, name: str) -> list[str]:
     r = dns.query.udp(
-        dns.message.make_query(name + ".", "A"), ctx.cfg.dns_address, port=ctx.cfg.dns_port,
+        dns.message.make_query(name + ".", "A"),
+        ctx.cfg.dns_address,
+        port=ctx.cfg.dns_port,
         timeout=5,
     )
-    return sorted(rd.address for rrset in r.answer for rd in rrset)
+    return sorted(
+        rd.address for rrset in r.answer if rrset.rdtype == dns.rdatatype.A for rd in rrset
+    )
 
 
 @pytest.mark.lab
+@pytest.mark.parametrize("record_type", ["A", "CNAME"])
 def test_update_applied_but_answer_lost_converges_on_retry(
-    ctx: LabContext, proxy: FaultProxy
+    ctx: LabContext, proxy: FaultProxy, record_type: Literal["A", "CNAME"]
 ) -> None:
     """The task retries a ConnectionLost update; the retry's prerequisite ("name not in use") fails
     on our own record, which must count as done, not as a Conflict."""
-    api_int, api = _names(ctx, "lost-answer")
+    api_int, api = _names(ctx, f"lost-answer-{record_type.lower()}")
     DnsFaultControl(proxy.control_url).add_rule("update", "lose", count=1)
     updater = _lab_updater(ctx, proxy, timeout=0.5)
     with pytest.raises(errors.ConnectionLost):
-        _add(updater, api_int, api, ["127.0.0.1"])
-    _add(updater, api_int, api, ["127.0.0.1"])  # the retry
+        _add(updater, api_int, api, ["127.0.0.1"], record_type)
+    _add(updater, api_int, api, ["127.0.0.1"], record_type)  # the retry
     assert _a_records(ctx, api_int) == ["127.0.0.1"]
+    state = client.read_state(client.Nameserver(proxy.host, proxy.port), api, api_int)
+    assert state.state == "ok" and (state.cname is not None) == (record_type == "CNAME")
 
 
 @pytest.mark.lab
