@@ -21,6 +21,7 @@ from flows.redaction import protect_blocks
 from flows.reporting import RunReport
 from tasks import dns as dns_tasks
 from tasks import openshift as ocp
+from tasks.policy import deadline_after
 from winnodes import errors
 from winnodes.cluster.prereqs import PrerequisiteReport
 from winnodes.dns.records import ApiIntState, record_lines
@@ -80,7 +81,8 @@ def cluster_prep(
         windows_access_block: block with the SSH key that becomes `cloud-private-key`.
         dns_resolver: DNS server ('host' or 'host:port') to check api/api-int with; default: the
             DNS update block's server, else the system resolver.
-        dns_wait_seconds: how long a created api-int may take to resolve.
+        dns_wait_seconds: DNS1's budget for adding api-int and seeing it resolve, across retries
+            of a lost update or query.
 
     Raises:
         ValidationError: bad inputs or unusable blocks, before anything is read or written.
@@ -187,7 +189,7 @@ def _dns1_api_int(
                 cluster.dns.ttl,
                 replace,
                 dns_resolver,
-                float(dns_wait_seconds),
+                deadline_after(dns_wait_seconds),
             )
             action = "replaced" if replace else "created"
             report.created("DNS record", cluster.api_int_name, action, " / ".join(wanted))

@@ -167,8 +167,10 @@ def _env(ctx: LabContext, key: TsigKey) -> dict[str, str]:
     }
 
 
-def start(ctx: LabContext) -> dict[str, str]:
-    """Start named (or keep the running one) and return the variables clients need."""
+def start(ctx: LabContext, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """Start named (or keep the running one) and return the variables clients need.
+
+    `extra_env` goes to named's environment (lab.dns_faults starts a clock-skewed named with it)."""
     ctx.paths.ensure()
     d = dns_dir(ctx.paths)
     d.mkdir(parents=True, exist_ok=True)
@@ -202,6 +204,7 @@ def start(ctx: LabContext) -> dict[str, str]:
         [str(NAMED), "-g", "-n", "1", "-c", str(conf)],
         ready=lambda: _soa_ready(ctx),
         timeout=20.0,
+        env=extra_env,
         cwd=d,
     )
     return _env(ctx, key)

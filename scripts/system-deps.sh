@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the lab and the tests need, only those that are missing.
 # Idempotent: a machine that already has them spends ~0.1 s here.
+# gcc + libc6-dev: the lab compiles a tiny clock shim for its clock-skewed BIND (lab/dns_faults.py).
 set -euo pipefail
-PKGS=(openssh-server openssh-client bind9 bind9-dnsutils bind9-utils iproute2 ca-certificates patch chromium postgresql)
+PKGS=(openssh-server openssh-client bind9 bind9-dnsutils bind9-utils iproute2 ca-certificates patch gcc libc6-dev chromium postgresql)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

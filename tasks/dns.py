@@ -7,12 +7,13 @@ system resolver.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from prefect import task
 
 from blocks.dns import DnsUpdateCredentials
-from tasks.policy import transient_retries
+from tasks.policy import seconds_left, transient_retries
 from winnodes.dns import client
 from winnodes.dns.records import ApiIntState
 
@@ -43,10 +44,14 @@ def dns1_add(
     ttl: int,
     replace: bool,
     resolver: str | None,
-    wait_seconds: float,
+    deadline: datetime,
 ) -> ApiIntState:
     """RFC 2136 update signed with TSIG (never replacing unless `replace`), then verify that
-    api-int resolves to api."""
+    api-int resolves to api by `deadline` (computed once by the flow: retries share it).
+
+    A retry after a lost answer re-sends the update; the client recognises its own applied record
+    (idempotent), so the attempts converge on one record."""
+    seconds_left(deadline, step_id="DNS1", what="DNS1 add api-int")  # no attempt after it
     block: Any = DnsUpdateCredentials.load(dns_update_block)
     client.update_api_int(
         block.updater(),
@@ -57,6 +62,7 @@ def dns1_add(
         ttl=ttl,
         replace=replace,
     )
+    left = seconds_left(deadline, step_id="DNS1", what="DNS1 verify api-int")
     return client.wait_resolves(
-        _nameserver(resolver, block), state.api_name, state.api_int_name, timeout=wait_seconds
+        _nameserver(resolver, block), state.api_name, state.api_int_name, timeout=left
     )

@@ -8,8 +8,14 @@ deletes every record of the name before adding: BIND silently ignores a CNAME ad
 data (field-notes).
 
 dnspython's exceptions are mapped here: a wrong TSIG secret or unknown key -> AuthenticationError,
-REFUSED/NOTAUTH -> AuthenticationError (the server does not allow this key to update the zone),
-YXDOMAIN (the prerequisite failed) -> Conflict, timeouts and resets -> ConnectionLost.
+a TSIG time refused (BADTIME, clock skew) -> AuthenticationError naming NTP, REFUSED/NOTAUTH ->
+AuthenticationError (the server does not allow this key to update the zone), YXDOMAIN (the
+prerequisite failed) -> Conflict unless the name already holds exactly our records, timeouts and
+resets -> ConnectionLost.
+
+Idempotency. An update can be applied while its answer is lost (timeout): the task's retry then
+meets its own record, the "name is not in use" prerequisite fails (YXDOMAIN), and the retry checks
+that the name holds exactly what it adds before calling that a success.
 """
 
 from __future__ import annotations
@@ -130,32 +136,76 @@ def read_state(where: Nameserver, api_name: str, api_int_name: str) -> ApiIntSta
     return ApiIntState(api_name, api_int_name, api, cname, addresses)
 
 
+#: RFC 8945 §5.2.3: a TSIG time outside the fudge (BIND: 300 s) is refused with BADTIME.
+CLOCK_SKEW_FIX = (
+    "the clocks of this host and the DNS server differ by more than the TSIG fudge (300 s): "
+    "check NTP on this host and on the DNS server"
+)
+
+
 def _update_error(exc: BaseException, updater: TsigUpdater) -> errors.WinNodesError:
+    """dnspython's exception of an update -> the product's, naming the cause and the fix (the key's
+    name, never its secret). TSIG refusals are permanent: the same signed message fails again."""
     where = f"{updater.server}:{updater.port}"
+    key = repr(updater.key_name)
+    if isinstance(exc, (dns.tsig.PeerBadTime, dns.tsig.BadTime)):
+        who = "the DNS server" if isinstance(exc, dns.tsig.PeerBadTime) else "this host"
+        return errors.AuthenticationError(
+            f"clock skew: {who} rejected the TSIG time of the update to {where} (BADTIME): "
+            f"{CLOCK_SKEW_FIX} (DNS1)",
+            step_id="DNS1",
+        )
     if isinstance(exc, (dns.tsig.PeerBadSignature, dns.tsig.BadSignature)):
         return errors.AuthenticationError(
-            f"the DNS server {where} refused the TSIG signature of key {updater.key_name!r} "
-            "(wrong secret or algorithm) (DNS1)",
+            f"the DNS server {where} refused the TSIG signature of key {key} (BADSIG): the secret "
+            "or the algorithm in the DNS update block does not match the server's key; copy both "
+            "again from the server's key file (DNS1)",
             step_id="DNS1",
         )
     if isinstance(exc, dns.tsig.PeerBadKey):
         return errors.AuthenticationError(
-            f"the DNS server {where} does not know the TSIG key {updater.key_name!r} (DNS1)",
+            f"the DNS server {where} does not know the TSIG key {key} (BADKEY): the key name in the "
+            "DNS update block must be the name of a `key` the server's zone allows to update "
+            "(DNS1)",
             step_id="DNS1",
         )
     if isinstance(exc, dns.tsig.PeerError):
         return errors.AuthenticationError(
-            f"the DNS server {where} refused the TSIG key {updater.key_name!r}: "
-            f"{type(exc).__name__} (DNS1)",
+            f"the DNS server {where} refused the TSIG key {key}: {type(exc).__name__} (DNS1)",
             step_id="DNS1",
         )
-    if isinstance(exc, (dns.exception.Timeout, OSError, EOFError)):
+    if isinstance(exc, dns.exception.Timeout):
+        return errors.ConnectionLost(
+            f"the DNS server {where} did not answer the update within {updater.timeout:g}s (the "
+            "DNS update block's timeout_seconds): it is slow or unreachable over TCP (DNS1)",
+            step_id="DNS1",
+        )
+    if isinstance(exc, (OSError, EOFError)):
         return errors.ConnectionLost(
             f"DNS update to {where} failed: {type(exc).__name__}: {exc}", step_id="DNS1"
         )
     return errors.PermanentError(
         f"DNS update to {where} failed: {type(exc).__name__}: {exc}", step_id="DNS1"
     )
+
+
+def _already_applied(
+    updater: TsigUpdater,
+    api_int_name: str,
+    api_name: str,
+    api_addresses: list[str],
+    record_type: Literal["CNAME", "A"],
+) -> bool:
+    """Does the update server already hold exactly the records this update adds? (Our own earlier
+    attempt applied, its answer lost: the retry's "name not in use" prerequisite then fails.)"""
+    where = updater.nameserver
+    r = where.resolver()
+    cname = _lookup(r, api_int_name, "CNAME", where)
+    if record_type == "CNAME":
+        return bool(cname) and [fqdn(c).lower() for c in cname or []] == [fqdn(api_name).lower()]
+    if cname:
+        return False
+    return (_lookup(r, api_int_name, "A", where) or []) == sorted(api_addresses)
 
 
 def update_api_int(
@@ -205,6 +255,8 @@ def update_api_int(
     text = dns.rcode.to_text(rcode)
     where = f"{updater.server}:{updater.port}"
     if rcode == dns.rcode.YXDOMAIN:
+        if _already_applied(updater, api_int_name, api_name, api_addresses, record_type):
+            return  # an earlier attempt of ours was applied and its answer lost: converged
         raise errors.Conflict(
             f"{api_int_name} appeared while it was being added (the update's prerequisite "
             "failed); it is not overwritten (DNS1)",
@@ -213,7 +265,8 @@ def update_api_int(
     if rcode in (dns.rcode.REFUSED, dns.rcode.NOTAUTH):
         raise errors.AuthenticationError(
             f"the DNS server {where} answered {text} to the update of zone {updater.zone} with key "
-            f"{updater.key_name!r}: it does not allow this key to update the zone (DNS1)",
+            f"{updater.key_name!r}: it does not allow this key to update the zone; the zone's "
+            "allow-update/update-policy must name this key (DNS1)",
             step_id="DNS1",
         )
     if rcode == dns.rcode.NOTZONE:
@@ -234,18 +287,25 @@ def wait_resolves(
     """Until api-int resolves to api (a created record can take a moment on secondaries).
 
     DNS has no change notification a client can subscribe to, so this is a bounded re-query with
-    backoff (0.1 s doubling to 5 s); an authoritative server answers right on the first try."""
+    backoff (0.1 s doubling to 5 s); an authoritative server answers right on the first try. A
+    query that times out or is reset is one more "not yet" within `timeout` (the update was sent:
+    re-sending it because a verification query was lost is not needed)."""
     deadline = time.monotonic() + timeout
     delay = 0.1
     while True:
-        state = read_state(where, api_name, api_int_name)
-        if state.state == "ok":
-            return state
+        try:
+            state = read_state(where, api_name, api_int_name)
+        except errors.TransientError as exc:
+            seen = f"the last query failed: {exc.message}"
+        else:
+            if state.state == "ok":
+                return state
+            seen = state.describe()
         left = deadline - time.monotonic()
         if left <= 0:
             raise errors.WaitTimeout(
                 f"{api_int_name} does not resolve to {api_name} through {where} after "
-                f"{timeout:.0f}s: {state.describe()} (DNS1)",
+                f"{timeout:.0f}s: {seen} (DNS1)",
                 step_id="DNS1",
             )
         time.sleep(min(delay, left))
