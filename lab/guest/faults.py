@@ -211,29 +211,30 @@ class Store:
 
 # -- what the ForceCommand process does -------------------------------------------------------------
 def connection_processes(pid: int | None = None) -> list[int]:
-    """The sshd processes that carry this command's SSH connection: the ancestors named sshd below
-    the listener (`sshd -D ...`, which keeps running; other connections stay up)."""
+    """The sshd processes that carry this command's SSH connection: the ancestors named sshd, less
+    the topmost one, the listener (its proctitle is rewritten, so it is found by position), which
+    keeps running: other connections stay up."""
     out: list[int] = []
     cur = os.getppid() if pid is None else pid
     while cur > 1:
         try:
             comm = Path(f"/proc/{cur}/comm").read_text().strip()
-            cmdline = Path(f"/proc/{cur}/cmdline").read_bytes().split(b"\0")
             stat = Path(f"/proc/{cur}/stat").read_text()
         except OSError:
             break
-        if comm.startswith("sshd") and b"-D" in cmdline:
-            break  # the listener
         if comm.startswith("sshd"):
             out.append(cur)
+        elif out:
+            break  # above the sshd chain
         cur = int(stat.rsplit(") ", 1)[1].split()[1])
-    return out
+    return out[:-1]
 
 
-def cut_connection() -> None:
-    """Kill the processes of this SSH connection: the kernel closes its TCP socket, and the client
-    sees the connection end without an exit status (as when the network or the guest goes)."""
-    for p in connection_processes():
+def cut_connection(procs: list[int] | None = None) -> None:
+    """Kill the processes of this SSH connection (`connection_processes()`, read while the listener
+    runs): the kernel closes its TCP socket, and the client sees the connection end without an exit
+    status (as when the network or the guest goes)."""
+    for p in connection_processes() if procs is None else procs:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
 

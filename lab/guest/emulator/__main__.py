@@ -74,6 +74,7 @@ def _before_command(
         faults.cut_connection()
         return False
     if rule.action == "refuse":
+        procs = faults.connection_processes()  # while the listener still tops the chain
         host.notify("ssh-refuse", seconds=rule.seconds)
         ip = names[2]
         until = time.monotonic() + 5.0  # the listener is gone before this connection is cut
@@ -84,7 +85,7 @@ def _before_command(
             except OSError:
                 break
             time.sleep(faults.POLL)
-        faults.cut_connection()
+        faults.cut_connection(procs)
         return False
     if rule.action == "stall":
         return faults.wait_while_connected(rule.seconds, faults.connection_processes())
