@@ -167,7 +167,7 @@ def cells() -> list[faults.Cell]:
 def config(env: dict[str, str], tag: str) -> Any:
     gi = faults.config(env, tag)
     timeouts = gi.timeouts.model_copy(
-        update={"command_seconds": COMMAND_SECONDS, "sysprep_seconds": 30}
+        update={"command_seconds": COMMAND_SECONDS, "sysprep_seconds": 30, "updates_seconds": 120}
     )
     return gi.model_copy(update={"timeouts": timeouts})
 
@@ -348,7 +348,8 @@ def run_family(
         + "; ".join(f"{k.label} {k.summary}" for k in state.kinds),
         flush=True,
     )
-    todo = [c for c in matrix(state.kinds) if only in c.name]
+    wanted = [o for o in only.split(",") if o] or [""]
+    todo = [c for c in matrix(state.kinds) if any(o in c.name for o in wanted)]
     if n:
         todo = faults.sample(todo, n, DEFAULT_SEED if seed is None else seed)
     elif seed is not None:
@@ -375,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--sample", type=int, default=0)
-    parser.add_argument("--only", default="")
+    parser.add_argument("--only", default="", help="cells whose name contains one of these (a,b)")
     parser.add_argument("--minutes", type=float, default=0)
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--out", default=str(REPO_ROOT / ".artifacts" / "faults_ssh.md"))

@@ -428,22 +428,38 @@ def restart_guest(
     retry share the budget that ends at `deadline`."""
     what = "the guest's restart"
     t = gi.timeouts.command_seconds
+    dropped: list[errors.SSHDropped] = []
 
     def restart() -> None:
-        with guest(gi, ip, host_key, step_id) as s, contextlib.suppress(errors.SSHDropped):
-            _ps(s, "Restart-Computer -Force", step_id, t)
+        with guest(gi, ip, host_key, step_id) as s:
+            try:
+                _ps(s, "Restart-Computer -Force", step_id, t)
+            except errors.SSHDropped as exc:  # the guest going down, or a cut before it ran
+                dropped.append(exc)
 
     with vcenter(gi) as session:
         vm = session.moref("VirtualMachine", vm_moid)
-        waits.watch_for_change(
-            session,
-            vm,
-            "guest.toolsRunningStatus",
-            trigger=restart,
-            timeout=seconds_left(deadline, step_id=step_id, what=what),
-            step_id=step_id,
-            what="the guest going down for its restart",
-        )
+        try:
+            # The guest starts going down within the command's own limit, or the restart did not
+            # happen: a session cut *before* Restart-Computer ran looks like the guest going
+            # down, and waiting the step's whole budget for it would hang the step.
+            waits.watch_for_change(
+                session,
+                vm,
+                "guest.toolsRunningStatus",
+                trigger=restart,
+                timeout=min(seconds_left(deadline, step_id=step_id, what=what), t),
+                step_id=step_id,
+                what="the guest going down for its restart",
+            )
+        except errors.WaitTimeout as exc:
+            if not dropped:
+                raise
+            raise errors.SSHDropped(
+                f"the SSH session dropped before Restart-Computer answered and the guest did not "
+                f"go down within {t}s (timeouts.command_seconds): the restart is sent again",
+                step_id=step_id,
+            ) from exc
         left = seconds_left(deadline, step_id=step_id, what=what)
         info = waits.wait_for_guest_ip(session, vm, timeout=left, step_id=step_id)
     return GuestFacts(
