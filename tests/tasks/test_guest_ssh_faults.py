@@ -107,3 +107,64 @@ def test_a_restart_seen_going_down_waits_for_the_ip(
     deadline = datetime.now(UTC) + timedelta(hours=2)
     facts = gt.restart_guest.fn(gi, "vm-1", "10.0.0.5", "ssh-ed25519 AAAA", deadline)
     assert facts.ip == "10.0.0.5"
+
+
+class _G9Session(_Session):
+    """The clone's SSH session: the command that starts sysprep is cut before it ran (lab fault
+    drop:before), so the host keys are still there for the next session."""
+
+    def __init__(self, keys: list[bool]) -> None:
+        super().__init__(None)
+        self.keys = keys
+
+    def run_checked(self, command: str, **_: Any) -> Any:
+        import base64
+
+        script = base64.b64decode(command.rsplit(" ", 1)[1]).decode("utf-16-le")
+        self.sent.append(script)
+        if "sysprep.exe" in script:
+            raise errors.SSHDropped("cut before the command ran", step_id="G9")
+        if script.rstrip().endswith("-Force") and "ssh_host_" in script:
+            self.keys[0] = False  # a separate Remove-Item of the host keys ran
+        out = str(self.keys[0]) if "Test-Path" in script else ""
+        return type("R", (), {"stdout": out, "stderr": "", "exit_code": 0})()
+
+    def put_file(self, *_: Any, **__: Any) -> None:
+        pass
+
+
+def test_g9_a_session_cut_before_sysprep_ran_is_retried_not_taken_for_sysprep(
+    gi: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the host keys were removed by one command and sysprep started by another; a session
+    cut before the sysprep command ran was taken for "sysprep shut the clone down", the flow
+    waited for a power-off that never came and G9 failed (and a cut after the key removal left a
+    clone no session could reach). Now the point of no return is one command, and a lost session
+    is resolved by whether a new session opens and finds the keys: here it does, so the task
+    fails transiently (its retry sends everything again)."""
+    keys = [True]
+
+    @contextlib.contextmanager
+    def fake_guest(*_: Any, **__: Any) -> Iterator[_G9Session]:
+        yield _G9Session(keys)
+
+    @contextlib.contextmanager
+    def fake_vcenter(*_: Any, **__: Any) -> Iterator[_VCenter]:
+        yield _VCenter()
+
+    monkeypatch.setattr(gt, "guest", fake_guest)
+    monkeypatch.setattr(gt, "vcenter", fake_vcenter)
+    marks: list[str] = []
+    monkeypatch.setattr(
+        gt.vms,
+        "set_custom_attributes",
+        lambda s, vm, attrs, **k: marks.append(attrs[gt.ATTR_SYSPREP]),
+    )
+    password = type("P", (), {"get_secret_value": lambda self: "Passw0rd!x"})()
+    access = type("A", (), {"administrator_password": password})()
+    monkeypatch.setattr(gt.WindowsAccess, "load", classmethod(lambda cls, name: access))
+    with pytest.raises(errors.SSHDropped) as info:
+        gt.g9_sysprep.fn(gi, "vm-2", "10.0.0.6", "ssh-ed25519 AAAA")
+    assert info.value.step_id == "G9" and info.value.transient
+    assert keys == [True]  # the keys are still there: a retry can reach the clone
+    assert "started" not in marks
