@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -119,7 +120,7 @@ def kinds_from_record(records: list[dict[str, Any]], marks: list[tuple[str, int]
     bounds = [*marks, ("", len(records))]
     seen: set[str] = set()
     out: list[Kind] = []
-    for (step, start), (_, end) in zip(bounds, bounds[1:], strict=False):
+    for (step, start), (_, end) in itertools.pairwise(bounds):
         n = 0
         for rec in records[start:end]:
             text = rec["text"]
@@ -389,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=0)
     parser.add_argument("--list", action="store_true")
     parser.add_argument(
-        "--record-kinds", action="store_true", help=f"write the baseline's kinds to {KINDS_FILE.name}"
+        "--record-kinds",
+        action="store_true",
+        help=f"write the baseline's kinds to {KINDS_FILE.name}",
     )
     parser.add_argument("--out", default=str(REPO_ROOT / ".artifacts" / "faults_ssh.md"))
     args = parser.parse_args(argv)

@@ -171,7 +171,7 @@ class Store:
     def take(self, names: tuple[str, ...], command: str) -> Rule | None:
         """Record the command; the first rule it triggers (its hit counted), if any."""
         text = command_text(command)
-        vm, name, ip = (names + ("", "", ""))[:3]
+        vm, name, ip = ((*names, "", "", ""))[:3]
         with self._locked() as data:
             with open(self.commands, "a") as fh:
                 fh.write(
