@@ -362,8 +362,9 @@ def run_family(
     todo = [c for c in matrix(state.kinds) if any(o in c.name for o in wanted)]
     if n:
         todo = faults.sample(todo, n, DEFAULT_SEED if seed is None else seed)
-    elif seed is not None:
+    elif seed is not None:  # a time-boxed run: the few pause+kill cells first, then the rest evenly
         todo = faults.sample(todo, len(todo), seed)
+        todo.sort(key=lambda c: c.fault != "pause")
     outcomes: list[faults.Outcome] = []
     for i, cell in enumerate(todo, 1):
         if deadline and time.monotonic() > deadline:
