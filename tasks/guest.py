@@ -551,7 +551,12 @@ def _host_keys_still_there(gi: GoldenImageConfig, ip: str, host_key: str) -> boo
     ran: sysprep is under way."""
     try:
         with guest(gi, ip, host_key, "G9") as s:
-            out = _ps(s, f"Test-Path -Path {ps.ps_quote(ps.HOST_KEYS_GLOB)}", "G9", 30)
+            out = _ps(
+                s,
+                f"Test-Path -Path {ps.ps_quote(ps.HOST_KEYS_GLOB)}",
+                "G9",
+                gi.timeouts.command_seconds,
+            )
     except (errors.SSHDropped, errors.CommandTimeout):
         return False
     return out.stdout.strip().lower() == "true"
