@@ -5,6 +5,10 @@ overrides them; the requested subsystem is in $SSH_ORIGINAL_COMMAND). SFTP is ha
 `sftp-server` rooted at the guest's disk, so "C:/ProgramData/..." paths resolve inside it. Everything
 else is one PowerShell command line. Output uses LF line endings (Windows OpenSSH would send CRLF;
 clients that split lines handle both). Start-up is kept light: this runs once per SSH command.
+
+Before anything runs, the command is recorded and matched against the lab's SSH fault rules
+(`lab.guest.faults`): a rule may cut the connection before or after the command, make sshd refuse
+connections for a while, stall the command, or hold it until released.
 """
 
 from __future__ import annotations
