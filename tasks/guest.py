@@ -428,22 +428,38 @@ def restart_guest(
     retry share the budget that ends at `deadline`."""
     what = "the guest's restart"
     t = gi.timeouts.command_seconds
+    dropped: list[errors.SSHDropped] = []
 
     def restart() -> None:
-        with guest(gi, ip, host_key, step_id) as s, contextlib.suppress(errors.SSHDropped):
-            _ps(s, "Restart-Computer -Force", step_id, t)
+        with guest(gi, ip, host_key, step_id) as s:
+            try:
+                _ps(s, "Restart-Computer -Force", step_id, t)
+            except errors.SSHDropped as exc:  # the guest going down, or a cut before it ran
+                dropped.append(exc)
 
     with vcenter(gi) as session:
         vm = session.moref("VirtualMachine", vm_moid)
-        waits.watch_for_change(
-            session,
-            vm,
-            "guest.toolsRunningStatus",
-            trigger=restart,
-            timeout=seconds_left(deadline, step_id=step_id, what=what),
-            step_id=step_id,
-            what="the guest going down for its restart",
-        )
+        try:
+            # The guest starts going down within the command's own limit, or the restart did not
+            # happen: a session cut *before* Restart-Computer ran looks like the guest going
+            # down, and waiting the step's whole budget for it would hang the step.
+            waits.watch_for_change(
+                session,
+                vm,
+                "guest.toolsRunningStatus",
+                trigger=restart,
+                timeout=min(seconds_left(deadline, step_id=step_id, what=what), t),
+                step_id=step_id,
+                what="the guest going down for its restart",
+            )
+        except errors.WaitTimeout as exc:
+            if not dropped:
+                raise
+            raise errors.SSHDropped(
+                f"the SSH session dropped before Restart-Computer answered and the guest did not "
+                f"go down within {t}s (timeouts.command_seconds): the restart is sent again",
+                step_id=step_id,
+            ) from exc
         left = seconds_left(deadline, step_id=step_id, what=what)
         info = waits.wait_for_guest_ip(session, vm, timeout=left, step_id=step_id)
     return GuestFacts(
@@ -488,8 +504,9 @@ def g7_firewall_rules(gi: GoldenImageConfig, ip: str, host_key: str) -> Check:
 @task(name="G9 remove host keys, upload unattend.xml, sysprep", **transient_retries())
 def g9_sysprep(gi: GoldenImageConfig, vm_moid: str, ip: str, host_key: str) -> Check:
     """On the clone, in one SSH session: write SetupComplete.cmd (removes the unattend.xml on every
-    node after its OOBE), upload the rendered unattend.xml, remove
-    `C:\\ProgramData\\ssh\\ssh_host_*` (checked), run `sysprep /generalize /oobe /shutdown`.
+    node after its OOBE), upload the rendered unattend.xml, then in ONE command remove
+    `C:\\ProgramData\\ssh\\ssh_host_*` (checked) and run `sysprep /generalize /oobe /shutdown`
+    (`ps.generalize_command`): a session lost there is resolved by whether a new session opens.
     The clone is marked before each irreversible part (`winnodes.sysprep`). The power-off is
     waited for by `g9_wait_for_power_off`."""
     access = WindowsAccess.load(gi.windows_access_block)
@@ -504,22 +521,45 @@ def g9_sysprep(gi: GoldenImageConfig, vm_moid: str, ip: str, host_key: str) -> C
         s.put_file(ps.SETUP_COMPLETE, ps.setup_complete_cmd().encode("ascii"), step_id="G9")
         s.put_file(ps.UNATTEND_PATH, unattend, step_id="G9")
         vms.set_custom_attributes(vc, vm, {ATTR_SYSPREP: "keys-removed"}, step_id="G9")
-        _ps(s, ps.remove_host_keys_command(), "G9", t)
-        left = _ps(s, f"Test-Path -Path {ps.ps_quote(ps.HOST_KEYS_GLOB)}", "G9", t).stdout.strip()
-        if left.lower() == "true":
-            raise errors.GuestCheckFailed("G9", f"{ps.HOST_KEYS_GLOB} still present after removal")
-        vms.set_custom_attributes(vc, vm, {ATTR_SYSPREP: "started"}, step_id="G9")
         try:
-            _ps(s, ps.sysprep_command(), "G9", gi.timeouts.sysprep_seconds)
+            _ps(s, ps.generalize_command(), "G9", gi.timeouts.sysprep_seconds)
             how = "sysprep exited 0"
-        except errors.SSHDropped:
+        except (errors.SSHDropped, errors.CommandTimeout) as exc:
+            # Lost around the point of no return: sysprep shutting the clone down, or a cut (or a
+            # hang) before the command ran. Only the second leaves the host keys, so only then
+            # does a new session open: then the command is sent again (task retry).
+            if _host_keys_still_there(gi, ip, host_key):
+                raise errors.SSHDropped(
+                    "the session was lost before sysprep started (the clone still has its SSH "
+                    f"host keys): {exc.message}",
+                    step_id="G9",
+                ) from exc
             how = "the session dropped as sysprep shut the clone down"
+        vms.set_custom_attributes(vc, vm, {ATTR_SYSPREP: "started"}, step_id="G9")
     return Check(
         status="ok",
         evidence=f"host keys removed; unattend.xml ({gi.unattend.computer_name}, AutoLogon off) "
         f"at {ps.UNATTEND_PATH}, removed on each node by {ps.SETUP_COMPLETE}; "
         f"sysprep /generalize /oobe /shutdown: {how}",
     )
+
+
+def _host_keys_still_there(gi: GoldenImageConfig, ip: str, host_key: str) -> bool:
+    """After G9's command was lost: does the clone still have its SSH host keys? A session that
+    opens proves it (sshd reads them for every connection: none, no handshake) and the check
+    inside confirms it. No session: the keys are gone (or the clone is going down), so the command
+    ran: sysprep is under way."""
+    try:
+        with guest(gi, ip, host_key, "G9") as s:
+            out = _ps(
+                s,
+                f"Test-Path -Path {ps.ps_quote(ps.HOST_KEYS_GLOB)}",
+                "G9",
+                gi.timeouts.command_seconds,
+            )
+    except (errors.SSHDropped, errors.CommandTimeout):
+        return False
+    return out.stdout.strip().lower() == "true"
 
 
 # -- G6u -------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ enters (`raise VCenterBusy(...) from exc`). Nobody parses message text to decide
     │   ├── ConnectionLost             TCP reset, TLS EOF, timeout on a connected socket
     │   ├── SessionExpired             vCenter NotAuthenticated after a working login
     │   ├── ApiUnavailable             Kubernetes 5xx / 429 (`status` holds the HTTP code)
-    │   └── SSHDropped                 the guest's SSH session ended mid-command (reboot, sysprep...)
+    │   ├── SSHDropped                 the guest's SSH session ended mid-command (reboot, sysprep...)
+    │   └── CommandTimeout             a guest command ran past its own limit (command_seconds): the
+    │                                  session is closed and the (idempotent) command tried again
     └── PermanentError                 retrying cannot help: a human (or the configuration) must act
         ├── WaitTimeout                a wait used up its step's whole budget (a new run starts anew)
         ├── ConfigError                bad input; `problems`: list[Problem] (field, rule, step ID)
@@ -127,6 +129,13 @@ class ApiUnavailable(TransientError):
 
 class SSHDropped(TransientError):
     """The SSH session to the guest ended before the command finished (reboot, sysprep, network)."""
+
+
+class CommandTimeout(TransientError):
+    """A guest command gave no exit status within its own limit (`timeouts.command_seconds`): a
+    stuck cmdlet or a hung session. The session is closed; a new one may well succeed (the guest's
+    commands are idempotent), and the task's retry budget bounds the total, so it is transient,
+    unlike `WaitTimeout`, which is a whole step's budget running out."""
 
 
 class PermanentError(WinNodesError):

@@ -10,7 +10,9 @@ line per notification:
     reply:    {"ok": true}\\n           (or {"ok": false, "error": "..."})
 
 The supervisor only queues the notification before it replies, so a notification never waits for a
-reboot; the caller's timeout is short. The event "ping" (any vm) is the readiness check.
+reboot; the caller's timeout is short. The event "ping" (any vm) is the readiness check. The same
+socket is the lab's control API for SSH faults (`lab.guest.faults`: "ssh-fault-*" events, whose
+reply carries data: rules, hit counts, paused commands).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 NOTIFY_TIMEOUT = 5.0
 MAX_LINE = 1 << 20
 
-Handler = Callable[[str, str, dict[str, Any]], None]
+Handler = Callable[[str, str, dict[str, Any]], dict[str, Any] | None]
 
 
 class ControlError(RuntimeError):
@@ -52,6 +54,17 @@ class SupervisorClient:
         reply = self._call({"vm": vm, "event": event, "data": data})
         if not reply.get("ok"):
             raise ControlError(f"supervisor refused {event!r} for {vm}: {reply.get('error')}")
+
+    def call(self, event: str, vm: str = "", **data: Any) -> dict[str, Any]:
+        """A control request that answers with data (e.g. the SSH fault rules and their hits).
+
+        Raises:
+            ControlError: as `notify`.
+        """
+        reply = self._call({"vm": vm, "event": event, "data": data})
+        if not reply.get("ok"):
+            raise ControlError(f"supervisor refused {event!r}: {reply.get('error')}")
+        return reply
 
     def ping(self) -> bool:
         """True when a supervisor answers on the socket."""
@@ -96,13 +109,14 @@ class _RequestHandler(socketserver.StreamRequestHandler):
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self._reply({"ok": False, "error": f"bad request: {exc}"})
             return
+        result: dict[str, Any] | None = None
         try:
             if event != "ping":
-                self.server.handler(vm, event, data)
+                result = self.server.handler(vm, event, data)
         except Exception as exc:  # report to the caller, keep serving
             self._reply({"ok": False, "error": str(exc)})
             return
-        self._reply({"ok": True})
+        self._reply({**(result or {}), "ok": True})
 
     def _reply(self, body: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):

@@ -47,6 +47,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lab.guest import boot as guest_boot
+from lab.guest import faults as guest_faults
 from lab.guest.control import ControlError, ControlServer, SupervisorClient
 from lab.guest.sshd import GuestSshd
 from lab.guest.state import RUNNING, GuestDisk, GuestState, Runtime
@@ -71,7 +72,7 @@ EVENT_TYPES = [
     "VmReconfiguredEvent",
 ]
 WAIT_SECONDS = 5  # bounded WaitForUpdatesEx
-NOTIFY_EVENTS = {"changed", "restart", "shutdown", "sysprep", "guestinfo"}
+NOTIFY_EVENTS = {"changed", "restart", "shutdown", "sysprep", "guestinfo", "ssh-refuse"}
 CURRENT_TOOLS = (12, 0, 0)  # Tools at or above this version report guestToolsCurrent
 
 
@@ -415,6 +416,7 @@ class Twin:
     reported: dict[str, str] = field(default_factory=dict)
     # Set when Windows goes down: the first-logon thread of that boot stops.
     down: threading.Event = field(default_factory=threading.Event)
+    refuse_until: float = 0.0  # an SSH "refuse" fault: sshd stays down until then (monotonic)
 
 
 @dataclass(order=True)
@@ -531,12 +533,15 @@ class Supervisor:
         self.work_vc.disconnect()
         log.info("-: stopped")
 
-    def _on_notify(self, vm: str, event: str, data: dict[str, Any]) -> None:
+    def _on_notify(self, vm: str, event: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        if event in guest_faults.CONTROL_EVENTS:  # the SSH fault control API: lab-wide, no queue
+            return guest_faults.handle_control(guest_faults.Store(self.paths.guests), event, data)
         if event not in NOTIFY_EVENTS:
             raise ValueError(f"unknown event {event!r} (known: {', '.join(sorted(NOTIFY_EVENTS))})")
         if vm not in self.twins:
             raise ValueError(f"unknown VM {vm!r}")
         self.put("notify", vm, {"event": event, **data})
+        return None
 
     # -- vCenter events -------------------------------------------------------------------------
     def _watch(self) -> None:
@@ -648,6 +653,8 @@ class Supervisor:
             self._go_down(t, item.data)
         elif item.kind == "retry-report" and t is not None:
             self._reconcile(t, "retrying the Tools report")
+        elif item.kind == "sshd-back" and t is not None:
+            self._reconcile(t, "the SSH refuse fault is over")
 
     # -- event handlers ---------------------------------------------------------------------------
     def _twin(self, vm: str, name: str) -> Twin:
@@ -931,6 +938,14 @@ class Supervisor:
             self._reconcile(t, f"guest changed {detail}" if detail else "guest changed")
         elif event == "guestinfo":
             self._set_guestinfo(t, str(detail.get("key", "")), str(detail.get("value", "")))
+        elif event == "ssh-refuse":
+            # lab.guest.faults "refuse": sshd goes away (connections refused at TCP level) and the
+            # service manager starts it again after `seconds`; open sessions are not touched here
+            seconds = float(detail.get("seconds", 0) or 0)
+            t.refuse_until = time.monotonic() + seconds
+            if t.sshd.stop(kill_sessions=False):
+                self.decide(t.vm, "sshd stopped", f"SSH refuse fault: back in {seconds:.1f}s")
+            self.put("sshd-back", t.vm, delay=seconds, gen=t.gen)
         elif event in ("restart", "shutdown", "sysprep"):
             if not t.booted:
                 self.decide(t.vm, f"{event} ignored", "the guest is not running")
@@ -1076,6 +1091,8 @@ class Supervisor:
             want, reason = False, f"sshd service {svc.status}"
         elif not state.allows_inbound_tcp(22):
             want, reason = False, "no firewall rule allows inbound TCP 22"
+        elif time.monotonic() < t.refuse_until:
+            want, reason = False, "SSH refuse fault (lab.guest.faults): sshd restarting"
         else:
             want, reason = True, "sshd running and TCP 22 allowed"
         if want and not t.sshd.running():

@@ -88,6 +88,7 @@ def test_every_error_class_survives_pickle(cls: type[e.WinNodesError]) -> None:
         (e.SessionExpired, True),
         (e.ApiUnavailable, True),
         (e.SSHDropped, True),
+        (e.CommandTimeout, True),  # a hung guest command: a new session may succeed
         (e.WaitTimeout, False),  # the step's budget is spent: retrying cannot help
         (e.ConfigError, False),
         (e.ValidationError, False),

@@ -334,7 +334,8 @@ class GuestSession:
 
         Raises:
             SSHDropped: the session ended before the command finished.
-            WaitTimeout: the command ran longer than `timeout` (default: `command_timeout`).
+            CommandTimeout: the command ran longer than `timeout` (default: `command_timeout`);
+                transient: the caller's retry opens a new session and runs it again.
         """
         limit = self.command_timeout if timeout is None else timeout
         action = f"run a command on {self.host}"
@@ -375,7 +376,7 @@ class GuestSession:
                 break
             left = deadline - time.monotonic()
             if left <= 0:
-                raise errors.WaitTimeout(
+                raise errors.CommandTimeout(
                     f"guest command still running after {limit:.0f}s: "
                     f"{truncate(self._redact(command), 200)}",
                     step_id=step_id,

@@ -582,6 +582,20 @@ def sysprep_command(unattend_path: str = UNATTEND_PATH) -> str:
     return f"& {ps_quote(SYSPREP_EXE)} /generalize /oobe /shutdown {ps_quote('/unattend:' + unattend_path)}"
 
 
+def generalize_command(unattend_path: str = UNATTEND_PATH) -> str:
+    """G9's point of no return as ONE command: remove the SSH host keys, check they are gone, start
+    sysprep. One command, so that a session lost around it leaves one question, answerable from
+    outside: a new SSH session opens only while the host keys are there, i.e. only if this command
+    never got to run (then it is sent again); otherwise sysprep runs and powers the clone off."""
+    glob = ps_quote(HOST_KEYS_GLOB)
+    return _join(
+        remove_host_keys_command(),
+        f"if (Test-Path -Path {glob}) {{ Write-Error '{HOST_KEYS_GLOB} still present after removal'; exit 3 }}",
+        sysprep_command(unattend_path),
+        "exit $LASTEXITCODE",
+    )
+
+
 # ---- secrets left by setup (G1 answer file, G9 unattend.xml) ---------------------------------------
 def remove_setup_secrets_command() -> str:
     """Remove every answer-file copy Windows Setup or sysprep leaves (they hold the Administrator

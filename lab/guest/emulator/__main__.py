@@ -5,6 +5,10 @@ overrides them; the requested subsystem is in $SSH_ORIGINAL_COMMAND). SFTP is ha
 `sftp-server` rooted at the guest's disk, so "C:/ProgramData/..." paths resolve inside it. Everything
 else is one PowerShell command line. Output uses LF line endings (Windows OpenSSH would send CRLF;
 clients that split lines handle both). Start-up is kept light: this runs once per SSH command.
+
+Before anything runs, the command is recorded and matched against the lab's SSH fault rules
+(`lab.guest.faults`): a rule may cut the connection before or after the command, make sshd refuse
+connections for a while, stall the command, or hold it until released.
 """
 
 from __future__ import annotations
@@ -60,6 +64,40 @@ def is_sftp(command: str) -> bool:
     )
 
 
+def _before_command(
+    store: Any, rule: Any, names: tuple[str, str, str], command: str, host: SupervisorHost
+) -> bool:
+    """Apply a fault rule before the command runs; False: the command must not run (the connection
+    is gone)."""
+    import socket
+
+    from lab.guest import faults
+
+    host._log(f"SSH fault {rule.id}: {rule.action} ({rule.when}, {rule.seconds}s): {command[:80]}")
+    if rule.action == "drop" and (rule.when == "before" or is_sftp(command)):
+        faults.cut_connection()
+        return False
+    if rule.action == "refuse":
+        procs = faults.connection_processes()  # while the listener still tops the chain
+        host.notify("ssh-refuse", seconds=rule.seconds)
+        ip = names[2]
+        until = time.monotonic() + 5.0  # the listener is gone before this connection is cut
+        while ip and time.monotonic() < until:
+            try:
+                with socket.create_connection((ip, 22), timeout=0.5):
+                    pass
+            except OSError:
+                break
+            time.sleep(faults.POLL)
+        faults.cut_connection(procs)
+        return False
+    if rule.action == "stall":
+        return faults.wait_while_connected(rule.seconds, faults.connection_processes())
+    if rule.action == "pause":
+        faults.wait_for_release(store, store.pause(rule, names, command))
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0] != "--guest":
@@ -67,6 +105,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     guest_dir = Path(args[1])
     command = os.environ.get("SSH_ORIGINAL_COMMAND")
+    rt_file = guest_dir / "runtime.json"
+    vm, sock, name, ip = "", "", "", ""
+    if rt_file.exists():
+        try:
+            rt = json.loads(rt_file.read_text())
+            vm, sock = str(rt.get("vm", "")), str(rt.get("supervisor_socket", ""))
+            name, ip = str(rt.get("name", "")), str(rt.get("ip", ""))
+        except (OSError, ValueError):
+            pass
+    host = SupervisorHost(guest_dir, vm, sock)
+    rule = None
+    if command:  # lab.guest.faults: record the command, apply an SSH fault rule it triggers
+        from lab.guest import faults
+
+        store = faults.Store(guest_dir.parent)
+        rule = store.take((vm, name, ip), command)
+        if rule is not None and not _before_command(store, rule, (vm, name, ip), command, host):
+            return 255
     if command is not None and is_sftp(command):
         os.execv(SFTP_SERVER, [SFTP_SERVER, "-d", str(guest_dir / "disk")])
     if not command:
@@ -78,15 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     from lab.guest.state import GuestDisk
 
     disk = GuestDisk(guest_dir)
-    rt_file = guest_dir / "runtime.json"
-    vm, sock = "", ""
-    if rt_file.exists():
-        try:
-            rt = json.loads(rt_file.read_text())
-            vm, sock = str(rt.get("vm", "")), str(rt.get("supervisor_socket", ""))
-        except (OSError, ValueError):
-            pass
-    result = run_command(disk, command, SupervisorHost(guest_dir, vm, sock))
+    result = run_command(disk, command, host)
+    if rule is not None and rule.action == "drop" and rule.when == "after":
+        from lab.guest import faults
+
+        host._log(f"SSH fault {rule.id}: drop after the command: {command[:80]}")
+        faults.cut_connection()
+        return 255
     sys.stdout.write(result.stdout)
     sys.stdout.flush()
     sys.stderr.write(result.stderr)

@@ -167,15 +167,16 @@ def test_g7_is_idempotent_and_g9_sysprep_accepts_the_unattend(installed: tuple[A
     assert len(after) == len(prof.firewall)
     assert ps.missing_firewall_ports(prof, after) == []
 
-    assert _run(disk, ps.remove_host_keys_command()).exit_code == 0
     unattend_file = disk.host_path(ps.UNATTEND_PATH)
     unattend_file.parent.mkdir(parents=True, exist_ok=True)
     gi = parse_config(config_data()).golden_image
     unattend_file.write_text(render_unattend(gi.unattend, GOOD_PASSWORD))
     host = _Host()
-    result = emulator.run_command(disk, ps.powershell_command_line(ps.sysprep_command()), host)
+    # G9's point of no return is one command: host keys removed and checked, sysprep started
+    result = emulator.run_command(disk, ps.powershell_command_line(ps.generalize_command()), host)
     assert result.exit_code == 0, result.stderr
     assert "sysprep" in host.events
+    assert _run(disk, f"Test-Path -Path {ps.ps_quote(ps.HOST_KEYS_GLOB)}").stdout.strip() == "False"
 
 
 @pytest.mark.parametrize(

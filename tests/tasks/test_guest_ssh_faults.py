@@ -1,0 +1,170 @@
+"""What the in-guest tasks do when the guest's SSH fails under them (issue 11, SSH faults), without a
+lab: the task's body (`.fn`) with its SSH session and vCenter watch replaced by stand-ins that play
+the fault. The same faults run for real in benchmarks/faults_ssh.py."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tasks import guest as gt
+from tests.winnodes.conftest import config_data
+from winnodes import errors
+from winnodes.model import config as cfg
+
+
+@pytest.fixture
+def gi() -> Any:
+    return cfg.parse_config(config_data()).golden_image
+
+
+class _Session:
+    def __init__(self, fail: BaseException | None) -> None:
+        self.fail = fail
+        self.sent: list[str] = []
+
+    def run_checked(self, command: str, **_: Any) -> Any:
+        self.sent.append(command)
+        if self.fail is not None:
+            raise self.fail
+        return type("R", (), {"stdout": "", "stderr": "", "exit_code": 0})()
+
+
+class _VCenter:
+    def moref(self, kind: str, moid: str) -> str:
+        return moid
+
+
+def _patch(
+    monkeypatch: pytest.MonkeyPatch, session: _Session, watch: Callable[..., Any]
+) -> list[float]:
+    timeouts: list[float] = []
+
+    @contextlib.contextmanager
+    def fake_guest(*_: Any, **__: Any) -> Iterator[_Session]:
+        yield session
+
+    @contextlib.contextmanager
+    def fake_vcenter(*_: Any, **__: Any) -> Iterator[_VCenter]:
+        yield _VCenter()
+
+    def fake_watch(*_: Any, trigger: Callable[[], None], timeout: float, **kw: Any) -> Any:
+        timeouts.append(timeout)
+        trigger()
+        return watch(timeout=timeout, **kw)
+
+    monkeypatch.setattr(gt, "guest", fake_guest)
+    monkeypatch.setattr(gt, "vcenter", fake_vcenter)
+    monkeypatch.setattr(gt.waits, "watch_for_change", fake_watch)
+    monkeypatch.setattr(
+        gt.waits,
+        "wait_for_guest_ip",
+        lambda *a, **k: type("I", (), {"ip": "10.0.0.5", "tools_version": 12, "host_name": "w"})(),
+    )
+    return timeouts
+
+
+def _never_changes(timeout: float, step_id: str | None = None, **_: Any) -> Any:
+    raise errors.WaitTimeout(f"no change in {timeout}s", step_id=step_id)
+
+
+def test_a_restart_whose_session_dropped_before_it_ran_is_sent_again(
+    gi: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SSH session is cut before Restart-Computer ran (lab fault drop:before): the guest never
+    goes down. The wait for it is bounded by the command's own limit, and the task fails
+    transiently (its retry sends the restart again) instead of waiting the step's whole budget
+    and failing for good."""
+    session = _Session(errors.SSHDropped("cut", step_id="G6u"))
+    timeouts = _patch(monkeypatch, session, _never_changes)
+    deadline = datetime.now(UTC) + timedelta(hours=2)
+    with pytest.raises(errors.SSHDropped) as info:
+        gt.restart_guest.fn(gi, "vm-1", "10.0.0.5", "ssh-ed25519 AAAA", deadline, step_id="G6u")
+    assert info.value.transient and info.value.step_id == "G6u"
+    assert timeouts == [gi.timeouts.command_seconds]
+    assert len(session.sent) == 1
+
+
+def test_a_confirmed_restart_that_never_goes_down_is_a_timeout(
+    gi: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = _Session(None)
+    _patch(monkeypatch, session, _never_changes)
+    deadline = datetime.now(UTC) + timedelta(hours=2)
+    with pytest.raises(errors.WaitTimeout):
+        gt.restart_guest.fn(gi, "vm-1", "10.0.0.5", "ssh-ed25519 AAAA", deadline)
+
+
+def test_a_restart_seen_going_down_waits_for_the_ip(
+    gi: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = _Session(errors.SSHDropped("the guest went down"))
+    _patch(monkeypatch, session, lambda **_: {"guest.toolsRunningStatus": "guestToolsNotRunning"})
+    deadline = datetime.now(UTC) + timedelta(hours=2)
+    facts = gt.restart_guest.fn(gi, "vm-1", "10.0.0.5", "ssh-ed25519 AAAA", deadline)
+    assert facts.ip == "10.0.0.5"
+
+
+class _G9Session(_Session):
+    """The clone's SSH session: the command that starts sysprep is cut before it ran (lab fault
+    drop:before), so the host keys are still there for the next session."""
+
+    def __init__(self, keys: list[bool]) -> None:
+        super().__init__(None)
+        self.keys = keys
+
+    def run_checked(self, command: str, **_: Any) -> Any:
+        import base64
+
+        script = base64.b64decode(command.rsplit(" ", 1)[1]).decode("utf-16-le")
+        self.sent.append(script)
+        if "sysprep.exe" in script:
+            raise errors.SSHDropped("cut before the command ran", step_id="G9")
+        if script.rstrip().endswith("-Force") and "ssh_host_" in script:
+            self.keys[0] = False  # a separate Remove-Item of the host keys ran
+        out = str(self.keys[0]) if "Test-Path" in script else ""
+        return type("R", (), {"stdout": out, "stderr": "", "exit_code": 0})()
+
+    def put_file(self, *_: Any, **__: Any) -> None:
+        pass
+
+
+def test_g9_a_session_cut_before_sysprep_ran_is_retried_not_taken_for_sysprep(
+    gi: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the host keys were removed by one command and sysprep started by another; a session
+    cut before the sysprep command ran was taken for "sysprep shut the clone down", the flow
+    waited for a power-off that never came and G9 failed (and a cut after the key removal left a
+    clone no session could reach). Now the point of no return is one command, and a lost session
+    is resolved by whether a new session opens and finds the keys: here it does, so the task
+    fails transiently (its retry sends everything again)."""
+    keys = [True]
+
+    @contextlib.contextmanager
+    def fake_guest(*_: Any, **__: Any) -> Iterator[_G9Session]:
+        yield _G9Session(keys)
+
+    @contextlib.contextmanager
+    def fake_vcenter(*_: Any, **__: Any) -> Iterator[_VCenter]:
+        yield _VCenter()
+
+    monkeypatch.setattr(gt, "guest", fake_guest)
+    monkeypatch.setattr(gt, "vcenter", fake_vcenter)
+    marks: list[str] = []
+    monkeypatch.setattr(
+        gt.vms,
+        "set_custom_attributes",
+        lambda s, vm, attrs, **k: marks.append(attrs[gt.ATTR_SYSPREP]),
+    )
+    password = type("P", (), {"get_secret_value": lambda self: "Passw0rd!x"})()
+    access = type("A", (), {"administrator_password": password})()
+    monkeypatch.setattr(gt.WindowsAccess, "load", classmethod(lambda cls, name: access))
+    with pytest.raises(errors.SSHDropped) as info:
+        gt.g9_sysprep.fn(gi, "vm-2", "10.0.0.6", "ssh-ed25519 AAAA")
+    assert info.value.step_id == "G9" and info.value.transient
+    assert keys == [True]  # the keys are still there: a retry can reach the clone
+    assert "started" not in marks
