@@ -455,10 +455,11 @@ def kill_cell(
         control.clear_delays()
     if out.state != "Killed":
         out.problems.append(f"the kill point was not reached ({out.state})")
-    clones = _tasks_on(control, gi.names.base_vm, "clone")
+    base = _base_moid(env, gi)
+    clones = _tasks_on(control, base, "clone")
     if len(clones) != 1:
         out.problems.append(f"{len(clones)} clone tasks of the base VM (expected 1)")
-    resets = len(_tasks_on(control, gi.names.base_vm, "reset"))
+    resets = len(_tasks_on(control, base, "reset"))
     expected_resets = 1 if (cell.target, cell.mode) == ("PowerOn", "mid-task") else 0
     if resets != expected_resets:
         out.problems.append(f"{resets} resets of the base VM (expected {expected_resets})")
@@ -468,19 +469,27 @@ def kill_cell(
     return out
 
 
-def _tasks_on(control: VcsimControl, entity_name: str, kind: str) -> list[dict[str, Any]]:
-    """vCenter tasks on the VM named `entity_name` whose type contains `kind` (the lab vCenter's
-    task timeline, /stats: independent of the product)."""
+def _tasks_on(control: VcsimControl, moid: str, kind: str) -> list[dict[str, Any]]:
+    """vCenter tasks on the VM `moid` whose type (VirtualMachine.cloneVm, .reset...) contains
+    `kind` (the lab vCenter's task timeline, /stats: independent of the product)."""
     return [
         t
         for t in control.stats()["tasks"]
-        if t.get("entity_name") == entity_name and kind in str(t.get("type", "")).lower()
+        if moid and t.get("entity") == moid and kind in str(t.get("type", "")).lower()
     ]
+
+
+def _base_moid(env: dict[str, str], gi: Any) -> str:
+    site = scenario.Site.from_env(env)
+    with scenario.connect(site) as si:
+        vm = _vm_named(si, site, gi.names.base_vm)
+        return str(vm._moId) if vm is not None else ""
 
 
 def _base_build(env: dict[str, str], gi: Any) -> str:
     """The build the killed run worked on, as vCenter shows it on the base VM: the pending build
-    (custom attribute), else the build ID in its extraConfig; "" before the base VM exists."""
+    (custom attribute, set at the end of G1); "" when the run died before (a base VM is kept
+    across builds: one killed in G1 is reused by the next run's build, under a new build ID)."""
     site = scenario.Site.from_env(env)
     with scenario.connect(site) as si:
         vm = _vm_named(si, site, gi.names.base_vm)
@@ -489,10 +498,7 @@ def _base_build(env: dict[str, str], gi: Any) -> str:
         content: Any = si.content
         fields = {f.key: f.name for f in content.customFieldsManager.field or []}
         attrs = {fields.get(v.key): v.value for v in vm.customValue or []}
-        if attrs.get("winnodes.build.pending"):
-            return str(attrs["winnodes.build.pending"])
-        extra = {o.key: o.value for o in (vm.config.extraConfig if vm.config else None) or []}
-        return str(extra.get("winnodes.build", ""))
+        return str(attrs.get("winnodes.build.pending") or "")
 
 
 def _vm_named(si: Any, site: Any, name: str) -> Any:
@@ -647,19 +653,23 @@ def child(cfg: str) -> int:
 # ------------------------------------------------------------------------- retry via the Prefect API
 def serve(pid_dir: str) -> int:
     """The `retry` cells' runner: serves the golden-image flow as deployment
-    `golden-image/faults-kill` (Prefect's `flow.serve`: a process that picks up the deployment's
-    scheduled runs, each in a flow-run process of its own). The flow-run processes are spawned from
-    this script (multiprocessing imports it as `__mp_main__`), which installs the kill hook and
-    names the process in `pid_dir`."""
+    `golden-image/faults-kill` (Prefect's `serve`: a process that picks up the deployment's
+    scheduled runs, each in a flow-run process of its own, `python -m prefect.engine`). The
+    deployment's entrypoint is benchmarks/served_flow.py, the product's flow behind the kill hook."""
+    from prefect import serve as prefect_serve
+
     from flows.golden_image import golden_image
 
     Path(pid_dir).mkdir(parents=True, exist_ok=True)
-    golden_image.serve(name=SERVE_NAME, limit=1, print_starting_message=False)
+    deployment: Any = golden_image.to_deployment(name=SERVE_NAME)
+    deployment.entrypoint = f"{Path(__file__).resolve().parent / 'served_flow.py'}:golden_image"
+    prefect_serve(deployment, limit=1, print_starting_message=False)
     return 0
 
 
-def _flow_run_process_started() -> None:
-    """At import in a flow-run process the serve runner spawned: the kill hook, and its pid."""
+def flow_run_process_started() -> None:
+    """At import in a flow-run process of the serve runner (benchmarks/served_flow.py): the kill
+    hook, and its pid."""
     pid_dir = os.environ.get("FAULTS_PID_DIR", "")
     if pid_dir:
         (Path(pid_dir) / str(os.getpid())).touch()
@@ -853,6 +863,10 @@ def run_matrix(
     Prefect API (server or test harness)."""
     control = VcsimControl.from_env(env)
     save_blocks(env)
+    kills = [c for c in matrix({}) if only in c.name]
+    if only and kills and all(c.kind == "kill" for c in kills):
+        # kill cells do not depend on the baseline's methods: no clean build first
+        return _run_cells(env, control, kills, n, seed, deadline, progress, 0.0)
     methods, base_seconds = baseline(env, control)
     print(
         f"baseline: {len(methods)} SOAP methods in {base_seconds:.1f}s: "
@@ -864,6 +878,19 @@ def run_matrix(
         for c in matrix(methods)
         if only in c.name and not (skip_known and c.name in KNOWN_DEFECTS)
     ]
+    return _run_cells(env, control, cells, n, seed, deadline, progress, base_seconds)
+
+
+def _run_cells(
+    env: dict[str, str],
+    control: VcsimControl,
+    cells: list[Cell],
+    n: int,
+    seed: int | None,
+    deadline: float,
+    progress: Callable[[Outcome], None] | None,
+    base_seconds: float,
+) -> tuple[list[Outcome], float]:
     if n:
         cells = sample(cells, n, DEFAULT_SEED if seed is None else seed)
     elif seed is not None:  # a time-boxed run covers the matrix evenly, replayably
@@ -945,9 +972,6 @@ def _row(o: Outcome) -> dict[str, Any]:
         "error": o.error,
     }
 
-
-if __name__ == "__mp_main__":  # a flow-run process the `--serve` runner spawned (retry cells)
-    _flow_run_process_started()
 
 if __name__ == "__main__":
     raise SystemExit(main())
