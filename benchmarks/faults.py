@@ -946,7 +946,7 @@ def main(argv: list[str] | None = None) -> int:
         if not os.environ.get("PREFECT_API_URL"):
             from prefect.testing.utilities import prefect_test_harness
 
-            harness = prefect_test_harness(server_startup_timeout=60)
+            harness = prefect_test_harness(server_startup_timeout=180)  # a loaded machine
         with harness:
             outcomes, base = run_matrix(
                 env, only=args.only, n=args.sample, seed=seed, deadline=deadline
