@@ -7,7 +7,9 @@ build calls (read from the lab vCenter's per-method call counts of a baseline ru
 fault kind vCenter really returns, in call mode (the SOAP call fails) and, for `*_Task` methods, task
 mode (the task ends in error), injected once, three times, and for good; plus delays, sessions
 expiring at step boundaries and in the middle of a wait, permanent faults, and kill -9 of the flow's
-process at step boundaries and inside a long vCenter task. Every fault comes from the lab's control
+process at step boundaries, inside a long vCenter task and inside the long guest waits (G2, G9),
+each brought back by a fresh run and, as its own cell, by a retry of the same deployment flow run
+through the Prefect API (what the UI's Retry button does). Every fault comes from the lab's control
 endpoint; nothing in the product knows about it.
 
 What a cell checks, with clients independent of the product (pyvmomi through `lab.scenario`, the
@@ -15,8 +17,9 @@ datastore's files on disk, the lab vCenter's fault hit counts):
 - the run's final state: transient faults within the retry budget (once, three times) -> Completed;
   for good -> Failed, naming the step ID of the step that makes the call; permanent faults -> Failed
   at the first hit (the rule was hit exactly once: no retries);
-- a failed or killed run leaves nothing half-made: a re-run (fresh flow run, same configuration)
-  completes;
+- a failed or killed run leaves nothing half-made: a re-run (fresh flow run, same configuration;
+  for `:retry` kill cells the same flow run retried) completes, continuing the killed run's build,
+  with one clone task of the base VM in all (vCenter's task timeline);
 - the end state: exactly one template of the cell's series, exactly one base VM, no other VM of the
   cell, no answer ISO left in the datastore;
 - time to recover: for a completed run, its time minus the clean baseline's; for a failed or killed
@@ -29,7 +32,7 @@ Usage:
 
 The table goes to `.artifacts/faults.md` and, when PREFECT_API_URL is set, to a Prefect markdown
 artifact (key `fault-matrix`). Not covered yet (see README, "Reliability"): faults of the
-Kubernetes API, of the guests' SSH and of DNS, and a retry of a killed run through the Prefect API.
+Kubernetes API, of the guests' SSH and of DNS.
 """
 
 from __future__ import annotations
