@@ -432,8 +432,9 @@ def kill_cell(
     back as the variant says: `fresh`, a new flow run of the same configuration in this process;
     `retry`, the same deployment flow run retried through the Prefect API (`kill_retry`). Checks,
     besides the end state: the run resumed the killed run's build (the build ID vCenter shows on
-    the base VM), vCenter cloned the base VM once in all, and reset it only when its boot never got
-    the EFI boot key (killed between the power-on and the key: kill:PowerOn:mid-task)."""
+    the base VM) and vCenter cloned the base VM once in all (`retry`: the same flow run continues
+    its build; a fresh run in the default build mode "new" starts a build of its own), and vCenter
+    reset the base VM only when its boot never got the EFI boot key (kill:PowerOn:mid-task)."""
     from lab.guest import timing
 
     guests = env.get("LAB_GUESTS_DIR", "")
@@ -445,13 +446,13 @@ def kill_cell(
         if cell.times == "retry":
             kill_retry(env, control, gi, cell, out)
         else:
+            # a fresh run of a "new" build starts a build of its own (choose_build: "resume"
+            # continues the pending one); it supersedes the killed run's build
             out.state, out.seconds = kill_run(env, control, gi, cell)
-            build = _base_build(env, gi)
             if out.state == "Killed":
                 state, exc, out.recovery = run_flow(gi)
                 if state != "Completed":
                     out.problems.append(f"re-run ended {state}: {exc!r}"[:200])
-                out.problems += _resumed(env, gi, build)
     finally:
         if slow:
             timing.set_lab_timing(guests, None)
@@ -460,7 +461,7 @@ def kill_cell(
         out.problems.append(f"the kill point was not reached ({out.state})")
     base = _base_moid(env, gi)
     clones = _tasks_on(control, base, "clone")
-    if len(clones) != 1:
+    if cell.times == "retry" and len(clones) != 1:  # the retry continues the same build
         out.problems.append(f"{len(clones)} clone tasks of the base VM (expected 1)")
     resets = len(_tasks_on(control, base, "reset"))
     expected_resets = 1 if (cell.target, cell.mode) == ("PowerOn", "mid-task") else 0
