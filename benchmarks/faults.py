@@ -7,7 +7,9 @@ build calls (read from the lab vCenter's per-method call counts of a baseline ru
 fault kind vCenter really returns, in call mode (the SOAP call fails) and, for `*_Task` methods, task
 mode (the task ends in error), injected once, three times, and for good; plus delays, sessions
 expiring at step boundaries and in the middle of a wait, permanent faults, and kill -9 of the flow's
-process at step boundaries and inside a long vCenter task. Every fault comes from the lab's control
+process at step boundaries, inside a long vCenter task and inside the long guest waits (G2, G9),
+each brought back by a fresh run and, as its own cell, by a retry of the same deployment flow run
+through the Prefect API (what the UI's Retry button does). Every fault comes from the lab's control
 endpoint; nothing in the product knows about it.
 
 What a cell checks, with clients independent of the product (pyvmomi through `lab.scenario`, the
@@ -15,8 +17,9 @@ datastore's files on disk, the lab vCenter's fault hit counts):
 - the run's final state: transient faults within the retry budget (once, three times) -> Completed;
   for good -> Failed, naming the step ID of the step that makes the call; permanent faults -> Failed
   at the first hit (the rule was hit exactly once: no retries);
-- a failed or killed run leaves nothing half-made: a re-run (fresh flow run, same configuration)
-  completes;
+- a failed or killed run leaves nothing half-made: a re-run (fresh flow run, same configuration;
+  for `:retry` kill cells the same flow run retried) completes, continuing the killed run's build,
+  with one clone task of the base VM in all (vCenter's task timeline);
 - the end state: exactly one template of the cell's series, exactly one base VM, no other VM of the
   cell, no answer ISO left in the datastore;
 - time to recover: for a completed run, its time minus the clean baseline's; for a failed or killed
@@ -29,7 +32,7 @@ Usage:
 
 The table goes to `.artifacts/faults.md` and, when PREFECT_API_URL is set, to a Prefect markdown
 artifact (key `fault-matrix`). Not covered yet (see README, "Reliability"): faults of the
-Kubernetes API, of the guests' SSH and of DNS, and a retry of a killed run through the Prefect API.
+Kubernetes API, of the guests' SSH and of DNS.
 """
 
 from __future__ import annotations
@@ -77,14 +80,30 @@ TIMES = {"once": 1, "three": 3, "always": 0}
 LOGIN = {"RetrieveServiceContent", "Login", "LoginByToken"}
 #: Cells that fail because of a product defect found by the matrix and not fixed yet: still run and
 #: reported (as FAIL, with this note) by `make faults`, left out of the CI sample.
-KNOWN_DEFECTS = {
-    "kill:PowerOn:mid-task:once": (
-        "killed between the base VM's power-on and the EFI boot key: the re-run finds the VM on, "
-        "Windows never ran, and leaves it alone (setup may be running), but nobody pressed the "
-        "key, so setup never starts and G2 times out; needs a reset + key press (product) and "
-        "ResetVM_Task in the lab's guest twin"
-    ),
+_ORPHAN_CLONE = (
+    "killed once its clone existed, then a fresh run in build mode 'new' (the default): the new "
+    "run builds its own template and the killed build's clone (no template; powered on and "
+    "un-sysprepped when killed in G9) stays; only a 'resume' run continues or removes it (a retry "
+    "of the killed run leaves nothing: the :retry cells pass)"
+)
+KNOWN_DEFECTS: dict[str, str] = {
+    name: _ORPHAN_CLONE
+    for name in (
+        "kill:G9:boundary:fresh",
+        "kill:G10:boundary:fresh",
+        "kill:CloneVm:mid-task:fresh",
+        "kill:G9:mid-wait:fresh",
+    )
 }
+#: How a killed run is brought back: a fresh flow run of the same configuration, or a retry of the
+#: same (deployment) flow run through the Prefect API, as the UI's Retry button does.
+KILL_VARIANTS = ("fresh", "retry")
+#: mid-wait kills: the guest twin's setup / shutdown take this long (lab timing overrides), and the
+#: flow-run process dies this many seconds into the step, i.e. inside its long guest wait.
+SLOW_GUEST_SECONDS = 6.0
+MID_WAIT_SECONDS = 2.0
+#: The deployment a served golden-image flow gets (retry cells).
+SERVE_NAME = "faults-kill"
 
 
 # -------------------------------------------------------------------------------------------- cells
@@ -95,8 +114,8 @@ class Cell:
     kind: str
     target: str  # SOAP method, task name (delays), or step ID (expiry, kill)
     fault: str = ""
-    mode: str = ""  # call | task (faults); boundary | mid-task (kills); at | during (expiry)
-    times: str = "once"
+    mode: str = ""  # call | task (faults); boundary | mid-task | mid-wait (kills); at | during
+    times: str = "once"  # once | three | always; for kills how the run comes back: fresh | retry
     expect: str = "Completed"  # Completed | Failed
     step: str = ""  # the step expected to fail (Failed cells), when known
 
@@ -148,10 +167,13 @@ def matrix(methods: dict[str, str]) -> list[Cell]:
         cells.append(Cell("expiry", step, mode="at"))
     cells.append(Cell("expiry", "G2", mode="during"))
     cells.append(Cell("expiry", "G9", mode="during"))
-    for step in ("G1", "G2", "G4", "G8", "G9", "G10"):
-        cells.append(Cell("kill", step, mode="boundary", expect="Killed"))
-    for task_name in ("CloneVm", "PowerOn"):
-        cells.append(Cell("kill", task_name, mode="mid-task", expect="Killed"))
+    for variant in KILL_VARIANTS:
+        for step in ("G1", "G2", "G4", "G8", "G9", "G10"):
+            cells.append(Cell("kill", step, mode="boundary", times=variant, expect="Killed"))
+        for task_name in ("CloneVm", "PowerOn"):
+            cells.append(Cell("kill", task_name, mode="mid-task", times=variant, expect="Killed"))
+        for step in ("G2", "G9"):  # inside the wait for setup (Tools) / for sysprep's power-off
+            cells.append(Cell("kill", step, mode="mid-wait", times=variant, expect="Killed"))
     return cells
 
 
@@ -374,8 +396,7 @@ def run_cell(
 
                 hooks[cell.target] = later
         if cell.kind == "kill":
-            out.state, seconds = kill_run(env, control, gi, cell)
-            out.seconds = seconds
+            return kill_cell(env, control, gi, cell, out)
         else:
             with on_step(hooks) as entered:
                 out.state, exc, out.seconds = run_flow(gi)
@@ -418,6 +439,167 @@ def run_cell(
     return out
 
 
+def kill_cell(
+    env: dict[str, str], control: VcsimControl, gi: Any, cell: Cell, out: Outcome
+) -> Outcome:
+    """A kill cell: the flow run's process dies (kill -9) at the cell's point, then the run comes
+    back as the variant says: `fresh`, a new flow run of the same configuration in this process;
+    `retry`, the same deployment flow run retried through the Prefect API (`kill_retry`). Checks,
+    besides the end state: the run resumed the killed run's build (the build ID vCenter shows on
+    the base VM) and vCenter cloned the base VM once in all (`retry`: the same flow run continues
+    its build; a fresh run in the default build mode "new" starts a build of its own), and vCenter
+    reset the base VM only when its boot never got the EFI boot key (kill:PowerOn:mid-task)."""
+    from lab.guest import timing
+
+    guests = env.get("LAB_GUESTS_DIR", "")
+    slow = cell.mode == "mid-wait" and bool(guests)
+    if slow:  # long guest waits: setup before Tools report (G2), sysprep's shutdown (G9)
+        overrides = {"setup": SLOW_GUEST_SECONDS, "shutdown": SLOW_GUEST_SECONDS}
+        timing.set_lab_timing(guests, timing.Timing("fast", overrides=overrides))
+    try:
+        if cell.times == "retry":
+            kill_retry(env, control, gi, cell, out)
+        else:
+            # a fresh run of a "new" build starts a build of its own (choose_build: "resume"
+            # continues the pending one); it supersedes the killed run's build
+            out.state, out.seconds = kill_run(env, control, gi, cell)
+            if out.state == "Killed":
+                state, exc, out.recovery = run_flow(gi)
+                if state != "Completed":
+                    out.problems.append(f"re-run ended {state}: {exc!r}"[:200])
+    finally:
+        if slow:
+            timing.set_lab_timing(guests, None)
+        control.clear_delays()
+    if out.state != "Killed":
+        out.problems.append(f"the kill point was not reached ({out.state})")
+    base = _base_moid(env, gi)
+    clones = _tasks_on(control, base, "clone")
+    if cell.times == "retry" and len(clones) != 1:  # the retry continues the same build
+        out.problems.append(f"{len(clones)} clone tasks of the base VM (expected 1)")
+    resets = len(_tasks_on(control, base, "reset"))
+    expected_resets = 1 if (cell.target, cell.mode) == ("PowerOn", "mid-task") else 0
+    if resets != expected_resets:
+        out.problems.append(f"{resets} resets of the base VM (expected {expected_resets})")
+    out.problems += end_state(env, gi)
+    if out.problems and cell.name in KNOWN_DEFECTS:
+        out.problems.append("known defect: " + KNOWN_DEFECTS[cell.name])
+    return out
+
+
+def _tasks_on(control: VcsimControl, moid: str, kind: str) -> list[dict[str, Any]]:
+    """vCenter tasks on the VM `moid` whose type (VirtualMachine.cloneVm, .reset...) contains
+    `kind` (the lab vCenter's task timeline, /stats: independent of the product)."""
+    return [
+        t
+        for t in control.stats()["tasks"]
+        if moid and t.get("entity") == moid and kind in str(t.get("type", "")).lower()
+    ]
+
+
+def _base_moid(env: dict[str, str], gi: Any) -> str:
+    site = scenario.Site.from_env(env)
+    with scenario.connect(site) as si:
+        vm = _vm_named(si, site, gi.names.base_vm)
+        return str(vm._moId) if vm is not None else ""
+
+
+def _base_build(env: dict[str, str], gi: Any) -> str:
+    """The build the killed run worked on, as vCenter shows it on the base VM: the pending build
+    (custom attribute, set at the end of G1); "" when the run died before (a base VM is kept
+    across builds: one killed in G1 is reused by the next run's build, under a new build ID)."""
+    site = scenario.Site.from_env(env)
+    with scenario.connect(site) as si:
+        vm = _vm_named(si, site, gi.names.base_vm)
+        if vm is None:
+            return ""
+        content: Any = si.content
+        fields = {f.key: f.name for f in content.customFieldsManager.field or []}
+        attrs = {fields.get(v.key): v.value for v in vm.customValue or []}
+        return str(attrs.get("winnodes.build.pending") or "")
+
+
+def _vm_named(si: Any, site: Any, name: str) -> Any:
+    from pyVmomi import vim
+
+    views = si.content.viewManager
+    view = views.CreateContainerView(scenario.find(si, site.folder), [vim.VirtualMachine], True)
+    try:
+        return next((vm for vm in view.view if vm.name == name), None)
+    finally:
+        view.Destroy()
+
+
+def _resumed(env: dict[str, str], gi: Any, build: str) -> list[str]:
+    """The template the run came back with belongs to the killed run's build (when it had one)."""
+    if not build:
+        return []
+    site = scenario.Site.from_env(env)
+    with scenario.connect(site) as si:
+        from pyVmomi import vim
+
+        content: Any = si.content
+        folder = scenario.find(si, site.folder)
+        view = content.viewManager.CreateContainerView(folder, [vim.VirtualMachine], True)
+        try:
+            fields = {f.key: f.name for f in content.customFieldsManager.field or []}
+            builds = [
+                {fields.get(v.key): v.value for v in vm.customValue or []}.get("winnodes.build")
+                for vm in view.view
+                if vm.name.startswith(gi.names.template_series)
+                and vm.config is not None
+                and vm.config.template
+            ]
+        finally:
+            view.Destroy()
+    if builds != [build]:
+        return [f"the template's build {builds} is not the killed run's build {build}"]
+    return []
+
+
+def _kill_env(cell: Cell, once: Path) -> dict[str, str]:
+    """What the flow-run process needs to kill itself at the cell's point (boundary: on entering
+    the step; mid-wait: MID_WAIT_SECONDS later), once (the marker file `once`)."""
+    if cell.mode == "mid-task":
+        return {}
+    after = MID_WAIT_SECONDS if cell.mode == "mid-wait" else 0.0
+    return {
+        "FAULTS_KILL_AT": cell.target,
+        "FAULTS_KILL_AFTER": str(after),
+        "FAULTS_KILL_ONCE": str(once),
+    }
+
+
+def install_kill_hook() -> None:
+    """In a flow-run process: kill -9 itself where FAULTS_KILL_AT/_AFTER say, once (the first
+    process to get there creates FAULTS_KILL_ONCE; a retried run goes past)."""
+    kill_at = os.environ.get("FAULTS_KILL_AT", "")
+    if not kill_at:
+        return
+    after = float(os.environ.get("FAULTS_KILL_AFTER", "0") or 0)
+    once = os.environ.get("FAULTS_KILL_ONCE", "")
+
+    def die() -> None:
+        if once:
+            try:
+                Path(once).touch(exist_ok=False)
+            except FileExistsError:
+                return  # an earlier attempt was killed here already
+        if after:
+            timer = threading.Timer(after, os.kill, (os.getpid(), signal.SIGKILL))
+            timer.daemon = True
+            timer.start()
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(on_step({kill_at: die}))  # for the life of the process
+    _KEEP.append(stack)
+
+
+_KEEP: list[contextlib.ExitStack] = []
+
+
 def kill_run(env: dict[str, str], control: VcsimControl, gi: Any, cell: Cell) -> tuple[str, float]:
     """Run the flow in a child process and kill -9 it at the cell's kill point."""
     from prefect.settings import PREFECT_API_URL
@@ -425,10 +607,10 @@ def kill_run(env: dict[str, str], control: VcsimControl, gi: Any, cell: Cell) ->
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         fh.write(gi.model_dump_json())
         cfg = fh.name
+    once = Path(cfg).with_suffix(".killed")
     child_env = dict(os.environ) | {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    if cell.mode == "boundary":
-        child_env["FAULTS_KILL_AT"] = cell.target
-    else:
+    child_env |= _kill_env(cell, once)
+    if cell.mode == "mid-task":
         control.set_delays({cell.target: 10000})
     t0 = time.monotonic()
     proc = subprocess.Popen(
@@ -440,25 +622,40 @@ def kill_run(env: dict[str, str], control: VcsimControl, gi: Any, cell: Cell) ->
     )
     try:
         if cell.mode == "mid-task":
-            while proc.poll() is None and not _started_task(control, cell.target):
-                if time.monotonic() - t0 > 300:
-                    break
-                time.sleep(0.2)
-            if proc.poll() is None:
-                time.sleep(0.5)
-                proc.send_signal(signal.SIGKILL)
+            _kill_mid_task(control, cell, lambda: proc.poll() is None, proc.pid, t0)
         proc.wait(timeout=600)
-        if cell.mode == "mid-task":  # the re-run comes after vCenter finished the paused task
-            until = time.monotonic() + 120
-            while _started_task(control, cell.target) and time.monotonic() < until:
-                time.sleep(0.5)
+        if cell.mode == "mid-task":
+            _task_finished(control, cell)
     finally:
         if proc.poll() is None:
             proc.kill()
         control.clear_delays()
         Path(cfg).unlink(missing_ok=True)
+        once.unlink(missing_ok=True)
     state = "Killed" if proc.returncode == -signal.SIGKILL else f"exit {proc.returncode}"
     return state, time.monotonic() - t0
+
+
+def _kill_mid_task(
+    control: VcsimControl, cell: Cell, alive: Callable[[], bool], pid: int, t0: float
+) -> None:
+    """Kill -9 `pid` half a second into the cell's (delayed) vCenter task."""
+    while alive() and not _started_task(control, cell.target):
+        if time.monotonic() - t0 > 300:
+            return
+        time.sleep(0.2)
+    if alive():
+        time.sleep(0.5)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _task_finished(control: VcsimControl, cell: Cell) -> None:
+    """The run comes back after vCenter finished the task the killed run left (delayed) behind."""
+    control.clear_delays()
+    until = time.monotonic() + 120
+    while _started_task(control, cell.target) and time.monotonic() < until:
+        time.sleep(0.5)
 
 
 def child(cfg: str) -> int:
@@ -466,13 +663,159 @@ def child(cfg: str) -> int:
     from winnodes.model.config import GoldenImageConfig
 
     gi = GoldenImageConfig.model_validate_json(Path(cfg).read_text())
-    kill_at = os.environ.get("FAULTS_KILL_AT", "")
-    hooks: dict[str, Callable[[], object]] = {}
-    if kill_at:
-        hooks[kill_at] = lambda: os.kill(os.getpid(), signal.SIGKILL)
-    with on_step(hooks):
-        state, _exc, _ = run_flow(gi)
+    install_kill_hook()
+    state, _exc, _ = run_flow(gi)
     return 0 if state == "Completed" else 1
+
+
+# ------------------------------------------------------------------------- retry via the Prefect API
+def serve(pid_dir: str) -> int:
+    """The `retry` cells' runner: serves the golden-image flow as deployment
+    `golden-image/faults-kill` (Prefect's `serve`: a process that picks up the deployment's
+    scheduled runs, each in a flow-run process of its own, `python -m prefect.engine`). The
+    deployment's entrypoint is benchmarks/served_flow.py, the product's flow behind the kill hook."""
+    from prefect import serve as prefect_serve
+
+    from flows.golden_image import golden_image
+
+    Path(pid_dir).mkdir(parents=True, exist_ok=True)
+    deployment: Any = golden_image.to_deployment(name=SERVE_NAME)
+    deployment.entrypoint = f"{Path(__file__).resolve().parent / 'served_flow.py'}:golden_image"
+    prefect_serve(deployment, limit=1, print_starting_message=False)
+    return 0
+
+
+def flow_run_process_started() -> None:
+    """At import in a flow-run process of the serve runner (benchmarks/served_flow.py): the kill
+    hook, and its pid."""
+    pid_dir = os.environ.get("FAULTS_PID_DIR", "")
+    if pid_dir:
+        (Path(pid_dir) / str(os.getpid())).touch()
+    install_kill_hook()
+
+
+def kill_retry(
+    env: dict[str, str], control: VcsimControl, gi: Any, cell: Cell, out: Outcome
+) -> None:
+    """The `retry` variant: the flow runs as a deployment flow run (served), its flow-run process
+    is killed -9 at the cell's point, the runner reports the run Crashed, and the same flow run is
+    retried through the Prefect API as the UI's Retry button does (state AwaitingRetry, forced);
+    the same runner runs it again, and it must complete, resuming the killed run's build."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+    from prefect.states import AwaitingRetry
+
+    work = Path(tempfile.mkdtemp(prefix="faults-retry-", dir="/tmp"))
+    pid_dir = work / "pids"
+    serve_env = dict(os.environ) | {
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "FAULTS_PID_DIR": str(pid_dir),
+    }
+    serve_env |= _kill_env(cell, work / "killed")
+    if cell.mode == "mid-task":
+        control.set_delays({cell.target: 10000})
+    runner = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--serve", str(pid_dir)],
+        env=serve_env,
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "serve.log").open("w"),
+        cwd=REPO_ROOT,
+    )
+    try:
+        with get_client(sync_client=True) as client:
+            deployment = _wait_for(
+                "the served deployment",
+                lambda: _deployment(client, f"golden-image/{SERVE_NAME}", runner),
+                60,
+            )
+            run = client.create_flow_run_from_deployment(
+                deployment.id, parameters={"config": gi.model_dump(mode="json")}
+            )
+            t0 = time.monotonic()
+            if cell.mode == "mid-task":
+                flow_pid = _wait_for("the flow-run process", lambda: _flow_pid(pid_dir), 120)
+                _kill_mid_task(control, cell, lambda: _alive(flow_pid), flow_pid, t0)
+            state = _wait_for("the killed run's end", lambda: _final(client, run.id), 600)
+            out.seconds = time.monotonic() - t0
+            out.state = "Killed" if state.type.value == "CRASHED" else state.type.value.capitalize()
+            out.error = str(state.message or "")[:160]
+            if cell.mode == "mid-task":
+                _task_finished(control, cell)
+            build = _base_build(env, gi)
+            if out.state != "Killed":
+                return
+            t1 = time.monotonic()
+            retry: Any = AwaitingRetry(message="Retry (fault matrix), as the UI's Retry button")
+            client.set_flow_run_state(run.id, retry, force=True)
+            _wait_for("the retry to start", lambda: _started_again(client, run.id), 120)
+            state = _wait_for("the retried run's end", lambda: _final(client, run.id), 600)
+            out.recovery = time.monotonic() - t1
+            if state.type.value != "COMPLETED":
+                out.problems.append(
+                    f"retry ended {state.type.value}: {str(state.message or '')[:160]}"
+                )
+            out.problems += _resumed(env, gi, build)
+    finally:
+        runner.terminate()
+        try:
+            runner.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+            runner.wait()
+        for pid in _flow_pids(pid_dir):  # a flow-run process the runner left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _wait_for(what: str, probe: Callable[[], Any], timeout: float) -> Any:
+    """Poll `probe` (benchmark harness: the Prefect API and /proc have no events to wait on here)
+    until it returns something truthy."""
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise TimeoutError(f"{what}: nothing after {timeout:.0f}s")
+
+
+def _deployment(client: Any, name: str, runner: subprocess.Popen[bytes]) -> Any:
+    from prefect.exceptions import ObjectNotFound
+
+    if runner.poll() is not None:
+        raise RuntimeError(f"the serve process ended ({runner.returncode})")
+    try:
+        return client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        return None
+
+
+def _final(client: Any, run_id: Any) -> Any:
+    state = client.read_flow_run(run_id).state
+    return state if state is not None and state.is_final() else None
+
+
+def _started_again(client: Any, run_id: Any) -> bool:
+    state = client.read_flow_run(run_id).state
+    return state is not None and not state.is_scheduled()
+
+
+def _flow_pids(pid_dir: Path) -> list[int]:
+    return [int(p.name) for p in pid_dir.glob("[0-9]*")] if pid_dir.is_dir() else []
+
+
+def _flow_pid(pid_dir: Path) -> int | None:
+    return next((pid for pid in _flow_pids(pid_dir) if _alive(pid)), None)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
 
 
 # -------------------------------------------------------------------------------------- the report
@@ -538,6 +881,10 @@ def run_matrix(
     Prefect API (server or test harness)."""
     control = VcsimControl.from_env(env)
     save_blocks(env)
+    kills = [c for c in matrix({}) if only in c.name]
+    if only and kills and all(c.kind == "kill" for c in kills):
+        # kill cells do not depend on the baseline's methods: no clean build first
+        return _run_cells(env, control, kills, n, seed, deadline, progress, 0.0)
     methods, base_seconds = baseline(env, control)
     print(
         f"baseline: {len(methods)} SOAP methods in {base_seconds:.1f}s: "
@@ -549,6 +896,19 @@ def run_matrix(
         for c in matrix(methods)
         if only in c.name and not (skip_known and c.name in KNOWN_DEFECTS)
     ]
+    return _run_cells(env, control, cells, n, seed, deadline, progress, base_seconds)
+
+
+def _run_cells(
+    env: dict[str, str],
+    control: VcsimControl,
+    cells: list[Cell],
+    n: int,
+    seed: int | None,
+    deadline: float,
+    progress: Callable[[Outcome], None] | None,
+    base_seconds: float,
+) -> tuple[list[Outcome], float]:
     if n:
         cells = sample(cells, n, DEFAULT_SEED if seed is None else seed)
     elif seed is not None:  # a time-boxed run covers the matrix evenly, replayably
@@ -581,9 +941,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the cells and exit")
     parser.add_argument("--out", default=str(REPO_ROOT / ".artifacts" / "faults.md"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child)
+    if args.serve:
+        return serve(args.serve)
     seed = args.seed if args.seed is not None else (DEFAULT_SEED if args.sample else None)
     if seed is not None:
         print(f"seed: {seed} (replay with --seed {seed})", flush=True)
@@ -601,7 +964,7 @@ def main(argv: list[str] | None = None) -> int:
         if not os.environ.get("PREFECT_API_URL"):
             from prefect.testing.utilities import prefect_test_harness
 
-            harness = prefect_test_harness(server_startup_timeout=60)
+            harness = prefect_test_harness(server_startup_timeout=180)  # a loaded machine
         with harness:
             outcomes, base = run_matrix(
                 env, only=args.only, n=args.sample, seed=seed, deadline=deadline

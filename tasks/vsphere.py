@@ -53,6 +53,9 @@ ATTR_FLOW_RUN = "winnodes.flow.run"
 ATTR_OS_BUILD = "winnodes.os.build"  # "20348.681": PRE-2's build.UBR, read back by the M checks
 #: On the base VM: the build that uses it and has not reached G10 yet (what `resume` continues).
 ATTR_PENDING = "winnodes.build.pending"
+#: On the base VM: its boot time (`summary.runtime.bootTime`) when G1 last pressed the EFI boot key,
+#: written after the presses: a boot without it got no key (G1 resets the VM and presses it).
+ATTR_BOOT_KEY = "winnodes.bootkey"
 #: Where G1 puts the answer media, relative to the placement datastore.
 ANSWER_DIR = "winnodes"
 
@@ -257,7 +260,8 @@ def g1_upload_answer_media(gi: GoldenImageConfig) -> str:
 
 
 def _boot_keys(gi: GoldenImageConfig, session: VSphereSession, vm: Any) -> str:
-    """EFI only: answer "Press any key to boot from CD or DVD" right after this run's power-on."""
+    """EFI only: answer "Press any key to boot from CD or DVD" right after this run's power-on (or
+    reset), then record on the VM which boot got the key (`ATTR_BOOT_KEY`)."""
     hw = gi.hardware
     if hw.firmware != "efi":
         return "BIOS boots the CD without a key"
@@ -268,10 +272,35 @@ def _boot_keys(gi: GoldenImageConfig, session: VSphereSession, vm: Any) -> str:
         interval=hw.boot_key_interval_seconds,
         timeout=gi.timeouts.vcenter_task_seconds,
     )
+    vms.set_custom_attributes(
+        session, vm, {ATTR_BOOT_KEY: vms.boot_time(session, vm)}, step_id="G1"
+    )
     return (
         f"EFI boot prompt answered: {n} spacebar presses, "
         f"{hw.boot_key_interval_seconds:g}s apart, from power-on"
     )
+
+
+def _start_setup(gi: GoldenImageConfig, session: VSphereSession, vm: Any, powered: bool) -> str:
+    """A base VM whose Windows never ran must boot the ISO with the boot key (EFI).
+
+    `powered`: this call powered it on (the prompt is showing now): press the key. Already on: an
+    earlier run powered it on; if that boot got the key (`ATTR_BOOT_KEY` holds its boot time),
+    setup may be running and the VM is left alone; if it did not (the run died or failed between
+    the power-on and the key), the prompt fell through long ago and setup never started: reset
+    the VM (its firmware starts again and shows the prompt) and press the key as after a power-on.
+    """
+    if powered:
+        return _boot_keys(gi, session, vm)
+    if gi.hardware.firmware != "efi":
+        return ""  # BIOS booted the CD without a key
+    boot = vms.boot_time(session, vm)
+    keyed = vms.custom_attributes(session, vm).get(ATTR_BOOT_KEY)
+    if not vms.boot_key_missing(boot, keyed):
+        return "running since a boot that got the EFI boot key: left alone (setup may be running)"
+    vms.reset(session, vm, timeout=gi.timeouts.vcenter_task_seconds, step_id="G1")
+    keys = _boot_keys(gi, session, vm)
+    return f"on since {boot} without the EFI boot key, Windows never ran: reset; {keys}"
 
 
 @task(name="G1 create base VM from ISO", **transient_retries())
@@ -311,7 +340,7 @@ def g1_create_base_vm(gi: GoldenImageConfig, build_id: str, answer_iso: str) -> 
         # A retry after a failed power-on finds the VM its first attempt created (created=False):
         # its Windows never ran either, so the boot prompt needs the key all the same.
         fresh = ref.created or _windows_never_ran(session, ref.obj)
-        keys = _boot_keys(gi, session, ref.obj) if powered and fresh else ""
+        keys = _start_setup(gi, session, ref.obj, powered) if fresh else ""
         what = "created" if ref.created else "reused"
         return _info(
             ref,
@@ -328,13 +357,14 @@ def g1_power_on(gi: GoldenImageConfig, vm_moid: str) -> bool:
 
     A base VM whose Windows never ran (vCenter has never seen its Tools: an earlier run stopped
     between power-on and the end of setup) boots the ISO again: on EFI it needs the boot key, which
-    this call then presses. A running VM is left alone (setup may be in progress)."""
+    this call then presses. A running one is left alone (setup may be in progress) unless its boot
+    never got the key: then it is reset and gets it (`_start_setup`)."""
     with vcenter(gi) as session:
         vm = _vm(session, vm_moid)
         fresh = _windows_never_ran(session, vm)
         powered = vms.power_on(session, vm, timeout=gi.timeouts.vcenter_task_seconds, step_id="G1")
-        if powered and fresh and gi.source.mode == "iso":
-            _boot_keys(gi, session, vm)
+        if fresh and gi.source.mode == "iso":
+            _start_setup(gi, session, vm, powered)
         return powered
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,32 @@ def test_matrix_covers_every_method_mode_fault_and_repetition() -> None:
     assert all(c.times == "always" for c in failed.values())
     kinds = {c.kind for c in cells}
     assert kinds == {"fault", "delay", "expiry", "kill"}
+
+
+def test_every_kill_point_comes_back_fresh_and_by_a_retry_of_the_same_run() -> None:
+    kills = [c for c in faults.matrix(METHODS) if c.kind == "kill"]
+    points = {(c.target, c.mode) for c in kills}
+    assert {("G1", "boundary"), ("G10", "boundary"), ("PowerOn", "mid-task")} <= points
+    assert {("G2", "mid-wait"), ("G9", "mid-wait")} <= points  # inside the long guest waits
+    names = {c.name for c in kills}
+    for target, mode in points:
+        assert {f"kill:{target}:{mode}:fresh", f"kill:{target}:{mode}:retry"} <= names
+    assert len(kills) == 2 * len(points)
+    assert all(c.expect == "Killed" for c in kills)
+
+
+def test_kill_env_says_where_the_flow_run_process_dies_once(tmp_path: Path) -> None:
+    once = tmp_path / "killed"
+    boundary = faults._kill_env(faults.Cell("kill", "G8", mode="boundary", times="retry"), once)
+    assert boundary == {
+        "FAULTS_KILL_AT": "G8",
+        "FAULTS_KILL_AFTER": "0.0",
+        "FAULTS_KILL_ONCE": str(once),
+    }
+    wait = faults._kill_env(faults.Cell("kill", "G2", mode="mid-wait", times="fresh"), once)
+    assert float(wait["FAULTS_KILL_AFTER"]) == faults.MID_WAIT_SECONDS
+    # mid-task: the parent kills the process while vCenter runs the (delayed) task
+    assert faults._kill_env(faults.Cell("kill", "CloneVm", mode="mid-task"), once) == {}
 
 
 def test_sample_is_deterministic_for_a_seed() -> None:

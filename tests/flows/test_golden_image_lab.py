@@ -199,6 +199,60 @@ def test_a_failed_power_on_of_the_new_base_vm_is_retried_with_the_boot_key(
     assert_valid_template(session, env, gi, result)
 
 
+def _resets(control: VcsimControl, moid: str) -> int:
+    """ResetVM_Task tasks on `moid` in the lab vCenter's task timeline (read independently)."""
+    tasks = control.stats()["tasks"]
+    return sum(1 for t in tasks if t["entity"] == moid and "reset" in t["type"].lower())
+
+
+def test_a_base_vm_left_on_without_the_boot_key_is_reset_and_gets_it(
+    env: dict[str, str], blocks: None, session: Any
+) -> None:
+    """Found by the fault matrix (kill:PowerOn:mid-task): a run stopped between the base VM's
+    power-on and the EFI boot key (killed, or the key failed for good); the VM stays on at the
+    prompt's fall-through, Windows never ran. The re-run used to leave the running VM alone (setup
+    may be running), nobody pressed the key, G2 timed out. Now it resets the VM (its boot never got
+    the key) and presses the key as after a power-on."""
+    control = VcsimControl(env["LAB_VCSIM_CONTROL_URL"])
+    gi = make_config(env, "current")
+    control.add_fault("PutUsbScanCodes", "NoPermission", message="missing privilege")
+    try:
+        with pytest.raises(errors.WinNodesError) as err:
+            golden_image(gi)
+        assert err.value.step_id == "G1"
+    finally:
+        control.clear_faults()
+    base = vms.find_vm(
+        session, inventory.folder(session, env["LAB_VSPHERE_FOLDER"]), gi.names.base_vm
+    )
+    assert base is not None and base.power_state == "poweredOn"  # left on, Windows never ran
+    result = golden_image(gi)
+    assert_valid_template(session, env, gi, result)
+    assert _resets(control, base.moid) == 1
+
+
+def test_a_base_vm_whose_boot_got_the_key_is_not_reset(
+    env: dict[str, str], blocks: None, session: Any, guests: Path
+) -> None:
+    """The other side of the rule: G1 finds the base VM on, Windows not run yet, but this boot got
+    the EFI boot key (setup is running, Tools not installed yet): it is left alone, not reset."""
+    from lab.guest import timing
+    from tasks import vsphere as vt
+
+    control = VcsimControl(env["LAB_VCSIM_CONTROL_URL"])
+    timing.set_lab_timing(guests, timing.Timing("fast", overrides={"setup": 30.0}))
+    gi = make_config(env, "current")
+    answer = vt.g1_upload_answer_media(gi)
+    base = vt.g1_create_base_vm(gi, "b-keyed", answer)
+    try:
+        assert vt.g1_power_on(gi, base.moid) is False  # on already, setup running
+        assert vt.g1_find_base_vm(gi).windows_never_ran  # type: ignore[union-attr]
+        assert _resets(control, base.moid) == 0
+    finally:
+        vt.g1_remove_answer_media(gi, base.moid)
+        vms.destroy(session, session.moref("VirtualMachine", base.moid))
+
+
 def test_a_permanent_fault_before_the_first_step_names_a_step(
     env: dict[str, str], blocks: None
 ) -> None:

@@ -471,6 +471,31 @@ def power_off(
     return True
 
 
+def reset(
+    session: VSphereSession, vm: Any, *, timeout: float = 600, step_id: str | None = None
+) -> None:
+    """Hard reset (`ResetVM_Task`: vSphere's "a hard power-off, then a power-on"): the VM boots
+    again from its firmware. Waits for the task (WaitForUpdatesEx), i.e. until the VM runs again."""
+    task = _start(vm.ResetVM_Task, None, f"reset {vm._moId}", step_id)
+    wait_for_task(session, task, timeout=timeout, step_id=step_id)
+
+
+def boot_time(session: VSphereSession, vm: Any) -> str:
+    """When the VM last powered on or was reset (`summary.runtime.bootTime`, ISO 8601), "" when
+    vCenter does not say (powered off, or a vCenter that leaves it unset)."""
+    seen = inventory.properties(session, vm, ["summary.runtime.bootTime"])
+    value = seen["summary.runtime.bootTime"]
+    return value.isoformat() if value is not None else ""
+
+
+def boot_key_missing(boot: str, keyed_boot: str | None) -> bool:
+    """Whether the running boot of a VM whose Windows never ran got no EFI boot key: `boot` is its
+    boot time (`boot_time`), `keyed_boot` the boot time recorded after the key was last pressed.
+    True only when vCenter gives a boot time and no key was recorded for it: a VM whose boot time
+    is unknown is treated as keyed (left alone: setup may be running)."""
+    return bool(boot) and keyed_boot != boot
+
+
 # -- G1: the EFI boot prompt ---------------------------------------------------------------------
 #: USB HID usage IDs (HID Usage Tables, Keyboard/Keypad page 0x07).
 HID_SPACEBAR = 0x2C

@@ -306,3 +306,13 @@ def test_workspace_server_must_be_the_checked_vcenter(server: str, ok: bool) -> 
     for p in problems:
         assert p.step_id == "M9" and p.field == "machineset.workspace.server"
         assert "(M9)" in p.message
+
+
+def test_boot_key_missing_only_for_a_known_boot_without_a_recorded_key() -> None:
+    """G1 resets a running base VM whose Windows never ran only when vCenter gives its boot time
+    and no EFI boot key was recorded for that boot (tasks.vsphere._start_setup)."""
+    boot = "2026-12-08T01:00:00+00:00"
+    assert vms.boot_key_missing(boot, None)  # nobody pressed the key since this power-on
+    assert vms.boot_key_missing(boot, "2026-12-08T00:50:00+00:00")  # a key of an earlier boot
+    assert not vms.boot_key_missing(boot, boot)  # this boot got the key: setup may be running
+    assert not vms.boot_key_missing("", None)  # boot time unknown: left alone
