@@ -76,8 +76,8 @@ bench: deps lab-bin
 bench-calls: deps lab-bin  # vSphere calls of a golden-image build: product vs a govc script
 	$(PY) benchmarks/vcenter_calls.py
 
-faults: deps lab-bin  # the fault matrix (vCenter faults, delays, session expiry, kill -9): .artifacts/faults.md
-	$(PY) benchmarks/faults.py $(FAULTS_ARGS)
+faults: deps lab-bin  # the fault matrix, every family (vCenter, SSH, Kubernetes API, DNS): .artifacts/faults.md
+	$(PY) benchmarks/fault_matrix.py $(FAULTS_ARGS)
 
 # The fleet benchmark (issue 12): builds on SQLite and PostgreSQL, MachineSets x machines; plot in
 # .artifacts/fleet.png. Scale down with FLEET_ARGS="--builds 2 --sets 1 --machines 2".

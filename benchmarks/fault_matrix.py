@@ -175,7 +175,9 @@ def _prefect() -> Iterator[None]:
         yield
 
 
-def run_job(job: Job, out: Path, *, only: str, sample: int, seed: int | None, minutes: float) -> int:
+def run_job(
+    job: Job, out: Path, *, only: str, sample: int, seed: int | None, minutes: float
+) -> int:
     """One job in this process: a private lab with the family's components, its cells, JSON."""
     from lab import cli
 
@@ -194,7 +196,9 @@ def run_job(job: Job, out: Path, *, only: str, sample: int, seed: int | None, mi
         )
     outcomes, base_seconds = result[0], result[1]
     out.write_text(
-        json.dumps({"job": job.label, "base_seconds": base_seconds, "rows": [row(o) for o in outcomes]})
+        json.dumps(
+            {"job": job.label, "base_seconds": base_seconds, "rows": [row(o) for o in outcomes]}
+        )
     )
     return 0 if all(o.passed for o in outcomes) else 1
 
@@ -280,7 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     if seed is not None:
         print(f"seed: {seed} (replay with --seed {seed})", flush=True)
     todo = jobs(names, _shards(args.shards))
-    passthrough = ["--only", args.only, "--sample", str(args.sample), "--minutes", str(args.minutes)]
+    passthrough = [
+        "--only",
+        args.only,
+        "--sample",
+        str(args.sample),
+        "--minutes",
+        str(args.minutes),
+    ]
     if seed is not None:
         passthrough += ["--seed", str(seed)]
     work = Path(tempfile.mkdtemp(prefix="winnodes-fault-matrix-", dir="/tmp"))

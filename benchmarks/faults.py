@@ -80,21 +80,7 @@ TIMES = {"once": 1, "three": 3, "always": 0}
 LOGIN = {"RetrieveServiceContent", "Login", "LoginByToken"}
 #: Cells that fail because of a product defect found by the matrix and not fixed yet: still run and
 #: reported (as FAIL, with this note) by `make faults`, left out of the CI sample.
-_ORPHAN_CLONE = (
-    "killed once its clone existed, then a fresh run in build mode 'new' (the default): the new "
-    "run builds its own template and the killed build's clone (no template; powered on and "
-    "un-sysprepped when killed in G9) stays; only a 'resume' run continues or removes it (a retry "
-    "of the killed run leaves nothing: the :retry cells pass)"
-)
-KNOWN_DEFECTS: dict[str, str] = {
-    name: _ORPHAN_CLONE
-    for name in (
-        "kill:G9:boundary:fresh",
-        "kill:G10:boundary:fresh",
-        "kill:CloneVm:mid-task:fresh",
-        "kill:G9:mid-wait:fresh",
-    )
-}
+KNOWN_DEFECTS: dict[str, str] = {}
 #: How a killed run is brought back: a fresh flow run of the same configuration, or a retry of the
 #: same (deployment) flow run through the Prefect API, as the UI's Retry button does.
 KILL_VARIANTS = ("fresh", "retry")
@@ -464,6 +450,7 @@ def kill_cell(
             # continues the pending one); it supersedes the killed run's build
             out.state, out.seconds = kill_run(env, control, gi, cell)
             if out.state == "Killed":
+                crash_abandoned_runs()
                 state, exc, out.recovery = run_flow(gi)
                 if state != "Completed":
                     out.problems.append(f"re-run ended {state}: {exc!r}"[:200])
@@ -485,6 +472,33 @@ def kill_cell(
     if out.problems and cell.name in KNOWN_DEFECTS:
         out.problems.append("known defect: " + KNOWN_DEFECTS[cell.name])
     return out
+
+
+def crash_abandoned_runs() -> list[str]:
+    """Mark the flow runs still "Running" after their process was killed as Crashed, as a site's
+    zombie-run automation does once their heartbeats stop (`deployments.register`; the matrix's
+    test server runs no automations). A new build then knows the killed build is over (G10
+    removes its clone). Returns the runs marked."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    marked: list[str] = []
+    with get_client(sync_client=True) as client:
+        running = FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+        )
+        for run in client.read_flow_runs(flow_run_filter=running):
+            client.set_flow_run_state(
+                run.id, Crashed(message="process killed (fault matrix)"), force=True
+            )
+            marked.append(str(run.id))
+    return marked
 
 
 def _tasks_on(control: VcsimControl, moid: str, kind: str) -> list[dict[str, Any]]:
@@ -875,6 +889,7 @@ def run_matrix(
     deadline: float = 0.0,
     progress: Callable[[Outcome], None] | None = None,
     skip_known: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[list[Outcome], float]:
     """Baseline, then the cells (all, those matching `only`, or `n` drawn with `seed`; without the
     known defects' cells with `skip_known`), until the monotonic `deadline` (0: none). Needs a
@@ -884,7 +899,7 @@ def run_matrix(
     kills = [c for c in matrix({}) if only in c.name]
     if only and kills and all(c.kind == "kill" for c in kills):
         # kill cells do not depend on the baseline's methods: no clean build first
-        return _run_cells(env, control, kills, n, seed, deadline, progress, 0.0)
+        return _run_cells(env, control, kills, n, seed, deadline, progress, 0.0, shard)
     methods, base_seconds = baseline(env, control)
     print(
         f"baseline: {len(methods)} SOAP methods in {base_seconds:.1f}s: "
@@ -896,7 +911,28 @@ def run_matrix(
         for c in matrix(methods)
         if only in c.name and not (skip_known and c.name in KNOWN_DEFECTS)
     ]
-    return _run_cells(env, control, cells, n, seed, deadline, progress, base_seconds)
+    return _run_cells(env, control, cells, n, seed, deadline, progress, base_seconds, shard)
+
+
+#: What the multi-family runner (benchmarks/fault_matrix.py) calls: the same as `run_matrix`.
+run_family = run_matrix
+KIND = "vcenter"
+#: The lab components the golden-image flow needs here.
+LAB = ["vcsim", "guest.supervisor"]
+#: SOAP methods of a clean build, for `cells()` without a baseline (the real list comes from it).
+REFERENCE_METHODS = {
+    "CloneVM_Task": "G8",
+    "CreateVM_Task": "G1",
+    "MarkAsTemplate": "G10",
+    "PowerOnVM_Task": "G1",
+    "RetrievePropertiesEx": "",
+    "WaitForUpdatesEx": "G1",
+}
+
+
+def cells() -> list[Cell]:
+    """Reference cells (a real run derives the methods from its clean baseline build)."""
+    return matrix(REFERENCE_METHODS)
 
 
 def _run_cells(
@@ -908,11 +944,13 @@ def _run_cells(
     deadline: float,
     progress: Callable[[Outcome], None] | None,
     base_seconds: float,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[list[Outcome], float]:
     if n:
         cells = sample(cells, n, DEFAULT_SEED if seed is None else seed)
     elif seed is not None:  # a time-boxed run covers the matrix evenly, replayably
         cells = sample(cells, len(cells), seed)
+    cells = cells[shard[0] :: shard[1]]  # this job's share (benchmarks/fault_matrix.py)
     outcomes: list[Outcome] = []
     for i, cell in enumerate(cells, 1):
         if deadline and time.monotonic() > deadline:

@@ -339,7 +339,13 @@ def run_cell(env: dict[str, str], state: State, cell: Cell) -> Outcome:
 
 # --------------------------------------------------------------------------------------------- main
 def run_family(
-    env: dict[str, str], *, only: str = "", n: int = 0, seed: int | None = None
+    env: dict[str, str],
+    *,
+    only: str = "",
+    n: int = 0,
+    seed: int | None = None,
+    deadline: float = 0.0,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[list[Outcome], float, list[str]]:
     state = prepare(env)
     try:
@@ -351,8 +357,14 @@ def run_family(
         todo = [c for c in matrix(state.ops) if only in c.name]
         if n:
             todo = faults.sample(todo, n, faults.DEFAULT_SEED if seed is None else seed)
+        elif seed is not None:
+            todo = faults.sample(todo, len(todo), seed)
+        todo = todo[shard[0] :: shard[1]]  # this job's share (benchmarks/fault_matrix.py)
         outcomes: list[Outcome] = []
         for i, cell in enumerate(todo, 1):
+            if deadline and time.monotonic() > deadline:
+                print(f"time is up after {i - 1} of {len(todo)} cells", flush=True)
+                break
             o = run_cell(env, state, cell)
             outcomes.append(o)
             print(

@@ -79,14 +79,7 @@ PAUSE_STEPS = ("G5", "G6", "G7", "G9")
 GOES_DOWN = re.compile(r"Restart-Computer|sysprep\.exe", re.IGNORECASE)
 PREFIX = "$ProgressPreference = 'SilentlyContinue'; "
 #: Cells failing because of a product defect found by this matrix and not fixed yet.
-KNOWN_DEFECTS: dict[str, str] = {
-    "ssh:G9.1:pause:kill:once": (
-        "killed in G9: the killed build's clone (powered on, not sysprepped) stays for "
-        "build='resume'; a fresh build='new' run completes but never removes it (an orphan VM "
-        "until someone resumes or deletes that build); needs a rule for superseded unfinished "
-        "builds (product decision: G10 retention or the new build's G8)"
-    ),
-}
+KNOWN_DEFECTS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -269,6 +262,8 @@ def run_cell(env: dict[str, str], state: State, cell: faults.Cell) -> faults.Out
         if cell.fault == "pause":
             client.add("pause", kind.pattern, guest=guest, times=1)
             out.state, out.seconds = kill_while_paused(client, gi)
+            if out.state == "Killed":
+                faults.crash_abandoned_runs()  # as the zombie-run automation would
         else:
             action, when = FAULTS[cell.fault]
             client.add(
@@ -358,6 +353,7 @@ def run_family(
     n: int = 0,
     seed: int | None = None,
     deadline: float = 0.0,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[list[faults.Outcome], float]:
     state = prepare(env)
     print(
@@ -372,6 +368,7 @@ def run_family(
     elif seed is not None:  # a time-boxed run: the few pause+kill cells first, then the rest evenly
         todo = faults.sample(todo, len(todo), seed)
         todo.sort(key=lambda c: c.fault != "pause")
+    todo = todo[shard[0] :: shard[1]]  # this job's share (benchmarks/fault_matrix.py)
     outcomes: list[faults.Outcome] = []
     for i, cell in enumerate(todo, 1):
         if deadline and time.monotonic() > deadline:

@@ -445,12 +445,16 @@ def _finish(
     with report.step(StepId.G10) as out:
         template = vt.g10_make_template(gi, vm.moid, build_id, provenance)
         retention = vt.g10_retention(gi, build_id, openshift_block)
-        deleted = retention.deleted
+        abandoned = vt.g10_remove_abandoned_clones(gi, build_id)
+        deleted = retention.deleted + abandoned.deleted
         for name in deleted:
             report.created("VirtualMachine", name, "deleted", "retention")
         if created:
             report.created("VirtualMachine", template.name, "template", f"build {build_id}")
-        out.ok(template.evidence + f"; retention keeps {gi.keep_templates}: {retention.summary}")
+        evidence = f"; retention keeps {gi.keep_templates}: {retention.summary}"
+        if abandoned.deleted or abandoned.kept:
+            evidence += f"; clones of unfinished builds: {abandoned.summary}"
+        out.ok(template.evidence + evidence)
     vt.clear_build_pending(gi, build_id)
     path = f"{gi.placement.folder.rstrip('/')}/{template.name}"
     report.emit("template.ready", StepId.G10, path, {"build_id": build_id})

@@ -510,6 +510,7 @@ def g8_clone(gi: GoldenImageConfig, base_moid: str, build_id: str) -> VmInfo:
                 resume_task=Variable.get(variable, default=None),  # type: ignore[arg-type]
                 on_task=lambda task_id: _remember(variable, task_id),
                 timeout=gi.timeouts.vcenter_task_seconds,
+                flow_run=str(flow_run.get_id() or "") or None,
             )
         Variable.unset(variable)
         if ref.template:
@@ -635,6 +636,55 @@ def g10_retention(
     return RetentionResult(
         deleted=[t.name for t in doomed], kept=[(k.name, k.reason) for k in plan.kept]
     )
+
+
+def _run_states(run_ids: set[str]) -> dict[str, str | None]:
+    """Prefect state type of each flow run (None: this server does not know it)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    states: dict[str, str | None] = {}
+    with get_client(sync_client=True) as client:
+        for run_id in run_ids:
+            try:
+                run = client.read_flow_run(UUID(run_id))
+            except (ObjectNotFound, ValueError):
+                states[run_id] = None
+                continue
+            states[run_id] = run.state.type.value if run.state is not None else "PENDING"
+    return states
+
+
+@task(name="G10 remove clones of abandoned builds", **transient_retries())
+def g10_remove_abandoned_clones(gi: GoldenImageConfig, build_id: str) -> RetentionResult:
+    """Delete the series' clones that are not templates and will never become one: builds older
+    than this one whose flow run is over (a run killed after G8, then a new build instead of a
+    retry). Their flow run is read from the clone (G8 records it) and from Prefect; see
+    `winnodes.plan.retention.superseded_clones` for the rule."""
+    from winnodes.plan.retention import UnfinishedClone, superseded_clones
+
+    with vcenter(gi) as session:
+        folder = _placement(session, gi).folder
+        clones = {
+            ref.name: ref
+            for ref in vms.list_vms(session, folder)
+            if not ref.template
+            and ref.build_id
+            and ref.name != gi.names.base_vm
+            and build_id_of(gi.names, ref.name) == ref.build_id
+        }
+        unfinished = [
+            UnfinishedClone(r.name, r.build_id or "", r.flow_run) for r in clones.values()
+        ]
+        runs = {c.flow_run for c in unfinished if c.flow_run and c.build_id != build_id}
+        delete, kept = superseded_clones(unfinished, build_id, _run_states(runs))
+        for name in delete:
+            vms.destroy(
+                session, clones[name].obj, timeout=gi.timeouts.vcenter_task_seconds, step_id="G10"
+            )
+    return RetentionResult(deleted=delete, kept=[(k.name, k.reason) for k in kept])
 
 
 # -- cleanup -------------------------------------------------------------------------------------------

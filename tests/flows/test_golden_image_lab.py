@@ -393,6 +393,36 @@ def test_every_new_run_builds_a_new_template_with_updates(
     assert not vms.custom_attributes(session, base.obj).get("winnodes.build.pending")
 
 
+def test_a_new_build_removes_the_clone_of_a_build_whose_run_is_over(
+    env: dict[str, str], session: Any, built: tuple[GoldenImageConfig, GoldenImageResult]
+) -> None:
+    """Found by the fault matrix (kill:G9:boundary:fresh and three more): a build that stopped
+    after G8 and was followed by a new build (not a resume) left its clone, not a template, for
+    good. Here the build fails at G10 with `keep_failed_build` (its clone stays, its flow run is
+    Failed); the next new build completes and removes it, and only it."""
+    gi, first = built
+    control = VcsimControl(env["LAB_VCSIM_CONTROL_URL"])
+    control.add_fault("MarkAsTemplate", "NoPermission", max_count=0)
+    try:
+        with pytest.raises(errors.WinNodesError) as failed:
+            golden_image(gi.model_copy(update={"keep_failed_build": True}))
+    finally:
+        control.clear_faults()
+    assert "[G10]" in str(failed.value)
+    folder = inventory.folder(session, env["LAB_VSPHERE_FOLDER"])
+    left = [
+        r
+        for r in vms.list_vms(session, folder)
+        if r.name.startswith(gi.names.template_series + "-") and not r.template
+    ]
+    assert len(left) == 1 and left[0].flow_run, left  # the failed build's clone names its run
+    second = golden_image(gi)
+    names = vm_names(session, env, gi.names.template_series)
+    assert left[0].name not in names
+    assert {first.template, second.template, gi.names.base_vm} <= set(names)
+    assert_valid_template(session, env, gi, second)
+
+
 def test_failure_at_g7_then_resume(
     env: dict[str, str],
     session: Any,

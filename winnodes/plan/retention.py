@@ -81,3 +81,51 @@ def plan_retention(
         else:
             delete.append(t.name)
     return RetentionPlan(delete, kept)
+
+
+# -- clones of builds that will never finish ------------------------------------------------------
+#: Prefect state types of a flow run that will not touch its clone again.
+FINISHED_RUN_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+
+@dataclass(frozen=True)
+class UnfinishedClone:
+    """A clone of the series that is not a template: a build that stopped between G8 and G10."""
+
+    name: str
+    build_id: str
+    flow_run: str | None  # the flow run that made it (recorded in the clone spec at G8)
+
+
+def superseded_clones(
+    clones: Iterable[UnfinishedClone],
+    current_build: str,
+    run_states: Mapping[str, str | None],
+) -> tuple[list[str], list[Kept]]:
+    """Which unfinished clones the build `current_build`, which has just made its template, removes.
+
+    A clone is removed when its build is older than the current one and the flow run that made it
+    is over: its Prefect state is final (a killed run is Crashed once the zombie-run automation saw
+    its heartbeats stop) or the run is unknown to this Prefect server (`run_states[run] is None`).
+    A clone whose run still runs is kept (that build may still finish), and so is one that names no
+    flow run (made before runs were recorded, or by hand): nothing proves it is abandoned.
+    """
+    delete: list[str] = []
+    kept: list[Kept] = []
+    for clone in clones:
+        if clone.build_id == current_build:
+            continue
+        if not (clone.build_id.isdigit() and current_build.isdigit()) or int(clone.build_id) > int(
+            current_build
+        ):
+            kept.append(Kept(clone.name, "a newer or unordered build"))
+            continue
+        if not clone.flow_run:
+            kept.append(Kept(clone.name, "no flow run recorded on the clone"))
+            continue
+        state = run_states.get(clone.flow_run, "UNREAD")
+        if state is None or state in FINISHED_RUN_STATES:
+            delete.append(clone.name)
+        else:
+            kept.append(Kept(clone.name, f"its flow run {clone.flow_run} is {state.lower()}"))
+    return delete, kept

@@ -37,6 +37,8 @@ from winnodes.vsphere.session import VSphereSession
 from winnodes.vsphere.waits import task_state, wait_for_power_state, wait_for_task
 
 BUILD_KEY = "winnodes.build"
+#: The flow run that made a clone (G8), so that a later build can tell an abandoned one.
+FLOW_RUN_KEY = "winnodes.flowrun"
 VM_PROPS = (
     "name",
     "config.extraConfig",
@@ -62,6 +64,15 @@ def build_option(build_id: str) -> Any:
     return vim.option.OptionValue(key=BUILD_KEY, value=build_id)
 
 
+def flow_run_of(extra_config: Sequence[Any] | None) -> str | None:
+    """The flow run recorded in a clone's `config.extraConfig` at G8, or None."""
+    for opt in extra_config or []:
+        if getattr(opt, "key", None) == FLOW_RUN_KEY:
+            value = getattr(opt, "value", None)
+            return str(value) if value else None
+    return None
+
+
 @dataclass(frozen=True)
 class VmRef:
     """A VM or template as the operations return it."""
@@ -73,6 +84,7 @@ class VmRef:
     template: bool = False
     power_state: str | None = None
     hardware_version: str | None = None
+    flow_run: str | None = None  # the flow run that made it (clones, G8)
 
     @property
     def moid(self) -> str:
@@ -89,6 +101,7 @@ def _ref(found: inventory.Found, created: bool) -> VmRef:
         template=bool(p.get("config.template")),
         power_state=p.get("runtime.powerState"),
         hardware_version=p.get("config.version"),
+        flow_run=flow_run_of(p.get("config.extraConfig")),
     )
 
 
@@ -562,6 +575,7 @@ def clone_vm(
     on_task: OnTask | None = None,
     timeout: float = 1800,
     step_id: str | None = "G8",
+    flow_run: str | None = None,
 ) -> VmRef:
     """Clone `source` to `name` in `folder`/`pool`; an existing `name` of the same build is the
     result (Conflict if of another build). The build ID is set in the clone spec's extraConfig."""
@@ -574,7 +588,9 @@ def clone_vm(
         powerOn=power_on,
         template=template,
         config=vim.vm.ConfigSpec(
-            extraConfig=[build_option(build_id)], annotation=annotation or None
+            extraConfig=[build_option(build_id)]
+            + ([vim.option.OptionValue(key=FLOW_RUN_KEY, value=flow_run)] if flow_run else []),
+            annotation=annotation or None,
         ),
     )
     task = _start(
@@ -702,7 +718,7 @@ def list_templates(session: VSphereSession, folder: Any, series: str) -> list[Te
 
 def list_vms(session: VSphereSession, folder: Any) -> list[VmRef]:
     """Every VM and template directly in `folder` (one property-collector call)."""
-    found = inventory.contents(session, folder, vim.VirtualMachine, VM_PROPS[1:], recursive=False)
+    found = inventory.contents(session, folder, vim.VirtualMachine, VM_PROPS, recursive=False)
     return [_ref(f, created=False) for f in found]
 
 
