@@ -43,6 +43,8 @@ Faults (what kube-apiserver v1.36 sends, see docs/lab-fidelity.md "Kubernetes AP
   500          Status InternalError "Internal error occurred: ..." (apierrors.NewInternalError)
   503          Status ServiceUnavailable (apierrors.NewServiceUnavailable)
   reset        the connection is closed with a TCP RST after the request was read, no response
+  reset-after  the request is forwarded and done by the apiserver, then the connection is reset
+               instead of the response (the client cannot know whether its change happened)
   watch-close  a watch ends cleanly (last chunk) after `after` events were relayed
   gone         a watch with a resourceVersion other than ""/"0" gets HTTP 200 and one ERROR event
                with Status 410 Expired "too old resource version: <rv> (<newer>)", then ends
@@ -75,7 +77,7 @@ import yaml
 from lab.pki import CertDir
 from lab.process import LabError
 
-FAULTS = ("429", "500", "503", "reset", "watch-close", "gone")
+FAULTS = ("429", "500", "503", "reset", "reset-after", "watch-close", "gone")
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 HOP_BY_HOP = {
     "connection",
@@ -182,6 +184,8 @@ class Rule:
             return False
         if self.fault in ("watch-close", "gone") and info.verb != "watch":
             return False
+        if self.fault == "reset-after" and info.verb == "watch":
+            return False  # a watch's response never ends by itself: nothing to reset after
         if self.fault == "gone" and info.resource_version in ("", "0"):
             return False  # only a watch *resumed* from a resourceVersion can be too old
         if self.namespace and self.namespace != info.namespace:
@@ -406,6 +410,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 if attempt:
                     raise
         assert resp is not None
+        if rule is not None and rule.fault == "reset-after":
+            resp.read()
+            self._upstream(fresh=True)
+            self._reset()
+            return
         self.send_response(resp.status, resp.reason)
         for k, v in resp.getheaders():
             if k.lower() not in HOP_BY_HOP:
