@@ -440,7 +440,14 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self._upstream(fresh=True)  # the upstream watch ends with its connection
 
     def _relay(self, resp: http.client.HTTPResponse, close_after: int | None) -> None:
-        """Copy a chunked response as it arrives; for watch-close, end it after N events."""
+        """Copy a chunked response as it arrives; for watch-close, end it after N events. Either
+        side going away ends the relay (the client stopped watching, the apiserver stopped)."""
+        try:
+            self._copy(resp, close_after)
+        except (http.client.HTTPException, OSError):
+            self.close_connection = True
+
+    def _copy(self, resp: http.client.HTTPResponse, close_after: int | None) -> None:
         if close_after is None:
             while data := resp.read1(65536):
                 self._chunk(data)
@@ -459,6 +466,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that broke mid-request is normal traffic for a fault proxy: no traceback."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (OSError, http.client.HTTPException, ssl.SSLError)):
+            super().handle_error(request, client_address)
 
     def __init__(
         self,

@@ -150,6 +150,8 @@ def test_transient_faults_are_retried_then_the_stream_goes_on(
     control.add_rule("watch", "configmaps", "reset", times=1)
     with wait.Watches([_feed(api, f"t={label}")], "t") as watches:
         _seen(watches, set(), "first list")
+        while sum(r["hits"] for r in control.rules()) < 3:  # every fault was met first
+            time.sleep(0.05)
         direct.create_namespaced_config_map(NS, _cm(f"t-{label}", label))
         got = _seen(watches, {f"t-{label}"}, "after faults")
     assert got[-1][1] == f"t-{label}"
