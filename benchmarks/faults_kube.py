@@ -21,8 +21,11 @@ wait ends at its first complete listing); watch cells create a fresh MachineSet,
 carry the Machine and Node events the wait depends on.
 
 What a cell checks, with the kubernetes client on the real apiserver (not through the proxy):
-- within the retry budget (once, three; every watch cell) -> Completed; always -> Failed, naming
-  the step ID of the step that makes the call; the rule was hit;
+- within the retry budget (once, three; every watch-close/gone cell) -> Completed; always ->
+  Failed, naming the step ID of the step that makes the call (V1's Events excepted: they only
+  explain the wait, which goes on without them; a watch failing for good may also end Completed,
+  its stream lists again between failures and can see the set Ready before it gives up);
+  the rule was hit;
 - a failed run leaves nothing half-made: a re-run without faults completes;
 - the end state: exactly one MachineSet of the cell's name, Ready, with exactly its replicas of
   Machines (no duplicates), the key secret `cloud-private-key` holding the block's key.
@@ -40,6 +43,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -65,6 +69,9 @@ LAB = ["vcsim", "guest.supervisor", "kube", "dns", "controllers"]
 TRANSIENT = ("429", "500", "503", "reset")
 TIMES = {"once": 1, "three": 3, "always": 0}
 MUTATING = {"create", "update", "patch", "delete"}
+#: Calls whose failure for good the product survives: V1's Events only explain a wait (its stream
+#: may give up, the wait goes on without it).
+OPTIONAL = {"machineset:list events", "machineset:watch events"}
 FLOWS = ("prep", "machineset")
 DEFAULT_SEED = 1111
 READY_SECONDS = 240
@@ -81,8 +88,9 @@ def matrix(calls: dict[str, str]) -> list[Cell]:
     cells: list[Cell] = []
     for target, step in sorted(calls.items()):
         verb = target.split(":", 1)[1].split(" ", 1)[0]
+        optional = target in OPTIONAL
         for fault, times in itertools.product(TRANSIENT, TIMES):
-            expect = "Failed" if times == "always" else "Completed"
+            expect = "Failed" if times == "always" and not optional else "Completed"
             cells.append(Cell(KIND, target, fault, "call", times, expect, step))
         if verb in MUTATING:
             cells.append(Cell(KIND, target, "reset-after", "call", "once", "Completed", step))
@@ -210,7 +218,10 @@ def _measured(control: KubeFaultsControl) -> set[str]:
 
 
 def _steps_calls(
-    control: KubeFaultsControl, flow: str, run: Callable[[], tuple[str, Any, float]], steps: list[str]
+    control: KubeFaultsControl,
+    flow: str,
+    run: Callable[[], tuple[str, Any, float]],
+    steps: list[str],
 ) -> tuple[dict[str, str], float]:
     """Run `run` and attribute every (verb, resource) it calls to the step that first calls it."""
     marks: list[tuple[str, set[str]]] = []
@@ -269,7 +280,12 @@ def prepare(env: dict[str, str]) -> State:
     )
     _, _, converge_s = run_machineset(penv, name, template)
     return State(
-        proxy, control, template, name, calls, {"prep": prep_s, "fresh": ms_s, "converge": converge_s}
+        proxy,
+        control,
+        template,
+        name,
+        calls,
+        {"prep": prep_s, "fresh": ms_s, "converge": converge_s},
     )
 
 
@@ -324,9 +340,7 @@ def end_state(env: dict[str, str], name: str | None) -> list[str]:
 # ------------------------------------------------------------------------------------------- a cell
 def _rule(control: KubeFaultsControl, cell: Cell) -> None:
     verb, resource = cell.target.split(":", 1)[1].split(" ", 1)
-    control.add_rule(
-        verb, resource, cell.fault, times=TIMES[cell.times], retry_after=1, after=1
-    )
+    control.add_rule(verb, resource, cell.fault, times=TIMES[cell.times], retry_after=1, after=1)
 
 
 def run_cell(env: dict[str, str], state: State, cell: Cell) -> Outcome:
@@ -364,7 +378,11 @@ def run_cell(env: dict[str, str], state: State, cell: Cell) -> Outcome:
     finally:
         control.clear()
     base = state.base_seconds["prep" if flow == "prep" else ("fresh" if fresh else "converge")]
-    if out.state != cell.expect:
+    verb = call.split(" ", 1)[0]
+    # A watch failing for good while its lists work: the stream lists again between failures, so
+    # the set may be seen Ready before the stream gives up. Both are right; a hang is not.
+    either = verb == "watch" and cell.times == "always" and cell.expect == "Failed"
+    if out.state != cell.expect and not (either and out.state == "Completed"):
         out.problems.append(f"ended {out.state}, expected {cell.expect}")
     if out.hits == 0:
         out.problems.append("the fault was never injected (the call did not happen)")
@@ -436,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     if seed is not None:
         print(f"seed: {seed} (replay with --seed {seed})", flush=True)
     os.environ.setdefault("WINNODES_RETRY_DELAY", "0.2")
+    # SIGTERM stops like Ctrl-C: the private lab's daemons are stopped on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     deadline = time.monotonic() + args.minutes * 60 if args.minutes else 0.0
     run_dir = Path(tempfile.mkdtemp(prefix="winnodes-faults-kube-", dir="/tmp"))
     with cli.private_lab(run_dir / "lab", LAB) as ctx:
@@ -454,7 +474,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             faults.publish(md, Path(args.out))
     Path(args.out).with_suffix(".json").write_text(
-        json.dumps([asdict(o.cell) | {"passed": o.passed, **faults._row(o)} for o in outcomes], indent=1)
+        json.dumps(
+            [asdict(o.cell) | {"passed": o.passed, **faults._row(o)} for o in outcomes], indent=1
+        )
     )
     print(md)
     return 0 if all(o.passed for o in outcomes) else 1

@@ -293,9 +293,7 @@ def gone_event(resource_version: str) -> bytes:
         newer = str(int(resource_version) + 1)
     except ValueError:
         newer = "0"
-    status = status_body(
-        410, "Expired", f"too old resource version: {resource_version} ({newer})"
-    )
+    status = status_body(410, "Expired", f"too old resource version: {resource_version} ({newer})")
     return json.dumps({"type": "ERROR", "object": status}).encode() + b"\n"
 
 
@@ -388,14 +386,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _reset(self) -> None:
         """Close with RST and no response (a load balancer or apiserver process going away)."""
         with contextlib.suppress(OSError):  # linger 0: close() sends RST, not FIN
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
 
     def _forward(self, body: bytes | None, info: RequestInfo, rule: Rule | None) -> None:
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers["Host"] = "%s:%d" % self.server.upstream.host_port
+        host, port = self.server.upstream.host_port
+        headers["Host"] = f"{host}:{port}"
         if body is not None:
             headers["Content-Length"] = str(len(body))
         streaming = info.verb == "watch"
@@ -495,7 +492,7 @@ class _ProxyServer(ThreadingHTTPServer):
         except (ssl.SSLError, OSError):
             return
         try:
-            self.RequestHandlerClass(tls, client_address, self)
+            _ProxyHandler(tls, client_address, self)
         finally:
             with contextlib.suppress(OSError):
                 tls.close()

@@ -36,6 +36,9 @@ def test_expectations_name_the_step_of_the_call() -> None:
     assert by_name["kube:prep:create secrets:reset:call:always"].step == "PRE-3"
     assert by_name["kube:machineset:watch nodes:429:call:always"].step == "V1"
     assert all(c.expect == "Completed" for c in by_name.values() if c.times != "always")
+    # V1's Events only explain the wait: their stream failing for good must not fail it
+    assert by_name["kube:machineset:watch events:503:call:always"].expect == "Completed"
+    assert by_name["kube:machineset:list events:reset:call:always"].expect == "Completed"
 
 
 def test_matrix_follows_the_measured_calls_and_sampling_is_seeded() -> None:

@@ -22,8 +22,8 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from lab import cli
 from lab.kubefaults import (
-    KubeFaultsControl,
     KubeFaultProxy,
+    KubeFaultsControl,
     Rule,
     gone_event,
     request_info,
@@ -54,7 +54,11 @@ NS = "default"
         ),
         ("POST", "/api/v1/namespaces/x/configmaps", ("create", "configmaps", "", "x", "")),
         ("DELETE", "/api/v1/namespaces/x/configmaps/c", ("delete", "configmaps", "", "x", "c")),
-        ("DELETE", "/api/v1/namespaces/x/configmaps", ("deletecollection", "configmaps", "", "x", "")),
+        (
+            "DELETE",
+            "/api/v1/namespaces/x/configmaps",
+            ("deletecollection", "configmaps", "", "x", ""),
+        ),
         ("GET", "/apis/config.openshift.io/v1", ("get", "", "", "", "")),
         ("GET", "/version", ("get", "", "", "", "")),
     ],
@@ -174,24 +178,28 @@ def test_forwards_over_verified_tls_and_counts(
 
 @pytest.mark.lab
 @pytest.mark.parametrize("fault", ["429", "500", "503"])
-def test_status_faults_once_then_through(
-    fault: str, control: KubeFaultsControl, core: Any
-) -> None:
+def test_status_faults_once_then_through(fault: str, control: KubeFaultsControl, core: Any) -> None:
     # POST: urllib3 never retries it by itself, so the client sees the fault as the server sent it
     control.add_rule("create", "configmaps", fault, times=1, retry_after=3)
     name = f"s-{uuid.uuid4().hex[:6]}"
     with pytest.raises(ApiException) as err:
         core.create_namespaced_config_map(NS, _cm(name))
-    exc = err.value
+    exc: Any = err.value
     assert exc.status == int(fault)
     if fault == "429":  # APF: Retry-After and net/http's plain-text error
         assert exc.headers["Retry-After"] == "3"
         assert exc.headers["Content-Type"] == "text/plain; charset=utf-8"
-        assert exc.body in (b"Too many requests, please try again later.\n",
-                            "Too many requests, please try again later.\n")
+        assert exc.body in (
+            b"Too many requests, please try again later.\n",
+            "Too many requests, please try again later.\n",
+        )
     else:
         status = json.loads(exc.body)
-        assert (status["kind"], status["code"], status["status"]) == ("Status", int(fault), "Failure")
+        assert (status["kind"], status["code"], status["status"]) == (
+            "Status",
+            int(fault),
+            "Failure",
+        )
         assert status["reason"] == {"500": "InternalError", "503": "ServiceUnavailable"}[fault]
     core.create_namespaced_config_map(NS, _cm(name))  # once: the next call goes through
     core.delete_namespaced_config_map(name, NS)
@@ -273,7 +281,9 @@ def test_watch_close_after_n_events(control: KubeFaultsControl, core: Any, direc
     # resumed from the last resourceVersion seen: the third, nothing replayed
     last = events[-1]["object"]["metadata"]["resourceVersion"]
     resp = _watch(core, last, timeout=1)
-    rest = [json.loads(line)["object"]["metadata"]["name"] for line in iter_resp_lines(resp) if line]
+    rest = [
+        json.loads(line)["object"]["metadata"]["name"] for line in iter_resp_lines(resp) if line
+    ]
     assert rest == names[2:]
     for n in names:
         direct.delete_namespaced_config_map(n, NS)
@@ -298,7 +308,7 @@ def test_gone_is_the_watch_caches_error_event(control: KubeFaultsControl, core: 
     assert err.value.status == 410 and "too old resource version" in str(err.value.reason)
     # a fresh watch (no resourceVersion) is never "too old"
     control.add_rule("watch", "configmaps", "gone", times=0)
-    resp = core.list_namespaced_config_map(NS, watch=True, timeout_seconds=1, _preload_content=False)
+    resp = core.list_namespaced_config_map(
+        NS, watch=True, timeout_seconds=1, _preload_content=False
+    )
     assert all(json.loads(x)["type"] != "ERROR" for x in iter_resp_lines(resp) if x)
-
-

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client as k8s
-from kubernetes.watch.watch import iter_resp_lines
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 
 from winnodes import errors
 from winnodes.cluster.api import Obj, boundary, retry_after
@@ -171,7 +171,9 @@ def _stream(
         # 410 Gone: list again at once; 410s without progress in between count as failures
         failures += 1
         if failures > MAX_FAILURES:
-            out.put(("error", kind, ApiException(status=410, reason="Expired: watch kept expiring")))
+            out.put(
+                ("error", kind, ApiException(status=410, reason="Expired: watch kept expiring"))
+            )
             return
         if failures > 1:
             back_off()
@@ -181,11 +183,16 @@ Feed = tuple[Callable[..., Any], str, dict[str, Any]]  # list function, kind, it
 
 
 class Watches:
-    """The common loop of the cluster adapter's waits (V1 here, ROT3 drain, ROT4 rotation): one list+watch stream per feed in a daemon thread, all into one
-    queue; `events` yields them until the deadline. Use as a context manager: leaving it stops
-    the streams."""
+    """The common loop of the cluster adapter's waits (V1 here, ROT3 drain, ROT4 rotation): one
+    list+watch stream per feed in a daemon thread, all into one queue; `events` yields them until
+    the deadline. A stream that gives up fails the wait, unless its kind is `optional` (V1's
+    Events, which only explain a wait). Use as a context manager: leaving it stops the streams."""
 
-    def __init__(self, feeds: list[Feed], thread_prefix: str) -> None:
+    def __init__(
+        self, feeds: list[Feed], thread_prefix: str, optional: frozenset[str] = frozenset()
+    ) -> None:
+        self.optional = optional  # kinds whose stream may give up without failing the wait
+        self.lost: dict[str, BaseException] = {}  # optional streams that gave up, and why
         self.out: queue.Queue[tuple[str, str, Any]] = queue.Queue()
         self.stop = threading.Event()
         self.threads = [
@@ -214,8 +221,9 @@ class Watches:
         step_id: str,
         what: Callable[[str], str],
     ) -> Iterator[tuple[str, str, Any]]:
-        """(op, kind, payload) as they come: op is "list" (payload: the items) or the watch event
-        type (payload: the object). At `deadline` (time.monotonic) raises `on_timeout()`; a stream
+        """(op, kind, payload) as they come: op is "list" (payload: the items), the watch event
+        type (payload: the object), or "lost" when an optional feed's stream gave up (payload:
+        its error). At `deadline` (time.monotonic) raises `on_timeout()`; a stream
         that gave up raises its error through `boundary(step_id, what(kind))`."""
         while True:
             remaining = deadline - time.monotonic()
@@ -224,6 +232,10 @@ class Watches:
             try:
                 op, kind, payload = self.out.get(timeout=remaining)
             except queue.Empty:
+                continue
+            if op == "error" and kind in self.optional:
+                self.lost[kind] = payload  # the caller waits on without this feed
+                yield "lost", kind, payload
                 continue
             if op == "error":
                 with boundary(step_id, what(kind)):
@@ -306,10 +318,14 @@ def wait_until_ready(
             f"machineset {name} not ready after {timeout:.0f}s:\n{d.text()}", d
         )
 
-    with Watches(streams, "v1") as watches:
+    # Events only explain a wait (diagnosis); a broken event stream must not fail it.
+    with Watches(streams, "v1", optional=frozenset({"event"})) as watches:
         for op, kind, payload in watches.events(
             deadline, not_ready, "V1", lambda kind: f"watch {kind}s of machineset {name}"
         ):
+            if op == "lost":  # the event stream gave up: decide without (more) events
+                listed.add(kind)
+                continue
             _apply(snap, op, kind, payload, since)
             if op == "list":
                 listed.add(kind)

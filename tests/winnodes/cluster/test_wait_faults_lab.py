@@ -65,7 +65,11 @@ def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _feed(api: Any, label: str) -> wait.Feed:
-    return (k8s.CoreV1Api(api).list_namespaced_config_map, "cm", {"namespace": NS, "label_selector": label})
+    return (
+        k8s.CoreV1Api(api).list_namespaced_config_map,
+        "cm",
+        {"namespace": NS, "label_selector": label},
+    )
 
 
 def _cm(name: str, label: str) -> dict[str, Any]:
@@ -76,7 +80,9 @@ def _seen(watches: wait.Watches, want: set[str], what: str) -> list[tuple[str, s
     """(op, name) until every name in `want` was seen; lists give ("list", name) per item."""
     got: list[tuple[str, str]] = []
     names: set[str] = set()
-    events = watches.events(time.monotonic() + 60, lambda: AssertionError(f"{what}: {got}"), "V1", str)
+    events = watches.events(
+        time.monotonic() + 60, lambda: AssertionError(f"{what}: {got}"), "V1", str
+    )
     for op, _kind, payload in events:
         items = payload if op == "list" else [payload]
         for o in items:
@@ -123,9 +129,11 @@ def test_a_watch_that_keeps_expiring_gives_up_with_a_product_error(
     control: KubeFaultsControl, api: Any
 ) -> None:
     control.add_rule("watch", "configmaps", "gone", times=0)
-    with wait.Watches([_feed(api, "t=none")], "t") as watches:
-        with pytest.raises(errors.WinNodesError) as err:
-            _seen(watches, {"never"}, "410 forever")
+    with (
+        wait.Watches([_feed(api, "t=none")], "t") as watches,
+        pytest.raises(errors.WinNodesError) as err,
+    ):
+        _seen(watches, {"never"}, "410 forever")
     assert err.value.step_id == "V1"
 
 
@@ -133,11 +141,15 @@ def test_a_4xx_other_than_429_fails_at_once(control: KubeFaultsControl, api: Any
     feed: wait.Feed = (
         k8s.CustomObjectsApi(api).list_namespaced_custom_object,
         "thing",
-        {"group": "machine.openshift.io", "version": "v1beta1", "namespace": NS, "plural": "nosuch"},
+        {
+            "group": "machine.openshift.io",
+            "version": "v1beta1",
+            "namespace": NS,
+            "plural": "nosuch",
+        },
     )
-    with wait.Watches([feed], "t") as watches:
-        with pytest.raises(errors.NotFound):
-            _seen(watches, {"never"}, "404")
+    with wait.Watches([feed], "t") as watches, pytest.raises(errors.NotFound):
+        _seen(watches, {"never"}, "404")
     assert control.stats() == {"list nosuch": 1}  # not retried
 
 
@@ -157,3 +169,27 @@ def test_transient_faults_are_retried_then_the_stream_goes_on(
     assert got[-1][1] == f"t-{label}"
     assert [r["hits"] for r in control.rules()] == [1, 1, 1]
     direct.delete_namespaced_config_map(f"t-{label}", NS)
+
+
+def test_an_optional_stream_that_gives_up_does_not_fail_the_wait(
+    control: KubeFaultsControl, api: Any, direct: Any
+) -> None:
+    """V1's Event stream only explains a wait: when it gives up, the wait goes on without it."""
+    label = uuid.uuid4().hex[:8]
+    control.add_rule("watch", "events", "503", times=0)
+    events_feed: wait.Feed = (
+        k8s.CoreV1Api(api).list_namespaced_event,
+        "event",
+        {"namespace": NS},
+    )
+    with wait.Watches([_feed(api, f"t={label}"), events_feed], "t", frozenset({"event"})) as w:
+        ops: list[tuple[str, str]] = []
+        for op, kind, payload in w.events(time.monotonic() + 60, AssertionError, "V1", str):
+            ops.append((op, kind))
+            if op == "lost":
+                direct.create_namespaced_config_map(NS, _cm(f"o-{label}", label))
+            if op == "ADDED" and payload["metadata"]["name"] == f"o-{label}":
+                break
+    assert ("lost", "event") in ops and ops[-1] == ("ADDED", "cm")
+    assert isinstance(w.lost["event"], Exception)
+    direct.delete_namespaced_config_map(f"o-{label}", NS)
