@@ -323,10 +323,10 @@ def wait_until_ready(
         for op, kind, payload in watches.events(
             deadline, not_ready, "V1", lambda kind: f"watch {kind}s of machineset {name}"
         ):
-            if op == "lost":  # the event stream gave up: decide without (more) events
+            if op == "lost":  # the event stream gave up: decide now, without (more) events
                 listed.add(kind)
-                continue
-            _apply(snap, op, kind, payload, since)
+            else:
+                _apply(snap, op, kind, payload, since)
             if op == "list":
                 listed.add(kind)
             if len(listed) < len(streams):
