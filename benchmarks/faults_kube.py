@@ -442,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, help="draw the sample with this seed")
     parser.add_argument("--sample", type=int, default=0, help="run N cells drawn with --seed")
-    parser.add_argument("--only", default="", help="cells whose name contains this text (a|b: either)")
+    parser.add_argument(
+        "--only", default="", help="cells whose name contains this text (a|b: either)"
+    )
     parser.add_argument("--minutes", type=float, default=0, help="stop starting cells after this")
     parser.add_argument("--list", action="store_true", help="list the reference cells and exit")
     parser.add_argument("--out", default=str(REPO_ROOT / ".artifacts" / "faults-kube.md"))
