@@ -6,6 +6,7 @@ jitter, anything else (bad credentials, missing template, invalid spec, a guest 
 fails the task at once. Declaring it here keeps the decision out of message text and out of the flows.
 
 `WINNODES_RETRY_DELAY` (seconds, default 2) scales the backoff: tests and the lab use a small value.
+A server's Retry-After (Kubernetes 429) is honoured on top of it, capped (`retry_transient`).
 
 Deadlines. A wait's budget is its step's configured time *in total*, across retries. The flow
 computes one absolute deadline per wait (`deadline_after`) and passes it to the task; the task asks
@@ -18,6 +19,7 @@ later flow run computes a new one, which is how a re-run resumes a wait with a f
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,12 +35,26 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TransientError)
 
 
+#: The longest server-requested wait (Retry-After) honoured before a retry, in seconds.
+MAX_RETRY_AFTER = 30.0
+
+
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect `retry_condition_fn`: retry only when the task raised a TransientError."""
+    """Prefect `retry_condition_fn`: retry only when the task raised a TransientError.
+
+    When the server said how long to wait (`ApiUnavailable.retry_after`: a 429 of the Kubernetes
+    API's Priority and Fairness carries Retry-After), wait that long (at most MAX_RETRY_AFTER)
+    before the retry's own backoff starts: retrying earlier only earns another 429. Prefect calls
+    this only when a retry is left."""
     try:
         state.result()
     except BaseException as exc:
-        return is_transient(exc)
+        if not is_transient(exc):
+            return False
+        wait = getattr(exc, "retry_after", None)
+        if isinstance(wait, (int, float)) and wait > 0:
+            time.sleep(min(float(wait), MAX_RETRY_AFTER))
+        return True
     return False
 
 

@@ -120,11 +120,20 @@ class SessionExpired(TransientError):
 
 
 class ApiUnavailable(TransientError):
-    """An API answered 5xx or 429 (too many requests). `status` is the HTTP code when known."""
+    """An API answered 5xx or 429 (too many requests). `status` is the HTTP code when known;
+    `retry_after` the seconds the server asked us to wait (its Retry-After header), if it did."""
 
-    def __init__(self, message: str, *, step_id: str | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        step_id: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message, step_id=step_id)
         self.status = status
+        self.retry_after = retry_after
 
 
 class SSHDropped(TransientError):

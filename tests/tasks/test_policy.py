@@ -139,3 +139,25 @@ def test_retries_share_the_budget_and_a_timeout_is_not_retried() -> None:
     # fresh budget). Counted, not timed: wall time on a shared machine proves nothing.
     assert len(seen) == 2, seen
     assert seen[1] < budget - 0.7, seen
+
+
+def test_retry_after_is_honoured_before_a_retry_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 429's Retry-After is waited for (capped) before the retry; permanent errors wait nothing."""
+    from prefect.states import Failed
+
+    import tasks.policy as policy
+    from winnodes.errors import ApiUnavailable
+
+    slept: list[float] = []
+    monkeypatch.setattr(policy.time, "sleep", slept.append)
+
+    def failed(exc: BaseException) -> Any:
+        return Failed(data=exc)
+
+    busy = ApiUnavailable("429", step_id="C3", status=429, retry_after=3)
+    assert policy.retry_transient(None, None, failed(busy))
+    huge = ApiUnavailable("429", step_id="C3", status=429, retry_after=3600)
+    assert policy.retry_transient(None, None, failed(huge))
+    assert policy.retry_transient(None, None, failed(ApiUnavailable("500", status=500)))
+    assert not policy.retry_transient(None, None, failed(NotFound("x", step_id="M7")))
+    assert slept == [3.0, policy.MAX_RETRY_AFTER]

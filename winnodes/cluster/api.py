@@ -37,6 +37,17 @@ def _body_message(exc: ApiException, secrets: Iterable[str | None]) -> str:
     return errors.truncate(errors.redact(str(text), secrets), 600)
 
 
+def retry_after(exc: ApiException) -> float | None:
+    """The seconds of the response's Retry-After header (kube-apiserver's API Priority and Fairness
+    sends it with 429; RFC 9110 also allows an HTTP date, which the apiserver never sends)."""
+    headers = exc.headers or {}
+    raw = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def map_api_exception(
     exc: BaseException,
     step_id: str | None,
@@ -60,7 +71,9 @@ def map_api_exception(
             # 500 "failed to create typed patch object": the request, not the server, is wrong.
             return errors.ConfigError(msg, step_id=step_id)
         if status == 429 or status >= 500:
-            return errors.ApiUnavailable(msg, step_id=step_id, status=status)
+            return errors.ApiUnavailable(
+                msg, step_id=step_id, status=status, retry_after=retry_after(exc)
+            )
         if status == 0:  # the client's own "no response" exception
             return errors.ConnectionLost(msg, step_id=step_id)
         return errors.PermanentError(msg, step_id=step_id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,11 +23,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client as k8s
-from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 
 from winnodes import errors
-from winnodes.cluster.api import Obj, boundary
+from winnodes.cluster.api import Obj, boundary, retry_after
 from winnodes.render.diagnosis import (
     Diagnosis,
     Readiness,
@@ -60,6 +61,60 @@ class MachineSetFailed(errors.PermanentError):
 Progress = Callable[[Readiness], None]
 
 
+MAX_FAILURES = 5  # consecutive failed list/watch attempts before a stream gives up
+MAX_BACKOFF = 10.0  # seconds between attempts at most (a Retry-After above it is capped)
+
+
+def _watch(
+    list_fn: Callable[..., Any],
+    kind: str,
+    out: queue.Queue[tuple[str, str, Any]],
+    stop: threading.Event,
+    rv: str,
+    kwargs: dict[str, Any],
+) -> tuple[str, int, bool]:
+    """One bounded watch from `rv`: (last resourceVersion seen, events delivered, expired).
+
+    Reads the event stream itself rather than through `kubernetes.watch.Watch`: the server reports
+    a watch that cannot start from `rv` (compacted: 410 "too old resource version") as an ERROR
+    event on a 200 response, which Watch.stream turns into a KeyError when not deserialising (it
+    looks for `raw_object`), or, when deserialising, retries once from a version that is just as
+    old. Here 410 means "list again"; any other ERROR event raises ApiException with its code."""
+    resp = list_fn(
+        watch=True,
+        resource_version=rv,
+        timeout_seconds=WATCH_SECONDS,
+        allow_watch_bookmarks=True,
+        _preload_content=False,
+        **kwargs,
+    )
+    delivered = 0
+    try:
+        for line in iter_resp_lines(resp):
+            if stop.is_set():
+                break
+            if not line.strip():
+                continue
+            ev = json.loads(line)
+            obj = ev.get("object") or {}
+            if ev.get("type") == "ERROR":
+                if obj.get("code") == 410:
+                    return rv, delivered, True
+                raise ApiException(
+                    status=int(obj.get("code") or 500),
+                    reason=f"{obj.get('reason', '')}: {obj.get('message', '')}",
+                )
+            rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+            if ev.get("type") != "BOOKMARK":
+                out.put((str(ev["type"]), kind, obj))
+                delivered += 1
+    finally:
+        resp.close()
+        with contextlib.suppress(Exception):
+            resp.release_conn()
+    return rv, delivered, False
+
+
 def _stream(
     list_fn: Callable[..., Any],
     kind: str,
@@ -67,8 +122,19 @@ def _stream(
     stop: threading.Event,
     **kwargs: Any,
 ) -> None:
-    """List, then watch from the list's resourceVersion, until `stop`; errors go to `out`."""
+    """List, then watch from the list's resourceVersion, until `stop`; errors go to `out`.
+
+    A watch that ends (its timeout, a proxy or server closing it) is resumed from the last
+    resourceVersion delivered, so nothing is lost or replayed; 410 Gone lists again (the list
+    replaces the caller's picture). Failures (429/5xx, resets, repeated 410s without progress)
+    back off exponentially with jitter, at least the server's Retry-After, at most MAX_BACKOFF,
+    and give up after MAX_FAILURES in a row; 401/403 and other 4xx give up at once."""
     failures = 0
+
+    def back_off(retry_after: float = 0.0) -> None:
+        delay = min(max(0.25 * 2**failures * random.uniform(0.5, 1.0), retry_after), MAX_BACKOFF)
+        stop.wait(delay)
+
     while not stop.is_set():
         try:
             resp = list_fn(_preload_content=False, **kwargs)
@@ -76,55 +142,57 @@ def _stream(
             rv = body["metadata"]["resourceVersion"]
             out.put(("list", kind, body.get("items") or []))
             while not stop.is_set():
-                w = k8s_watch.Watch()
-                gone = False
-                for ev in w.stream(
-                    list_fn,
-                    resource_version=rv,
-                    timeout_seconds=WATCH_SECONDS,
-                    allow_watch_bookmarks=True,
-                    deserialize=False,
-                    **kwargs,
-                ):
-                    if stop.is_set():
-                        w.stop()
-                        break
-                    obj = ev.get("object") or {}
-                    if ev.get("type") == "ERROR":
-                        gone = True  # 410 Gone (or another watch error): list again
-                        w.stop()
-                        break
-                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                    if ev.get("type") != "BOOKMARK":
-                        out.put((str(ev["type"]), kind, obj))
-                failures = 0
-                if gone:
+                rv, delivered, expired = _watch(list_fn, kind, out, stop, rv, kwargs)
+                if delivered or not expired:
+                    failures = 0  # progress, or a watch that simply ended: resume from rv
+                if expired:
                     break
         except ApiException as exc:
-            if exc.status == 410:
-                continue
             failures += 1
-            if exc.status in (401, 403) or failures > 5:
+            if exc.status == 410:  # the list's own version expired meanwhile: list again
+                if failures > MAX_FAILURES:
+                    out.put(("error", kind, exc))
+                    return
+                back_off()
+                continue
+            permanent = exc.status not in (0, 429) and (exc.status or 0) < 500
+            if permanent or failures > MAX_FAILURES:
                 out.put(("error", kind, exc))
                 return
-            stop.wait(min(0.5 * 2**failures, 10.0))
+            back_off(retry_after(exc) or 0.0)
+            continue
         except Exception as exc:  # transport errors: retry a few times, then give up loudly
             failures += 1
-            if failures > 5:
+            if failures > MAX_FAILURES:
                 out.put(("error", kind, exc))
                 return
-            stop.wait(min(0.5 * 2**failures, 10.0))
+            back_off()
+            continue
+        # 410 Gone: list again at once; 410s without progress in between count as failures
+        failures += 1
+        if failures > MAX_FAILURES:
+            out.put(
+                ("error", kind, ApiException(status=410, reason="Expired: watch kept expiring"))
+            )
+            return
+        if failures > 1:
+            back_off()
 
 
 Feed = tuple[Callable[..., Any], str, dict[str, Any]]  # list function, kind, its arguments
 
 
 class Watches:
-    """The common loop of the cluster adapter's waits (V1 here, ROT3 drain, ROT4 rotation): one list+watch stream per feed in a daemon thread, all into one
-    queue; `events` yields them until the deadline. Use as a context manager: leaving it stops
-    the streams."""
+    """The common loop of the cluster adapter's waits (V1 here, ROT3 drain, ROT4 rotation): one
+    list+watch stream per feed in a daemon thread, all into one queue; `events` yields them until
+    the deadline. A stream that gives up fails the wait, unless its kind is `optional` (V1's
+    Events, which only explain a wait). Use as a context manager: leaving it stops the streams."""
 
-    def __init__(self, feeds: list[Feed], thread_prefix: str) -> None:
+    def __init__(
+        self, feeds: list[Feed], thread_prefix: str, optional: frozenset[str] = frozenset()
+    ) -> None:
+        self.optional = optional  # kinds whose stream may give up without failing the wait
+        self.lost: dict[str, BaseException] = {}  # optional streams that gave up, and why
         self.out: queue.Queue[tuple[str, str, Any]] = queue.Queue()
         self.stop = threading.Event()
         self.threads = [
@@ -153,8 +221,9 @@ class Watches:
         step_id: str,
         what: Callable[[str], str],
     ) -> Iterator[tuple[str, str, Any]]:
-        """(op, kind, payload) as they come: op is "list" (payload: the items) or the watch event
-        type (payload: the object). At `deadline` (time.monotonic) raises `on_timeout()`; a stream
+        """(op, kind, payload) as they come: op is "list" (payload: the items), the watch event
+        type (payload: the object), or "lost" when an optional feed's stream gave up (payload:
+        its error). At `deadline` (time.monotonic) raises `on_timeout()`; a stream
         that gave up raises its error through `boundary(step_id, what(kind))`."""
         while True:
             remaining = deadline - time.monotonic()
@@ -163,6 +232,10 @@ class Watches:
             try:
                 op, kind, payload = self.out.get(timeout=remaining)
             except queue.Empty:
+                continue
+            if op == "error" and kind in self.optional:
+                self.lost[kind] = payload  # the caller waits on without this feed
+                yield "lost", kind, payload
                 continue
             if op == "error":
                 with boundary(step_id, what(kind)):
@@ -245,11 +318,15 @@ def wait_until_ready(
             f"machineset {name} not ready after {timeout:.0f}s:\n{d.text()}", d
         )
 
-    with Watches(streams, "v1") as watches:
+    # Events only explain a wait (diagnosis); a broken event stream must not fail it.
+    with Watches(streams, "v1", optional=frozenset({"event"})) as watches:
         for op, kind, payload in watches.events(
             deadline, not_ready, "V1", lambda kind: f"watch {kind}s of machineset {name}"
         ):
-            _apply(snap, op, kind, payload, since)
+            if op == "lost":  # the event stream gave up: decide now, without (more) events
+                listed.add(kind)
+            else:
+                _apply(snap, op, kind, payload, since)
             if op == "list":
                 listed.add(kind)
             if len(listed) < len(streams):

@@ -73,3 +73,14 @@ def test_secrets_in_bodies_are_redacted() -> None:
 def test_product_errors_pass_through() -> None:
     with pytest.raises(errors.NotFound), boundary("M1"):
         raise errors.NotFound("x")
+
+
+def test_retry_after_is_kept_for_the_retry() -> None:
+    """kube-apiserver's APF answers 429 with Retry-After (seconds): the error carries it."""
+    exc = _api(429)
+    exc.headers = {"Retry-After": "3"}  # type: ignore[assignment]
+    err = map_api_exception(exc, "C3", "apply x")
+    assert isinstance(err, errors.ApiUnavailable) and err.retry_after == 3.0
+    assert map_api_exception(_api(503), "C3", "x").retry_after is None  # type: ignore[attr-defined]
+    exc.headers = {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}  # type: ignore[assignment]
+    assert map_api_exception(exc, "C3", "x").retry_after is None  # type: ignore[attr-defined]
