@@ -247,6 +247,8 @@ def on_step(hooks: dict[str, Callable[[], object]]) -> Iterator[list[str]]:
                 yield out
         except BaseException:
             entered.append("failed:" + sid)
+            if "failed" in hooks:  # before the flow's clean-up of a failed build runs
+                hooks["failed"]()
             raise
 
     reporting.RunReport.step = step  # type: ignore[method-assign,assignment]
@@ -357,6 +359,7 @@ def run_cell(
     out = Outcome(cell)
     control.clear_faults()
     control.clear_delays()
+    at_failure: list[int] = []  # fault hits when a step failed
     hooks: dict[str, Callable[[], object]] = {}
     timers: list[threading.Timer] = []
     try:
@@ -384,6 +387,7 @@ def run_cell(
         if cell.kind == "kill":
             return kill_cell(env, control, gi, cell, out)
         else:
+            hooks["failed"] = lambda: at_failure.append(_fault_hits(control))
             with on_step(hooks) as entered:
                 out.state, exc, out.seconds = run_flow(gi)
             out.report_step = next(
@@ -410,8 +414,11 @@ def run_cell(
             out.problems.append("the failure names no step ID")
         if cell.step and out.report_step != cell.step:
             out.problems.append(f"step {out.report_step} failed, expected {cell.step}")
-        if cell.fault in PERMANENT and out.hits != 1:
-            out.problems.append(f"permanent fault hit {out.hits} times (retried)")
+        # hits when the step failed: the clean-up of a failed build may call the method again
+        # (e.g. a property collector for its Destroy_Task), which is not a retry
+        hits = at_failure[0] if at_failure else out.hits
+        if cell.fault in PERMANENT and hits != 1:
+            out.problems.append(f"permanent fault hit {hits} times when its step failed (retried)")
     if out.state == "Completed":
         out.recovery = max(0.0, out.seconds - base_seconds)
     else:  # nothing half-made: a fresh run of the same configuration converges
@@ -869,14 +876,14 @@ def _failed(o: Outcome) -> str:
     return f"{o.report_step or '-'} ({o.failed_step or 'none'})"
 
 
-def publish(markdown: str, path: Path) -> None:
+def publish(markdown: str, path: Path, key: str = ARTIFACT_KEY) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown)
     print(f"report: {path}", flush=True)
     if os.environ.get("PREFECT_API_URL"):
         from prefect.artifacts import create_markdown_artifact
 
-        create_markdown_artifact(markdown, key=ARTIFACT_KEY, description="fault matrix")
+        create_markdown_artifact(markdown, key=key, description="fault matrix")
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -1008,7 +1015,7 @@ def main(argv: list[str] | None = None) -> int:
                 env, only=args.only, n=args.sample, seed=seed, deadline=deadline
             )
             md = report(outcomes, seed, base)
-            publish(md, Path(args.out))
+            publish(md, Path(args.out), key=f"{ARTIFACT_KEY}-{KIND}")
     (Path(args.out).with_suffix(".json")).write_text(
         json.dumps([asdict(o.cell) | {"passed": o.passed, **_row(o)} for o in outcomes], indent=1)
     )

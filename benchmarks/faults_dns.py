@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             md = faults.report(outcomes, args.seed, base).replace(
                 "golden-image flow", "cluster-prep flow, DNS1"
             )
-            faults.publish(md, Path(args.out))
+            faults.publish(md, Path(args.out), key=f"fault-matrix-{KIND}")
     print(md)
     return 0 if all(o.passed for o in outcomes) else 1
 

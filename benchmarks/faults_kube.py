@@ -408,7 +408,13 @@ def run_cell(env: dict[str, str], state: State, cell: Cell) -> Outcome:
 
 # --------------------------------------------------------------------------------------------- main
 def run_family(
-    env: dict[str, str], *, only: str = "", n: int = 0, seed: int | None = None, deadline: float = 0
+    env: dict[str, str],
+    *,
+    only: str = "",
+    n: int = 0,
+    seed: int | None = None,
+    deadline: float = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[list[Outcome], float]:
     state = prepare(env)
     try:
@@ -418,6 +424,7 @@ def run_family(
             selected = sample(selected, n, DEFAULT_SEED if seed is None else seed)
         elif seed is not None:
             selected = sample(selected, len(selected), seed)
+        selected = selected[shard[0] :: shard[1]]  # this job's share (fault_matrix.py)
         outcomes: list[Outcome] = []
         for i, cell in enumerate(selected, 1):
             if deadline and time.monotonic() > deadline:
@@ -475,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             md = faults.report(outcomes, seed, base).replace(
                 "golden-image flow", "cluster-side flows (Kubernetes API faults)"
             )
-            faults.publish(md, Path(args.out))
+            faults.publish(md, Path(args.out), key=f"fault-matrix-{KIND}")
     Path(args.out).with_suffix(".json").write_text(
         json.dumps(
             [asdict(o.cell) | {"passed": o.passed, **faults._row(o)} for o in outcomes], indent=1
