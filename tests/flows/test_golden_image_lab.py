@@ -417,7 +417,7 @@ def test_a_new_build_removes_the_clone_of_a_build_whose_run_is_over(
     ]
     assert len(left) == 1 and left[0].flow_run, left  # the failed build's clone names its run
     second = golden_image(gi)
-    names = vm_names(session, env, gi.names.template_series)
+    names = vm_names(session, env, "gi-")
     assert left[0].name not in names
     assert {first.template, second.template, gi.names.base_vm} <= set(names)
     assert_valid_template(session, env, gi, second)
