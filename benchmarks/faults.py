@@ -1,5 +1,7 @@
-"""The fault matrix: the golden-image flow under injected vCenter faults, delays, session expiry and
-kill -9, with a table of what survived (`make faults`; a seeded sample runs in `make test`).
+"""The fault matrix's vCenter family: the golden-image flow under injected vCenter faults, delays,
+session expiry and kill -9, with a table of what survived. `make faults` runs it with the other
+families (benchmarks/fault_matrix.py: SSH, Kubernetes API, DNS); a seeded sample runs in `make test`.
+It also holds what the families share: `Cell`, `Outcome`, `report`, `run_flow`, `end_state`.
 
 Why. Retrying transient vCenter failures is one of the things this project is for; a handful of
 hand-picked cases tried once prove little. The matrix makes it systematic: every SOAP method a clean
@@ -24,15 +26,17 @@ datastore's files on disk, the lab vCenter's fault hit counts):
   cell, no answer ISO left in the datastore;
 - time to recover: for a completed run, its time minus the clean baseline's; for a failed or killed
   one, the re-run's time.
+A killed run's flow run is marked Crashed before its fresh re-run (`crash_abandoned_runs`), as the
+zombie-run automation a site registers does once heartbeats stop: the new build's G10 then removes
+the killed build's clone.
 
 Usage:
     .venv/bin/python benchmarks/faults.py                 # the whole matrix
     .venv/bin/python benchmarks/faults.py --sample 3 --seed 42
     .venv/bin/python benchmarks/faults.py --only 'CloneVM_Task' --list
 
-The table goes to `.artifacts/faults.md` and, when PREFECT_API_URL is set, to a Prefect markdown
-artifact (key `fault-matrix`). Not covered yet (see README, "Reliability"): faults of the
-Kubernetes API, of the guests' SSH and of DNS.
+Run alone, the table goes to `.artifacts/faults.md` and, when PREFECT_API_URL is set, to a Prefect
+markdown artifact (key `fault-matrix-vcenter`; `make faults` publishes `fault-matrix`).
 """
 
 from __future__ import annotations
