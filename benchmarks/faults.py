@@ -267,7 +267,12 @@ def run_flow(gi: Any) -> tuple[str, BaseException | None, float]:
     from flows.golden_image import golden_image
 
     t0 = time.monotonic()
-    state = golden_image(gi, return_state=True)
+    return settle(golden_image(gi, return_state=True), t0)
+
+
+def settle(state: Any, t0: float) -> tuple[str, BaseException | None, float]:
+    """A flow run's final Prefect state as a cell reads it: ("Completed"/"Failed"/..., the run's
+    exception, seconds since `t0`). Shared by every family's runs."""
     seconds = time.monotonic() - t0
     exc: BaseException | None = None
     if not state.is_completed():

@@ -232,14 +232,7 @@ def run_flow(cfg: Any) -> tuple[str, BaseException | None, float]:
     state = cluster_prep(
         cfg, windows_access_block=WIN_BLOCK, dns_wait_seconds=WAIT_SECONDS, return_state=True
     )
-    seconds = time.monotonic() - t0
-    exc: BaseException | None = None
-    if not state.is_completed():
-        try:
-            state.result(raise_on_failure=True)
-        except BaseException as e:
-            exc = e
-    return state.type.value.capitalize(), exc, seconds
+    return faults.settle(state, t0)
 
 
 def prepare(env: dict[str, str]) -> State:

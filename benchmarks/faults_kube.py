@@ -203,14 +203,7 @@ def run_machineset(penv: dict[str, str], name: str, template: str) -> tuple[str,
 
 
 def _state(state: Any, t0: float) -> tuple[str, BaseException | None, float]:
-    seconds = time.monotonic() - t0
-    exc: BaseException | None = None
-    if not state.is_completed():
-        try:
-            state.result(raise_on_failure=True)
-        except BaseException as e:
-            exc = e
-    return state.type.value.capitalize(), exc, seconds
+    return faults.settle(state, t0)
 
 
 def _measured(control: KubeFaultsControl) -> set[str]:
