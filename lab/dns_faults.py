@@ -53,7 +53,6 @@ import struct
 import subprocess
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,7 +65,7 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 
-from lab.process import LabError, free_port
+from lab.process import LabError, free_port, json_request, send_json
 
 if TYPE_CHECKING:
     from lab.cli import LabContext
@@ -142,12 +141,7 @@ class FaultProxy:
                 pass
 
             def _send(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
             def do_GET(self) -> None:
                 if self.path == "/rules":
@@ -361,11 +355,7 @@ class DnsFaultControl:
         self.url = url.rstrip("/")
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read() or b"null")
+        return json_request(self.url + path, method, body, timeout=10)
 
     def add_rule(self, op: str, action: str, count: int = 1, delay_ms: int = 0) -> dict[str, Any]:
         rule: dict[str, Any] = self._call(

@@ -75,7 +75,7 @@ from typing import Any
 import yaml
 
 from lab.pki import CertDir
-from lab.process import LabError
+from lab.process import LabError, json_request, send_json
 
 FAULTS = ("429", "500", "503", "reset", "reset-after", "watch-close", "gone")
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
@@ -505,12 +505,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
         return
 
     def _reply(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload)
 
     def do_GET(self) -> None:
         rules = self.server.rules
@@ -676,13 +671,8 @@ class KubeFaultsControl:
             raise LabError("LAB_KUBE_FAULTS_CONTROL_URL is not set: start the proxy") from exc
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read() or b"null")
+            return json_request(self.base_url + path, method, body, self.timeout)
         except urllib.error.HTTPError as exc:
             raise LabError(f"kube-faults control: HTTP {exc.code}: {exc.read()!r}") from None
 

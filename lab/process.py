@@ -9,14 +9,17 @@ a deadline, and on failure shows the tail of the daemon's log instead of a bare 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from lab.paths import LabPaths
 
@@ -225,3 +228,25 @@ def tcp_ready(host: str, port: int) -> Callable[[], bool]:
             return True
 
     return check
+
+
+# -- the lab's JSON control endpoints (vcsim-lab, the Kubernetes and DNS fault proxies) -------------
+def json_request(url: str, method: str = "GET", body: Any = None, timeout: float = 10.0) -> Any:
+    """One call of a control endpoint: `body` sent as JSON, the JSON answer decoded (None when
+    empty). HTTP errors propagate as urllib's HTTPError: each client words its own."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def send_json(handler: Any, status: int, payload: Any) -> None:
+    """Answer a `BaseHTTPRequestHandler` request with `payload` as JSON."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

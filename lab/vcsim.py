@@ -144,6 +144,7 @@ from lab.paths import REPO_ROOT, LabPaths
 from lab.pki import CertDir
 from lab.process import (
     LabError,
+    json_request,
     log_file,
     read_pid,
     require_free_port,
@@ -406,13 +407,8 @@ class VcsimControl:
             raise LabError("LAB_VCSIM_CONTROL_URL is not set: start the lab's vcsim first") from exc
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read() or b"null")
+            return json_request(self.base_url + path, method, body, self.timeout)
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
