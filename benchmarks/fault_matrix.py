@@ -31,7 +31,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
@@ -39,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
@@ -163,31 +161,16 @@ def report(results: dict[str, list[Outcome]], notes: dict[str, list[str]]) -> st
 
 
 # ----------------------------------------------------------------------------------------- a job
-@contextlib.contextmanager
-def _prefect() -> Iterator[None]:
-    """The job's own Prefect API: a test server, unless PREFECT_API_URL names one."""
-    if os.environ.get("PREFECT_API_URL"):
-        yield
-        return
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
 def run_job(
     job: Job, out: Path, *, only: str, sample: int, seed: int | None, minutes: float
 ) -> int:
     """One job in this process: a private lab with the family's components, its cells, JSON."""
-    from lab import cli
-
     mod = family(job.family)
     os.environ.setdefault("WINNODES_RETRY_DELAY", "0.2")
     deadline = time.monotonic() + minutes * 60 if minutes else 0.0
-    run_dir = Path(tempfile.mkdtemp(prefix=f"winnodes-faults-{job.family}-", dir="/tmp"))
-    with cli.private_lab(run_dir / "lab", list(mod.LAB)) as ctx, _prefect():
+    with faults.private_site(job.family, list(mod.LAB), startup_timeout=180) as env:
         result = mod.run_family(
-            dict(ctx.env),
+            env,
             only=only,
             n=sample,
             seed=seed,

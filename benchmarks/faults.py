@@ -172,6 +172,24 @@ def sample(cells: list[Cell], n: int, seed: int) -> list[Cell]:
     return random.Random(seed).sample(cells, min(n, len(cells)))
 
 
+@contextlib.contextmanager
+def private_site(
+    kind: str, components: list[str], *, startup_timeout: int = 60
+) -> Iterator[dict[str, str]]:
+    """A family's own private lab (`components`, in a fresh directory under /tmp) and a Prefect API
+    (a test server, unless PREFECT_API_URL names one): what a family's standalone run stands on.
+    Yields the lab's variables."""
+    run_dir = Path(tempfile.mkdtemp(prefix=f"winnodes-faults-{kind}-", dir="/tmp"))
+    with cli.private_lab(run_dir / "lab", list(components)) as ctx:
+        harness: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if not os.environ.get("PREFECT_API_URL"):
+            from prefect.testing.utilities import prefect_test_harness
+
+            harness = prefect_test_harness(server_startup_timeout=startup_timeout)
+        with harness:
+            yield dict(ctx.env)
+
+
 # ---------------------------------------------------------------------------------------- the flow
 def config(env: dict[str, str], tag: str) -> Any:
     from winnodes.model.config import GoldenImageConfig
@@ -1011,20 +1029,12 @@ def main(argv: list[str] | None = None) -> int:
             print(c.name)
         return 0
     deadline = time.monotonic() + args.minutes * 60 if args.minutes else 0.0
-    run_dir = Path(tempfile.mkdtemp(prefix="winnodes-faults-", dir="/tmp"))
-    with cli.private_lab(run_dir / "lab", ["vcsim", "guest.supervisor"]) as ctx:
-        env = dict(ctx.env)
-        harness: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if not os.environ.get("PREFECT_API_URL"):
-            from prefect.testing.utilities import prefect_test_harness
-
-            harness = prefect_test_harness(server_startup_timeout=180)  # a loaded machine
-        with harness:
-            outcomes, base = run_matrix(
-                env, only=args.only, n=args.sample, seed=seed, deadline=deadline
-            )
-            md = report(outcomes, seed, base)
-            publish(md, Path(args.out), key=f"{ARTIFACT_KEY}-{KIND}")
+    with private_site("vcenter", ["vcsim", "guest.supervisor"], startup_timeout=180) as env:
+        outcomes, base = run_matrix(
+            env, only=args.only, n=args.sample, seed=seed, deadline=deadline
+        )
+        md = report(outcomes, seed, base)
+        publish(md, Path(args.out), key=f"{ARTIFACT_KEY}-{KIND}")
     (Path(args.out).with_suffix(".json")).write_text(
         json.dumps([asdict(o.cell) | {"passed": o.passed, **_row(o)} for o in outcomes], indent=1)
     )

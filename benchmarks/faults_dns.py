@@ -30,7 +30,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
@@ -45,7 +44,6 @@ if str(REPO_ROOT) not in sys.path:
 
 from benchmarks import faults  # noqa: E402
 from benchmarks.faults import Cell, Outcome  # noqa: E402
-from lab import cli  # noqa: E402
 from lab import dns as lab_dns  # noqa: E402
 from lab.dns_faults import DnsFaultControl, FaultProxy, start_skewed_named  # noqa: E402
 
@@ -385,20 +383,12 @@ def main(argv: list[str] | None = None) -> int:
             print(c.name)
         return 0
     os.environ.setdefault("WINNODES_RETRY_DELAY", "0.2")
-    run_dir = Path(tempfile.mkdtemp(prefix="winnodes-faults-dns-", dir="/tmp"))
-    with cli.private_lab(run_dir / "lab", LAB) as ctx:
-        env = dict(ctx.env)
-        harness: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if not os.environ.get("PREFECT_API_URL"):
-            from prefect.testing.utilities import prefect_test_harness
-
-            harness = prefect_test_harness(server_startup_timeout=60)
-        with harness:
-            outcomes, base, _ops = run_family(env, only=args.only, n=args.sample, seed=args.seed)
-            md = faults.report(outcomes, args.seed, base).replace(
-                "golden-image flow", "cluster-prep flow, DNS1"
-            )
-            faults.publish(md, Path(args.out), key=f"fault-matrix-{KIND}")
+    with faults.private_site("dns", LAB, startup_timeout=60) as env:
+        outcomes, base, _ops = run_family(env, only=args.only, n=args.sample, seed=args.seed)
+        md = faults.report(outcomes, args.seed, base).replace(
+            "golden-image flow", "cluster-prep flow, DNS1"
+        )
+        faults.publish(md, Path(args.out), key=f"fault-matrix-{KIND}")
     print(md)
     return 0 if all(o.passed for o in outcomes) else 1
 

@@ -38,14 +38,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import itertools
 import json
 import os
 import random
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -59,7 +57,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from benchmarks import faults  # noqa: E402
 from benchmarks.faults import Cell, Outcome  # noqa: E402
-from lab import cli, kubefaults  # noqa: E402
+from lab import kubefaults  # noqa: E402
 from lab.kubefaults import KubeFaultsControl  # noqa: E402
 
 KIND = "kube"
@@ -460,22 +458,14 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops like Ctrl-C: the private lab's daemons are stopped on the way out
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     deadline = time.monotonic() + args.minutes * 60 if args.minutes else 0.0
-    run_dir = Path(tempfile.mkdtemp(prefix="winnodes-faults-kube-", dir="/tmp"))
-    with cli.private_lab(run_dir / "lab", LAB) as ctx:
-        env = dict(ctx.env)
-        harness: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if not os.environ.get("PREFECT_API_URL"):
-            from prefect.testing.utilities import prefect_test_harness
-
-            harness = prefect_test_harness(server_startup_timeout=60)
-        with harness:
-            outcomes, base = run_family(
-                env, only=args.only, n=args.sample, seed=seed, deadline=deadline
-            )
-            md = faults.report(outcomes, seed, base).replace(
-                "golden-image flow", "cluster-side flows (Kubernetes API faults)"
-            )
-            faults.publish(md, Path(args.out), key=f"fault-matrix-{KIND}")
+    with faults.private_site("kube", LAB, startup_timeout=60) as env:
+        outcomes, base = run_family(
+            env, only=args.only, n=args.sample, seed=seed, deadline=deadline
+        )
+        md = faults.report(outcomes, seed, base).replace(
+            "golden-image flow", "cluster-side flows (Kubernetes API faults)"
+        )
+        faults.publish(md, Path(args.out), key=f"fault-matrix-{KIND}")
     Path(args.out).with_suffix(".json").write_text(
         json.dumps(
             [asdict(o.cell) | {"passed": o.passed, **faults._row(o)} for o in outcomes], indent=1

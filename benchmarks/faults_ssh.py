@@ -35,7 +35,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
@@ -56,7 +55,6 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import faults  # noqa: E402
-from lab import cli  # noqa: E402
 from lab.guest.faults import SshFaultClient, Store  # noqa: E402
 
 KIND = "ssh"
@@ -408,28 +406,20 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else (DEFAULT_SEED if args.sample else None)
     os.environ.setdefault("WINNODES_RETRY_DELAY", "0.2")
     deadline = time.monotonic() + args.minutes * 60 if args.minutes else 0.0
-    run_dir = Path(tempfile.mkdtemp(prefix="winnodes-faults-ssh-", dir="/tmp"))
-    with cli.private_lab(run_dir / "lab", LAB) as ctx:
-        env = dict(ctx.env)
-        harness: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if not os.environ.get("PREFECT_API_URL"):
-            from prefect.testing.utilities import prefect_test_harness
-
-            harness = prefect_test_harness(server_startup_timeout=60)
-        with harness:
-            outcomes, base = run_family(
-                env, only=args.only, n=args.sample, seed=seed, deadline=deadline
-            )
-            if args.record_kinds:
-                saved = REPO_ROOT / ".artifacts" / "faults_ssh-kinds.json"
-                KINDS_FILE.write_text(saved.read_text())
-                print(f"command kinds written to {KINDS_FILE}", flush=True)
-            md = faults.report(outcomes, seed, base).replace(
-                "# Fault matrix: golden-image flow on the lab",
-                "# Fault matrix (SSH): golden-image flow on the lab",
-            )
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(md)
+    with faults.private_site("ssh", LAB, startup_timeout=60) as env:
+        outcomes, base = run_family(
+            env, only=args.only, n=args.sample, seed=seed, deadline=deadline
+        )
+        if args.record_kinds:
+            saved = REPO_ROOT / ".artifacts" / "faults_ssh-kinds.json"
+            KINDS_FILE.write_text(saved.read_text())
+            print(f"command kinds written to {KINDS_FILE}", flush=True)
+        md = faults.report(outcomes, seed, base).replace(
+            "# Fault matrix: golden-image flow on the lab",
+            "# Fault matrix (SSH): golden-image flow on the lab",
+        )
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(md)
     print(md)
     return 0 if all(o.passed for o in outcomes) else 1
 
