@@ -546,7 +546,26 @@ def install_windows(
     ip = wait_for_ip(si, vm)
     # Tools report while the first logon still runs (as on Windows): wait for its end.
     wait_for_first_logon(site, vm, commands=1)
+    if install_openssh:
+        # The log line of the last command is written before the guest supervisor sees the
+        # change and starts sshd: "done" is when port 22 answers (CI saw the gap once).
+        wait_for_sshd(ip)
     return vm, ip
+
+
+def wait_for_sshd(ip: str, timeout: float = 30) -> None:
+    """Until the guest's sshd accepts TCP connections on `ip`:22 (bounded, growing pauses)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        try:
+            with socket.create_connection((ip, 22), timeout=1.0):
+                return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sshd on {ip}:22 not answering after {timeout}s: {exc}") from exc
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 def wait_for_first_logon(
