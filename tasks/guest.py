@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from prefect import task
 from pydantic import BaseModel
@@ -90,6 +90,8 @@ def _ps(session: GuestSession, script: str, step: str, timeout: float) -> Result
 # -- G4 sshd answers ---------------------------------------------------------------------------------
 #: Bounds of one wait between two SSH handshake attempts (the guest's progress marker wakes it early).
 SSHD_RETRY_FIRST, SSHD_RETRY_MAX = 1.0, 15.0
+#: after a restart, sshd usually answers within a second of Tools: first retry sooner
+HANDSHAKE_RETRY_FIRST = 0.2
 
 
 @task(name="G4 wait for sshd to answer", **transient_retries())
@@ -462,12 +464,44 @@ def restart_guest(
             ) from exc
         left = seconds_left(deadline, step_id=step_id, what=what)
         info = waits.wait_for_guest_ip(session, vm, timeout=left, step_id=step_id)
+    # Tools report the IP as soon as the VMTools service starts; sshd, another automatic service,
+    # may start later: the restart is over when sshd completes a handshake, not when the next
+    # command is refused and costs a retry of its own.
+    took = _wait_for_handshake(gi, info.ip, deadline, step_id)
     return GuestFacts(
         ip=info.ip,
         tools_version=str(info.tools_version),
         host_name=info.host_name,
-        evidence=f"restarted; IPv4 {info.ip}",
+        evidence=f"restarted; IPv4 {info.ip}; sshd answered {took:.1f}s after Tools",
     )
+
+
+def _wait_for_handshake(gi: GoldenImageConfig, ip: str, deadline: datetime, step_id: str) -> float:
+    """Until sshd at `ip` completes an SSH handshake, within the step's `deadline`; seconds taken.
+    There is no event for a service starting inside the guest: attempts at growing intervals
+    (each attempt itself blocks until refused or answered), the last one at the deadline.
+
+    Raises:
+        WaitTimeout (step_id): no handshake before the deadline, with the last error.
+    """
+    proxy = WindowsAccess.load(gi.windows_access_block).ssh_proxy  # type: ignore[union-attr]
+    start = time.monotonic()
+    interval = HANDSHAKE_RETRY_FIRST
+    while True:
+        left = (deadline - datetime.now(UTC)).total_seconds()
+        try:
+            fetch_host_key(ip, SSH_PORT, timeout=max(1.0, min(10.0, left)), proxy=proxy)
+            return time.monotonic() - start
+        except errors.SSHDropped as exc:
+            left = (deadline - datetime.now(UTC)).total_seconds()
+            if left <= 0:
+                raise errors.WaitTimeout(
+                    f"sshd at {ip}:{SSH_PORT} did not answer the SSH handshake after the restart "
+                    f"within the step's time (last error: {exc.message})",
+                    step_id=step_id,
+                ) from exc
+        time.sleep(min(interval, left))
+        interval = min(interval * 2, SSHD_RETRY_MAX)
 
 
 # -- G7 --------------------------------------------------------------------------------------------

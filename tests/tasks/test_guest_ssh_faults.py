@@ -65,7 +65,25 @@ def _patch(
         "wait_for_guest_ip",
         lambda *a, **k: type("I", (), {"ip": "10.0.0.5", "tools_version": 12, "host_name": "w"})(),
     )
+    _sshd(monkeypatch, refusals=0)
     return timeouts
+
+
+def _sshd(monkeypatch: pytest.MonkeyPatch, refusals: int) -> list[str]:
+    """The guest's sshd after the restart: refuses `refusals` handshakes (-1: all), then answers."""
+    tried: list[str] = []
+
+    def fetch(ip: str, port: int = 22, **_: Any) -> str:
+        tried.append(ip)
+        if refusals < 0 or len(tried) <= refusals:
+            raise errors.SSHDropped(f"read the SSH host key of {ip}:{port}: Connection refused")
+        return "ssh-ed25519 AAAA"
+
+    access = type("A", (), {"ssh_proxy": None})()
+    monkeypatch.setattr(gt, "fetch_host_key", fetch)
+    monkeypatch.setattr(gt.WindowsAccess, "load", classmethod(lambda cls, name: access))
+    monkeypatch.setattr(gt.time, "sleep", lambda s: None)
+    return tried
 
 
 def _never_changes(timeout: float, step_id: str | None = None, **_: Any) -> Any:
@@ -107,6 +125,33 @@ def test_a_restart_seen_going_down_waits_for_the_ip(
     deadline = datetime.now(UTC) + timedelta(hours=2)
     facts = gt.restart_guest.fn(gi, "vm-1", "10.0.0.5", "ssh-ed25519 AAAA", deadline)
     assert facts.ip == "10.0.0.5"
+
+
+def test_a_restart_is_over_when_sshd_answers_not_when_tools_report(
+    gi: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tools report the IP before sshd (another automatic service) listens: the restart waits for
+    the SSH handshake, so the next command is not refused and does not spend a retry (before the
+    fix G6u's next round hit "Connection refused" and retried)."""
+    session = _Session(errors.SSHDropped("the guest went down"))
+    _patch(monkeypatch, session, lambda **_: {"guest.toolsRunningStatus": "guestToolsNotRunning"})
+    tried = _sshd(monkeypatch, refusals=3)
+    deadline = datetime.now(UTC) + timedelta(hours=2)
+    facts = gt.restart_guest.fn(gi, "vm-1", "10.0.0.5", "ssh-ed25519 AAAA", deadline, step_id="G6u")
+    assert tried == ["10.0.0.5"] * 4
+    assert "sshd answered" in facts.evidence
+
+
+def test_sshd_that_never_answers_after_a_restart_is_a_timeout_of_the_step(
+    gi: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = _Session(errors.SSHDropped("the guest went down"))
+    _patch(monkeypatch, session, lambda **_: {"guest.toolsRunningStatus": "guestToolsNotRunning"})
+    _sshd(monkeypatch, refusals=-1)
+    deadline = datetime.now(UTC) + timedelta(seconds=0.3)
+    with pytest.raises(errors.WaitTimeout) as info:
+        gt.restart_guest.fn(gi, "vm-1", "10.0.0.5", "ssh-ed25519 AAAA", deadline, step_id="G6u")
+    assert info.value.step_id == "G6u" and "Connection refused" in str(info.value)
 
 
 class _G9Session(_Session):
