@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import os
 import select
@@ -216,17 +217,56 @@ def _socket(host: str, port: int, timeout: float, proxy: str | None = None) -> s
     return sock
 
 
+#: Parsed keys by the SHA-256 of their text: parsing an RSA-4096 key (OpenSSL checks it) costs
+#: more CPU than the SSH session it is for, and every task opens sessions with the same key. Kept
+#: in this process only, as the block's own value is.
+_KEYS: dict[bytes, paramiko.PKey] = {}
+_KEYS_MAX = 8
+_KEYS_LOCK = threading.Lock()
+
+
 def load_private_key(pem: str) -> paramiko.PKey:
-    """A paramiko key from PEM/OpenSSH text (RSA, Ed25519 or ECDSA; no passphrase)."""
-    last: Exception | None = None
+    """A paramiko key from the text PRE-3 accepts: PKCS#1, PKCS#8 or OpenSSH PEM (RSA, Ed25519 or
+    ECDSA; no passphrase). paramiko reads PKCS#1 and OpenSSH but not PKCS#8 ("BEGIN PRIVATE KEY"),
+    which WMCO reads: such a key is re-encoded in OpenSSH form in memory first."""
+    digest = hashlib.sha256(pem.encode()).digest()
+    if (known := _KEYS.get(digest)) is not None:
+        return known
+    key = _paramiko_key(pem) or _paramiko_key(_as_openssh(pem))
+    if key is None:
+        raise errors.ConfigError(
+            "windows_access.ssh_private_key: not a readable private key without passphrase"
+        )
+    with _KEYS_LOCK:
+        if len(_KEYS) >= _KEYS_MAX:
+            _KEYS.pop(next(iter(_KEYS)))
+        _KEYS[digest] = key
+    return key
+
+
+def _paramiko_key(text: str) -> paramiko.PKey | None:
     for cls in (paramiko.RSAKey, paramiko.Ed25519Key, paramiko.ECDSAKey):
         try:
-            return cls.from_private_key(io.StringIO(pem))  # type: ignore[attr-defined,no-any-return]
-        except (paramiko.SSHException, ValueError) as exc:
-            last = exc
-    raise errors.ConfigError(
-        "windows_access.ssh_private_key: not a readable private key without passphrase"
-    ) from last
+            return cls.from_private_key(io.StringIO(text))  # type: ignore[attr-defined,no-any-return]
+        except (paramiko.SSHException, ValueError):
+            continue
+    return None
+
+
+def _as_openssh(pem: str) -> str:
+    """`pem` in OpenSSH private key form ("" when cryptography cannot read it either)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ).decode()
+    except (TypeError, ValueError, UnsupportedAlgorithm):
+        return ""
 
 
 class _StatusEvent(threading.Event):

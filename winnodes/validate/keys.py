@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -59,12 +60,34 @@ def _problem(rule: str, text: str, field: str) -> Problem:
     return Problem(step_id="PRE-3", field=field, rule=rule, message=f"{field}: {text} (PRE-3)")
 
 
+#: inspect_private_key's answers by (SHA-256 of the key, field, allow_non_rsa): only public facts
+#: and problems are kept, never the key. Loading an RSA-4096 key makes OpenSSL check it (~0.1-0.3 s
+#: of CPU), and every task that loads the WindowsAccess block validates its key: measured, 57 % of a
+#: golden-image build's CPU before this cache.
+_INSPECTED: dict[tuple[bytes, str, bool], tuple[KeyInfo | None, tuple[Problem, ...]]] = {}
+_INSPECTED_MAX = 16
+_INSPECTED_LOCK = threading.Lock()
+
+
 def inspect_private_key(
     pem: str | bytes, *, field: str = FIELD, allow_non_rsa: bool = False
 ) -> tuple[KeyInfo | None, list[Problem]]:
     """Parse and check a private key as WMCO will use it. Returns the key's public facts (None when
-    it cannot be read) and the problems found (empty when WMCO can use it)."""
+    it cannot be read) and the problems found (empty when WMCO can use it). Pure: the answer for a
+    key is remembered by its digest."""
     data = pem.encode() if isinstance(pem, str) else pem
+    cache_key = (hashlib.sha256(data).digest(), field, allow_non_rsa)
+    if (known := _INSPECTED.get(cache_key)) is not None:
+        return known[0], list(known[1])
+    info, problems = _inspect(data, field, allow_non_rsa)
+    with _INSPECTED_LOCK:
+        if len(_INSPECTED) >= _INSPECTED_MAX:
+            _INSPECTED.pop(next(iter(_INSPECTED)))
+        _INSPECTED[cache_key] = (info, tuple(problems))
+    return info, problems
+
+
+def _inspect(data: bytes, field: str, allow_non_rsa: bool) -> tuple[KeyInfo | None, list[Problem]]:
     text = data.decode("ascii", errors="replace").strip()
     if not text.startswith("-----BEGIN ") or "PRIVATE KEY-----" not in text.splitlines()[0]:
         return None, [

@@ -157,3 +157,13 @@ def test_guest_command_failed_carries_what_a_report_needs() -> None:
     assert (e.step_id, e.command, e.exit_code) == ("G7", "Get-NetFirewallRule", 1)
     assert isinstance(e, errors.GuestCheckFailed) and not e.transient
     assert "boom" in e.evidence and "boom" in str(e)
+
+
+def test_a_private_key_is_parsed_once_per_process(keys: dict[str, str]) -> None:
+    """Each SSH session of each task loads the same key; parsing an RSA key (OpenSSL checks it)
+    cost more CPU than the session. Same text, same key object; another text, another key."""
+    one = load_private_key(keys["rsa-pkcs1"])
+    assert load_private_key(keys["rsa-pkcs1"]) is one
+    other = load_private_key(keys["ed25519"])
+    assert other is not one and other.get_name() == "ssh-ed25519"
+    assert load_private_key(keys["rsa-pkcs8"]).get_fingerprint() == one.get_fingerprint()

@@ -98,3 +98,31 @@ def test_fingerprint_equals_ssh_keygen(keys: dict[str, str], tmp_path: Path) -> 
 def test_unreadable_key_raises_for_fingerprint() -> None:
     with pytest.raises(ValueError, match="PRE-3"):
         private_key_fingerprint("nope")
+
+
+def test_a_key_is_checked_once_per_process_and_the_cache_holds_no_key(
+    keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every task that loads the WindowsAccess block validates its key; OpenSSL's check of an RSA
+    key was 57 % of a build's CPU. The answer is remembered by digest: the same facts, fresh lists,
+    and nothing of the key itself kept."""
+    from winnodes.validate import keys as mod
+
+    parsed: list[int] = []
+    real = mod.serialization.load_pem_private_key
+
+    def counting(data: bytes, password: bytes | None = None) -> object:
+        parsed.append(1)
+        return real(data, password=password)
+
+    monkeypatch.setattr(mod.serialization, "load_pem_private_key", counting)
+    monkeypatch.setattr(mod, "_INSPECTED", {})
+    first = inspect_private_key(keys["rsa-1024"])
+    first[1].append(first[1][0])  # a caller's list is its own
+    again = inspect_private_key(keys["rsa-1024"])
+    assert parsed == [1]
+    assert again[0] == first[0] and [p.rule for p in again[1]] == ["min-rsa-bits"]
+    other_field = inspect_private_key(keys["rsa-1024"], field="other.field")
+    assert parsed == [1, 1] and other_field[1][0].field == "other.field"
+    body = keys["rsa-1024"].encode()
+    assert all(len(k[0]) == 32 and k[0] not in body for k in mod._INSPECTED)
