@@ -486,6 +486,46 @@ def test_set_guest_is_seen_by_a_listener(
     assert not vm.guest.net[0].ipAddress
 
 
+def test_a_reused_collector_reports_only_changes_after_its_initial_state(
+    si: Any, env: dict[str, str], control: vcsim.VcsimControl
+) -> None:
+    """vCenter reports, after an update of version V, only changes made after V. A collector that
+    waited once keeps listening; a change made while nobody waited, then a new filter and its
+    initial state (version ""), must not come back as a change (patch 0006: the product's watch
+    for a guest going down for its restart returned before the guest went down)."""
+    PC = vmodl.query.PropertyCollector
+    vm = _new_vm(si, env)
+    pc = si.content.propertyCollector.CreatePropertyCollector()
+
+    def watch() -> Any:
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=vm)],
+            propSet=[
+                PC.PropertySpec(type=vim.VirtualMachine, pathSet=["guest.toolsRunningStatus"])
+            ],
+        )
+        return pc.CreateFilter(spec, False)
+
+    try:
+        first = watch()
+        assert pc.WaitForUpdatesEx("", PC.WaitOptions(maxWaitSeconds=0)) is not None
+        first.Destroy()
+        control.set_guest(vm._moId, toolsRunningStatus="guestToolsRunning")  # nobody waits
+        watch()
+        initial = pc.WaitForUpdatesEx("", PC.WaitOptions(maxWaitSeconds=0))
+        values = [c.val for fs in initial.filterSet for o in fs.objectSet for c in o.changeSet]
+        assert values == ["guestToolsRunning"]
+        stale = pc.WaitForUpdatesEx(initial.version, PC.WaitOptions(maxWaitSeconds=1))
+        assert stale is None
+        control.set_guest(vm._moId, toolsRunningStatus="guestToolsNotRunning")
+        fresh = pc.WaitForUpdatesEx(initial.version, PC.WaitOptions(maxWaitSeconds=10))
+        assert [c.val for fs in fresh.filterSet for o in fs.objectSet for c in o.changeSet] == [
+            "guestToolsNotRunning"
+        ]
+    finally:
+        pc.DestroyPropertyCollector()
+
+
 def test_guest_shutdown_powers_off_without_a_task(
     si: Any, env: dict[str, str], control: vcsim.VcsimControl
 ) -> None:
