@@ -129,6 +129,16 @@ def fetch_host_key(
         return key_line(key)
 
 
+#: What paramiko raises as AuthenticationException when no answer came: the transport closed or
+#: saw EOF (sshd stopped as the guest goes down), or the server did not answer in time. Only an
+#: answer of the server (USERAUTH_FAILURE, "Authentication failed.") is a refused key.
+_NOT_A_REFUSAL = ("transport shut down or saw EOF", "Authentication timeout")
+
+
+def _cut_during_auth(exc: BaseException) -> bool:
+    return any(text in str(exc) for text in _NOT_A_REFUSAL)
+
+
 # -- errors --------------------------------------------------------------------------------------------
 def map_exception(
     exc: BaseException, *, step_id: str | None = None, action: str = "SSH"
@@ -141,6 +151,12 @@ def map_exception(
             f"{action}: host key mismatch for {exc.hostname}: offered "
             f"{fingerprint_of_public_key(key_line(exc.key))}, trusted "
             f"{fingerprint_of_public_key(key_line(exc.expected_key))}",
+            step_id=step_id,
+        )
+    if isinstance(exc, paramiko.AuthenticationException) and _cut_during_auth(exc):
+        return errors.SSHDropped(
+            f"{action}: the connection closed during authentication ({truncate(str(exc), 120)}); "
+            "the guest may be going down or sshd restarting",
             step_id=step_id,
         )
     if isinstance(exc, paramiko.AuthenticationException):

@@ -167,3 +167,22 @@ def test_a_private_key_is_parsed_once_per_process(keys: dict[str, str]) -> None:
     other = load_private_key(keys["ed25519"])
     assert other is not one and other.get_name() == "ssh-ed25519"
     assert load_private_key(keys["rsa-pkcs8"]).get_fingerprint() == one.get_fingerprint()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Authentication failed: transport shut down or saw EOF", "Authentication timeout."],
+)
+def test_a_connection_cut_during_authentication_is_a_drop_not_a_refused_key(text: str) -> None:
+    """paramiko raises AuthenticationException when sshd went away mid-authentication (a guest
+    going down for a restart): transient, not the permanent "key refused" that stops a build."""
+    mapped = map_exception(paramiko.AuthenticationException(text), step_id="G6u")
+    assert isinstance(mapped, errors.SSHDropped) and mapped.transient
+    assert mapped.step_id == "G6u"
+
+
+def test_a_refused_key_stays_permanent() -> None:
+    mapped = map_exception(paramiko.AuthenticationException("Authentication failed."))
+    assert isinstance(mapped, errors.AuthenticationError) and not mapped.transient
+    bad_type = paramiko.BadAuthenticationType("Bad authentication type", ["password"])
+    assert isinstance(map_exception(bad_type), errors.AuthenticationError)
