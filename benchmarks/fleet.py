@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,7 +57,7 @@ import lab_figures  # noqa: E402
 from lab import cli, pipeline, postgres, prefect_server, scenario  # noqa: E402
 from lab.controllers import wmco  # noqa: E402
 from lab.paths import LabPaths  # noqa: E402
-from lab.process import descendants, read_pid  # noqa: E402
+from lab.process import descendants, free_port, read_pid  # noqa: E402
 from lab.vcsim import VcsimControl, max_in_flight  # noqa: E402
 
 Obj = dict[str, Any]
@@ -74,12 +73,6 @@ def _cpu_seconds(pids: list[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / CLK_TCK
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Sampler:
@@ -154,8 +147,8 @@ def run_builds(db: str, env: dict[str, str], base: Path, args: argparse.Namespac
     root.chmod(0o755)  # PostgreSQL runs as `postgres` when we are root
     paths = LabPaths(root=root, cache=LabPaths.default().cache)
     saved = {v: os.environ.get(v) for v in ("WINNODES_PREFECT_PORT", "LAB_POSTGRES_PORT")}
-    os.environ["WINNODES_PREFECT_PORT"] = str(_free_port())
-    os.environ["LAB_POSTGRES_PORT"] = str(_free_port())
+    os.environ["WINNODES_PREFECT_PORT"] = str(free_port())
+    os.environ["LAB_POSTGRES_PORT"] = str(free_port())
     control = VcsimControl.from_env(env)
     tag = uuid.uuid4().hex[:4]
     series = [f"f{tag}{db[0]}{i:02d}" for i in range(args.builds)]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,12 +29,6 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(env: dict[str, str], tag: str, mode: str) -> Any:
@@ -70,13 +63,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="builds per path (default 3)")
     args = parser.parse_args()
 
+    from lab.process import free_port
+
     run_dir = Path(tempfile.mkdtemp(prefix="winnodes-bench-rebuild-"))
     os.environ.update(
         {
             "LAB_COMPONENTS": "vcsim,guest.supervisor",
             "WINNODES_LAB_DIR": str(run_dir),
-            "LAB_VCSIM_PORT": str(_free_port()),
-            "LAB_VCSIM_CONTROL_PORT": str(_free_port()),
+            "LAB_VCSIM_PORT": str(free_port()),
+            "LAB_VCSIM_CONTROL_PORT": str(free_port()),
             "LAB_GUEST_NET": os.environ.get("BENCH_GUEST_NET", "98"),
             "WINNODES_RETRY_DELAY": "0.2",
         }

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from lab import cli, media, scenario  # noqa: E402
 from lab.pipeline import placement  # noqa: E402
+from lab.process import free_port  # noqa: E402
 from lab.vcsim import VcsimControl  # noqa: E402
 
 PASSWORD = "Lab-Passw0rd!"
@@ -89,13 +89,6 @@ class StepCounter:
 
 
 # ----------------------------------------------------------------------------------------- the lab
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def own_lab(guest_net: str, keep: bool) -> Iterator[dict[str, str]]:
     run_dir = Path(tempfile.mkdtemp(prefix="winnodes-calls-", dir="/tmp"))
@@ -103,8 +96,8 @@ def own_lab(guest_net: str, keep: bool) -> Iterator[dict[str, str]]:
         {
             "WINNODES_LAB_DIR": str(run_dir),
             "LAB_COMPONENTS": "vcsim,guest.supervisor",
-            "LAB_VCSIM_PORT": str(_free_port()),
-            "LAB_VCSIM_CONTROL_PORT": str(_free_port()),
+            "LAB_VCSIM_PORT": str(free_port()),
+            "LAB_VCSIM_CONTROL_PORT": str(free_port()),
             "LAB_GUEST_NET": guest_net,
         }
     )

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from pyVmomi import vim
 
 from lab import cli, pipeline, postgres, prefect_server, webhook
 from lab.paths import LabPaths
-from lab.process import descendants
+from lab.process import descendants, free_port
 from lab.vcsim import VcsimControl
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -58,12 +57,6 @@ WORKERS = ("prefect-worker-a", "prefect-worker-b")
 # A golden image needs vCenter and the guests, and the cluster for retention (G10 keeps what a
 # MachineSet or Machine names); not DNS or the controllers.
 LAB = ["vcsim", "guest.supervisor", "kube"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -133,7 +126,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     si = None
     with pytest.MonkeyPatch.context() as mp:
         for var in ("WINNODES_PREFECT_PORT", "LAB_POSTGRES_PORT", "LAB_WEBHOOK_PORT"):
-            mp.setenv(var, str(_free_port()))
+            mp.setenv(var, str(free_port()))
         try:
             database_url = postgres.start_cluster(paths)
             hook_url = webhook.start(paths)
