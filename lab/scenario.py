@@ -563,7 +563,9 @@ def wait_for_sshd(ip: str, timeout: float = 30) -> None:
                 return
         except OSError as exc:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"sshd on {ip}:22 not answering after {timeout}s: {exc}") from exc
+                raise TimeoutError(
+                    f"sshd on {ip}:22 not answering after {timeout}s: {exc}"
+                ) from exc
         time.sleep(pause)
         pause = min(pause * 2, 1.0)
 

@@ -71,6 +71,9 @@ Errors answer {"error": "..."} with 400 (bad request), 404 (no such VM) or 409 (
                                     "hostName", "guestFullName", "guestId"} -> the resulting guest info.
                                     Without "toolsStatus", it is derived from the running/version
                                     status as vCenter does (toolsOk/toolsOld/toolsNotRunning/...)
+  POST   /vms/<moref>/guestinfo     {"key": "guestinfo.<name>", "value": text}: what the guest's
+                                    `rpctool "info-set ..."` does: config.extraConfig shows it, with
+                                    no vSphere API call (no session, no fault rule applies)
   POST   /vms/<moref>/guest-shutdown power off as the guest's own shutdown does: runtime.powerState
                                     poweredOff with no client task, Tools not running, IP cleared,
                                     VmPoweredOffEvent posted; 409 if the VM is not powered on
@@ -527,6 +530,14 @@ class VcsimControl:
     def keys(self, moref: str) -> list[dict[str, Any]]:
         """Key events delivered to the VM by PutUsbScanCodes, oldest first ("at": Unix seconds)."""
         result: list[dict[str, Any]] = self._call("GET", f"/vms/{moref}/keys")["keys"] or []
+        return result
+
+    def set_guestinfo(self, moref: str, key: str, value: str) -> dict[str, Any]:
+        """`rpctool "info-set <key> <value>"` in the guest: config.extraConfig shows the variable;
+        no vSphere API call (fault rules and sessions do not apply)."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/vms/{moref}/guestinfo", {"key": key, "value": value}
+        )
         return result
 
     def guest_shutdown(self, moref: str) -> dict[str, Any]:

@@ -959,22 +959,14 @@ class Supervisor:
 
     def _set_guestinfo(self, t: Twin, key: str, value: str) -> None:
         """`rpctool "info-set guestinfo.<k> <v>"` in the guest: the VMX keeps the variable and
-        vCenter shows it in the VM's config.extraConfig."""
-        from pyVmomi import vim
-
+        vCenter shows it in the VM's config.extraConfig. Through vcsim-lab's control endpoint, not
+        ReconfigVM_Task: the guest's call does not go through the vSphere API, so the fault
+        matrix's rules on ReconfigVM_Task must not reach it."""
         if not key.startswith("guestinfo."):
             self.decide(t.vm, "guestinfo refused", f"{key!r} is not a guestinfo.* variable")
             return
-
-        def reconfig(si: Any) -> None:
-            spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=key, value=value)])
-            task = _vm_ref(si, t.vm).ReconfigVM_Task(spec)
-            deadline = time.monotonic() + 30
-            while task.info.state in ("queued", "running") and time.monotonic() < deadline:
-                time.sleep(0.05)
-
         try:
-            self.work_vc.call(reconfig)
+            self.control.set_guestinfo(t.vm, key, value)
         except Exception as exc:
             self.decide(t.vm, "guestinfo failed", f"{key}: {type(exc).__name__}: {exc}")
             return

@@ -526,6 +526,23 @@ def test_a_reused_collector_reports_only_changes_after_its_initial_state(
         pc.DestroyPropertyCollector()
 
 
+def test_guestinfo_set_by_the_guest_is_in_extra_config_and_no_api_fault_applies(
+    si: Any, env: dict[str, str], control: vcsim.VcsimControl
+) -> None:
+    """rpctool "info-set guestinfo.x" in the guest goes to the VMX, not through the vSphere API:
+    vCenter shows it in config.extraConfig, and a fault rule on ReconfigVM_Task (the fault
+    matrix's) does not reach it."""
+    vm = _new_vm(si, env)
+    control.add_fault("ReconfigVM_Task", "NoPermission", mode="call", max_count=0)
+    control.set_guestinfo(vm._moId, "guestinfo.winnodes.progress", "3 done G4/G5")
+    control.set_guestinfo(vm._moId, "guestinfo.winnodes.progress", "4 done G7")
+    values = [o.value for o in vm.config.extraConfig if o.key == "guestinfo.winnodes.progress"]
+    assert values == ["4 done G7"]
+    assert [r["count"] for r in control.list_faults()] == [0]
+    with pytest.raises(vcsim.VcsimControlError, match=r"guestinfo\.\* variables only"):
+        control.set_guestinfo(vm._moId, "tools.syncTime", "1")
+
+
 def test_guest_shutdown_powers_off_without_a_task(
     si: Any, env: dict[str, str], control: vcsim.VcsimControl
 ) -> None:

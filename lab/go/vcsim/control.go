@@ -116,6 +116,21 @@ func (l *lab) controlHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
 	})
+	mux.HandleFunc("POST /vms/{moref}/guestinfo", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Key   string `json:"key"`
+			Value string `json:"value"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		out, err := l.setGuestinfo(r.PathValue("moref"), req.Key, req.Value)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
 	mux.HandleFunc("POST /vms/{moref}/guest-shutdown", func(w http.ResponseWriter, r *http.Request) {
 		out, err := l.guestShutdown(r.PathValue("moref"))
 		if err != nil {

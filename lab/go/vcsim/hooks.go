@@ -612,6 +612,36 @@ func (l *lab) setGuest(moref string, fields map[string]string) (map[string]any, 
 	return out, nil
 }
 
+// setGuestinfo is `rpctool "info-set guestinfo.<key> <value>"` inside the guest: the VMX keeps the
+// variable and vCenter shows it in the VM's config.extraConfig. It does not go through the vSphere
+// API (no session, no ReconfigVM_Task, no fault rule applies), as the guest's own call does not.
+func (l *lab) setGuestinfo(moref, key, value string) (map[string]any, error) {
+	if !strings.HasPrefix(key, "guestinfo.") || len(key) == len("guestinfo.") {
+		return nil, fmt.Errorf("guestinfo key %q: the guest can set guestinfo.* variables only", key)
+	}
+	vm, err := l.lookupVM(moref)
+	if err != nil {
+		return nil, err
+	}
+	ctx := l.controlContext()
+	ctx.WithLock(vm, func() {
+		opts := slices.Clone(vm.Config.ExtraConfig)
+		found := false
+		for i, o := range opts {
+			if o.GetOptionValue().Key == key {
+				opts[i] = &types.OptionValue{Key: key, Value: value}
+				found = true
+			}
+		}
+		if !found {
+			opts = append(opts, &types.OptionValue{Key: key, Value: value})
+		}
+		ctx.Update(vm, []types.PropertyChange{{Name: "config.extraConfig", Val: opts}})
+	})
+	log.Printf("guestinfo %s (%s): %s = %.200q", moref, vm.Name, key, value)
+	return map[string]any{"moref": moref, "key": key, "value": value}, nil
+}
+
 func guestInfo(vm *simulator.VirtualMachine) map[string]any {
 	g := vm.Guest
 	var nets []map[string]any
