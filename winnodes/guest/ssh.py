@@ -285,6 +285,11 @@ def _as_openssh(pem: str) -> str:
         return ""
 
 
+#: How long output may still come after the exit status before the command counts as ended
+#: without its EOF (see `GuestSession._collect`).
+EOF_GRACE_SECONDS = 5.0
+
+
 class _StatusEvent(threading.Event):
     """paramiko's `Channel.status_event`, which also wakes a `select` through a pipe: the channel's
     own pipe signals data and EOF, not the exit status."""
@@ -415,21 +420,38 @@ class GuestSession:
     def _collect(
         self, chan: paramiko.Channel, wake: int, limit: float, command: str, step_id: str | None
     ) -> Result:
-        """Drain stdout/stderr until the exit status arrives. `select` wakes on data, EOF/close
-        (paramiko's channel pipe) and on the exit status (`wake`, written by `_StatusEvent`), so
-        nothing polls; SSH delivers a channel's data before its exit status."""
+        """Drain stdout/stderr until both the exit status and the end of the output (EOF or close)
+        arrived. OpenSSH sends the exit status as soon as the command's process exits, which may be
+        before it has read and sent the last of the process's output: stopping at the exit status
+        returned an empty stdout now and then (the fault matrix saw G7 read "no rule" right after
+        creating it). `select` wakes on data, EOF/close (paramiko's channel pipe) and on the exit
+        status (`wake`, written by `_StatusEvent`), so nothing polls."""
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + limit
+        status_at: float | None = None  # when the exit status arrived
         chan.setblocking(False)
         while True:
             while chan.recv_ready():
                 out += chan.recv(65536)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
-            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                break
+            ended = chan.eof_received or chan.closed
+            if chan.exit_status_ready():
+                if status_at is None:
+                    status_at = time.monotonic()
+                # A process that left a child holding its output open never sends EOF (`ssh`
+                # would hang): after a short grace, the exit status alone ends the command.
+                if ended or time.monotonic() - status_at >= EOF_GRACE_SECONDS:
+                    while chan.recv_ready():
+                        out += chan.recv(65536)
+                    while chan.recv_stderr_ready():
+                        err += chan.recv_stderr(65536)
+                    break
             if chan.closed:
                 break
+            if status_at is not None:
+                select.select([chan.fileno()], [], [], EOF_GRACE_SECONDS)
+                continue
             left = deadline - time.monotonic()
             if left <= 0:
                 raise errors.CommandTimeout(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +44,18 @@ class _Server(paramiko.ServerInterface):
         if text == "echo":
             channel.sendall(b"hello\r\n")
             channel.sendall_stderr(b"warn\r\n")
-            channel.send_exit_status(0)  # no close: it could overtake the exec request's reply
+            channel.send_exit_status(0)
+            channel.shutdown_write()  # EOF; no close: it could overtake the exec request's reply
+        elif text == "held":  # a child process keeps the output open: no EOF
+            channel.sendall(b"started\r\n")
+            channel.send_exit_status(0)
+        elif text == "late":
+            # OpenSSH sends the exit status when the process exits, maybe before the rest of
+            # its output it has not read from the pipe yet; then the output, then EOF.
+            channel.send_exit_status(0)
+            time.sleep(0.3)
+            channel.sendall(b"late output\r\n")
+            channel.shutdown_write()
         elif text == "drop":
             channel.sendall(b"partial")
             channel.get_transport().close()
@@ -103,6 +115,29 @@ def test_output_and_exit_code(server: int, keys: dict[str, paramiko.PKey]) -> No
     with _session(server, keys) as g:
         r = g.run("echo")
         assert (r.exit_code, r.stdout, r.stderr) == (0, "hello\r\n", "warn\r\n")
+
+
+def test_output_after_the_exit_status_is_not_lost(
+    server: int, keys: dict[str, paramiko.PKey]
+) -> None:
+    """Before: the client stopped reading at the exit status, so output sent after it was lost
+    (G7 read "no rule" right after creating one, in the fault matrix)."""
+    with _session(server, keys) as g:
+        r = g.run("late")
+        assert (r.exit_code, r.stdout) == (0, "late output\r\n")
+
+
+def test_exit_status_without_eof_ends_the_command_after_a_grace(
+    server: int, keys: dict[str, paramiko.PKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command that left a child holding its output open never sends EOF: the exit status ends
+    it after a short grace, not at the command's deadline."""
+    from winnodes.guest import ssh
+
+    monkeypatch.setattr(ssh, "EOF_GRACE_SECONDS", 0.3)
+    with _session(server, keys) as g:
+        r = g.run("held", timeout=20)
+        assert (r.exit_code, r.stdout) == (0, "started\r\n")
 
 
 def test_command_deadline(server: int, keys: dict[str, paramiko.PKey]) -> None:
