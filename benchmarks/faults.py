@@ -35,7 +35,7 @@ Usage:
     .venv/bin/python benchmarks/faults.py --sample 3 --seed 42
     .venv/bin/python benchmarks/faults.py --only 'CloneVM_Task' --list
 
-Run alone, the table goes to `.artifacts/faults.md` and, when PREFECT_API_URL is set, to a Prefect
+Run alone, the table goes to `.artifacts/faults-vcenter.md` and, when PREFECT_API_URL is set, to a Prefect
 markdown artifact (key `fault-matrix-vcenter`; `make faults` publishes `fault-matrix`).
 """
 
@@ -1024,44 +1024,88 @@ def _run_cells(
     return outcomes, base_seconds
 
 
-def main(argv: list[str] | None = None) -> int:
+def family_main(
+    argv: list[str] | None,
+    *,
+    doc: str | None,
+    kind: str,
+    lab: list[str],
+    cells: Callable[[], list[Cell]],
+    run: Callable[..., tuple[Any, ...]],
+    title: str = "",
+    startup_timeout: int = 60,
+    add_args: Callable[[argparse.ArgumentParser], None] | None = None,
+    early: Callable[[argparse.Namespace], int | None] | None = None,
+    after_run: Callable[[argparse.Namespace], None] | None = None,
+) -> int:
+    """A family module run alone: the options every family has (--seed, --sample, --only,
+    --minutes, --list, --out), its own private lab and Prefect API, the report as markdown (+ JSON,
+    + the Prefect artifact `fault-matrix-<kind>`). `run` is the family's `run_family` (its first two
+    results: outcomes, clean run's seconds); `title` replaces "golden-image flow" in the report's
+    heading; `add_args`/`early`/`after_run` are a family's own options and what they do."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seed", type=int, help="draw the sample with this seed")
+    parser.add_argument("--seed", type=int, help="draw the sample (or the order) with this seed")
     parser.add_argument("--sample", type=int, default=0, help="run N cells drawn with --seed")
     parser.add_argument("--only", default="", help="cells whose name contains this text")
     parser.add_argument("--minutes", type=float, default=0, help="stop starting cells after this")
-    parser.add_argument("--list", action="store_true", help="list the cells and exit")
-    parser.add_argument("--out", default=str(REPO_ROOT / ".artifacts" / "faults.md"))
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--list", action="store_true", help="list the reference cells and exit")
+    parser.add_argument("--out", default=str(REPO_ROOT / ".artifacts" / f"faults-{kind}.md"))
+    if add_args is not None:
+        add_args(parser)
     args = parser.parse_args(argv)
-    if args.child:
-        return child(args.child)
-    if args.serve:
-        return serve(args.serve)
+    if early is not None and (code := early(args)) is not None:
+        return code
+    if args.list:
+        for c in cells():
+            print(c.name)
+        return 0
     seed = args.seed if args.seed is not None else (DEFAULT_SEED if args.sample else None)
     if seed is not None:
         print(f"seed: {seed} (replay with --seed {seed})", flush=True)
-
     os.environ.setdefault("WINNODES_RETRY_DELAY", "0.2")
-    if args.list:
-        for c in matrix({m: "" for m in ("CloneVM_Task", "RetrievePropertiesEx")}):
-            print(c.name)
-        return 0
+    # SIGTERM stops like Ctrl-C: the private lab's daemons are stopped on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     deadline = time.monotonic() + args.minutes * 60 if args.minutes else 0.0
-    with private_site("vcenter", ["vcsim", "guest.supervisor"], startup_timeout=180) as env:
-        outcomes, base = run_matrix(
-            env, only=args.only, n=args.sample, seed=seed, deadline=deadline
-        )
+    with private_site(kind, lab, startup_timeout=startup_timeout) as env:
+        outcomes, base = run(env, only=args.only, n=args.sample, seed=seed, deadline=deadline)[:2]
+        if after_run is not None:
+            after_run(args)
         md = report(outcomes, seed, base)
-        publish(md, Path(args.out), key=f"{ARTIFACT_KEY}-{KIND}")
-    (Path(args.out).with_suffix(".json")).write_text(
+        if title:
+            md = md.replace("golden-image flow", title)
+        publish(md, Path(args.out), key=f"{ARTIFACT_KEY}-{kind}")
+    Path(args.out).with_suffix(".json").write_text(
         json.dumps([asdict(o.cell) | {"passed": o.passed, **_row(o)} for o in outcomes], indent=1)
     )
     print(md)
     return 0 if all(o.passed for o in outcomes) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    def early(args: argparse.Namespace) -> int | None:
+        if args.child:
+            return child(args.child)
+        if args.serve:
+            return serve(args.serve)
+        return None
+
+    def hidden(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--child", help=argparse.SUPPRESS)
+        parser.add_argument("--serve", help=argparse.SUPPRESS)
+
+    return family_main(
+        argv,
+        doc=__doc__,
+        kind=KIND,
+        lab=LAB,
+        cells=cells,
+        run=run_matrix,
+        startup_timeout=180,
+        add_args=hidden,
+        early=early,
+    )
 
 
 def _row(o: Outcome) -> dict[str, Any]:

@@ -29,8 +29,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import tempfile
 import time
@@ -369,28 +367,15 @@ def run_family(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    return faults.family_main(
+        argv,
+        doc=__doc__,
+        kind=KIND,
+        lab=LAB,
+        cells=cells,
+        run=run_family,
+        title="cluster-prep flow, DNS1",
     )
-    parser.add_argument("--seed", type=int, help="draw the sample with this seed")
-    parser.add_argument("--sample", type=int, default=0, help="run N cells drawn with --seed")
-    parser.add_argument("--only", default="", help="cells whose name contains this text")
-    parser.add_argument("--list", action="store_true", help="list the cells and exit")
-    parser.add_argument("--out", default=str(REPO_ROOT / ".artifacts" / "faults-dns.md"))
-    args = parser.parse_args(argv)
-    if args.list:
-        for c in cells():
-            print(c.name)
-        return 0
-    os.environ.setdefault("WINNODES_RETRY_DELAY", "0.2")
-    with faults.private_site("dns", LAB, startup_timeout=60) as env:
-        outcomes, base, _ops = run_family(env, only=args.only, n=args.sample, seed=args.seed)
-        md = faults.report(outcomes, args.seed, base).replace(
-            "golden-image flow", "cluster-prep flow, DNS1"
-        )
-        faults.publish(md, Path(args.out), key=f"fault-matrix-{KIND}")
-    print(md)
-    return 0 if all(o.passed for o in outcomes) else 1
 
 
 if __name__ == "__main__":

@@ -36,18 +36,14 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import base64
 import itertools
-import json
-import os
 import random
-import signal
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -435,44 +431,15 @@ def run_family(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    return faults.family_main(
+        argv,
+        doc=__doc__,
+        kind=KIND,
+        lab=LAB,
+        cells=cells,
+        run=run_family,
+        title="cluster-side flows (Kubernetes API faults)",
     )
-    parser.add_argument("--seed", type=int, help="draw the sample with this seed")
-    parser.add_argument("--sample", type=int, default=0, help="run N cells drawn with --seed")
-    parser.add_argument(
-        "--only", default="", help="cells whose name contains this text (a|b: either)"
-    )
-    parser.add_argument("--minutes", type=float, default=0, help="stop starting cells after this")
-    parser.add_argument("--list", action="store_true", help="list the reference cells and exit")
-    parser.add_argument("--out", default=str(REPO_ROOT / ".artifacts" / "faults-kube.md"))
-    args = parser.parse_args(argv)
-    if args.list:
-        for c in cells():
-            print(c.name)
-        return 0
-    seed = args.seed if args.seed is not None else (DEFAULT_SEED if args.sample else None)
-    if seed is not None:
-        print(f"seed: {seed} (replay with --seed {seed})", flush=True)
-    os.environ.setdefault("WINNODES_RETRY_DELAY", "0.2")
-    # SIGTERM stops like Ctrl-C: the private lab's daemons are stopped on the way out
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    deadline = time.monotonic() + args.minutes * 60 if args.minutes else 0.0
-    with faults.private_site("kube", LAB, startup_timeout=60) as env:
-        outcomes, base = run_family(
-            env, only=args.only, n=args.sample, seed=seed, deadline=deadline
-        )
-        md = faults.report(outcomes, seed, base).replace(
-            "golden-image flow", "cluster-side flows (Kubernetes API faults)"
-        )
-        faults.publish(md, Path(args.out), key=f"fault-matrix-{KIND}")
-    Path(args.out).with_suffix(".json").write_text(
-        json.dumps(
-            [asdict(o.cell) | {"passed": o.passed, **faults._row(o)} for o in outcomes], indent=1
-        )
-    )
-    print(md)
-    return 0 if all(o.passed for o in outcomes) else 1
 
 
 if __name__ == "__main__":

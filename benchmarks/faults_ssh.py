@@ -384,44 +384,30 @@ def run_family(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--sample", type=int, default=0)
-    parser.add_argument("--only", default="", help="cells whose name contains one of these (a,b)")
-    parser.add_argument("--minutes", type=float, default=0)
-    parser.add_argument("--list", action="store_true")
-    parser.add_argument(
-        "--record-kinds",
-        action="store_true",
-        help=f"write the baseline's kinds to {KINDS_FILE.name}",
-    )
-    parser.add_argument("--out", default=str(REPO_ROOT / ".artifacts" / "faults_ssh.md"))
-    args = parser.parse_args(argv)
-    if args.list:
-        for c in cells():
-            print(c.name)
-        return 0
-    seed = args.seed if args.seed is not None else (DEFAULT_SEED if args.sample else None)
-    os.environ.setdefault("WINNODES_RETRY_DELAY", "0.2")
-    deadline = time.monotonic() + args.minutes * 60 if args.minutes else 0.0
-    with faults.private_site("ssh", LAB, startup_timeout=60) as env:
-        outcomes, base = run_family(
-            env, only=args.only, n=args.sample, seed=seed, deadline=deadline
+    def record_kinds(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--record-kinds",
+            action="store_true",
+            help=f"write the baseline's kinds to {KINDS_FILE.name}",
         )
+
+    def after_run(args: argparse.Namespace) -> None:
         if args.record_kinds:
             saved = REPO_ROOT / ".artifacts" / "faults_ssh-kinds.json"
             KINDS_FILE.write_text(saved.read_text())
             print(f"command kinds written to {KINDS_FILE}", flush=True)
-        md = faults.report(outcomes, seed, base).replace(
-            "# Fault matrix: golden-image flow on the lab",
-            "# Fault matrix (SSH): golden-image flow on the lab",
-        )
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(md)
-    print(md)
-    return 0 if all(o.passed for o in outcomes) else 1
+
+    return faults.family_main(
+        argv,
+        doc=__doc__,
+        kind=KIND,
+        lab=LAB,
+        cells=cells,
+        run=run_family,
+        title="golden-image flow (SSH faults)",
+        add_args=record_kinds,
+        after_run=after_run,
+    )
 
 
 if __name__ == "__main__":
