@@ -77,7 +77,15 @@ TRANSIENT = ("HostCommunication", "SystemError", "TaskInProgress", "Timedout")
 #: Faults no retry can fix (the product must fail at once).
 PERMANENT = ("NoPermission", "InvalidArgument")
 #: Methods whose failure the product handles without failing (cleanup, logout): no "for good" cell.
-TOLERATED = {"Logout", "SessionIsActive", "DeleteDatastoreFile_Task", "Destroy_Task"}
+#: DestroyPropertyCollector: called only to drop a collector that failed (its error is suppressed;
+#: vCenter drops a session's collectors at logout).
+TOLERATED = {
+    "Logout",
+    "SessionIsActive",
+    "DeleteDatastoreFile_Task",
+    "Destroy_Task",
+    "DestroyPropertyCollector",
+}
 #: Times a fault is injected: once and three times stay within the tasks' retry budget (4 retries).
 TIMES = {"once": 1, "three": 3, "always": 0}
 #: Methods called before the vCenter session exists (a fault there fails the login, outside steps).
