@@ -127,10 +127,6 @@ def client_from_kubeconfig(
     client library to temporary files (its own mechanism); TLS is verified as the kubeconfig says.
     `proxy` ('host:port' or an http:// URL) overrides the cluster's `proxy-url`."""
     with boundary(action="load kubeconfig"):
-        if not proxy:
-            return k8s_config.new_client_from_config_dict(
-                config_dict=kubeconfig, context=context, persist_config=False
-            )
         cfg = k8s.Configuration()
         k8s_config.load_kube_config_from_dict(
             config_dict=kubeconfig,
@@ -138,8 +134,28 @@ def client_from_kubeconfig(
             client_configuration=cfg,
             persist_config=False,
         )
-        cfg.proxy = _proxy_url(proxy)
+        if proxy:
+            cfg.proxy = _proxy_url(proxy)
+        cfg.retries = transport_retries()
         return k8s.ApiClient(cfg)
+
+
+def transport_retries() -> urllib3.Retry:
+    """What urllib3 may retry by itself: a connection that could not be made (nothing was sent),
+    nothing else. By default it also retried GET/PUT/DELETE answered 429/503 with Retry-After, up
+    to 3 times, sleeping Retry-After each time, then raised MaxRetryError without the header:
+    the task's own retry (which honours Retry-After, `tasks.policy`) waited a second time and
+    never saw the server's answer."""
+    return urllib3.Retry(
+        total=None,
+        connect=2,
+        read=0,
+        redirect=0,
+        status=0,
+        other=0,
+        respect_retry_after_header=False,
+        raise_on_status=False,
+    )
 
 
 def _proxy_url(proxy: str) -> str:
@@ -164,6 +180,7 @@ def client_from_token(
     cfg.api_key = {"authorization": token}
     cfg.api_key_prefix = {"authorization": "Bearer"}
     cfg.verify_ssl = verify_tls
+    cfg.retries = transport_retries()
     if proxy:
         cfg.proxy = _proxy_url(proxy)
     if ca_cert_pem:

@@ -3,7 +3,9 @@ with the API's message and without secrets."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 
 import pytest
 import urllib3
@@ -84,3 +86,55 @@ def test_retry_after_is_kept_for_the_retry() -> None:
     assert map_api_exception(_api(503), "C3", "x").retry_after is None  # type: ignore[attr-defined]
     exc.headers = {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}  # type: ignore[assignment]
     assert map_api_exception(exc, "C3", "x").retry_after is None  # type: ignore[attr-defined]
+
+
+class _Throttling(http.server.BaseHTTPRequestHandler):
+    """An API server under API Priority and Fairness: every request gets 429 + Retry-After."""
+
+    hits = 0
+
+    def do_GET(self) -> None:
+        type(self).hits += 1
+        body = b"Too many requests, please try again later.\n"
+        self.send_response(429)
+        self.send_header("Retry-After", "1")
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("how", ["token", "kubeconfig"])
+def test_a_429_reaches_the_product_once_with_its_retry_after(how: str) -> None:
+    """Before: urllib3 retried a GET answered 429 three times by itself, sleeping Retry-After each
+    time, then raised MaxRetryError without the header; the task's retry then waited again."""
+    from kubernetes import client as k8s
+
+    from winnodes.cluster.api import client_from_kubeconfig, client_from_token
+
+    _Throttling.hits = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        if how == "token":
+            api = client_from_token(url, "secret-token", verify_tls=False)
+        else:
+            kubeconfig = {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": url}}],
+                "users": [{"name": "u", "user": {"token": "secret-token"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+            api = client_from_kubeconfig(kubeconfig)
+        with pytest.raises(errors.ApiUnavailable) as info, boundary("C1", "read nodes"):
+            k8s.CoreV1Api(api).list_node(_request_timeout=5)
+    finally:
+        server.shutdown()
+    assert _Throttling.hits == 1
+    assert info.value.retry_after == 1.0 and info.value.transient
