@@ -343,9 +343,11 @@ def _g8_g9_clone_and_sysprep(run: _Build, hk: gt.HostKey) -> vt.VmInfo:
             report.created("VirtualMachine", clone.name, "cloned", f"from {base.name}")
         out.ok(clone.evidence)
     with report.step(StepId.G9) as out:
-        attrs = vt.read_attributes(gi, clone.moid)
-        if attrs.get(vt.ATTR_SYSPREP) == "started":
+        marker = vt.read_attributes(gi, clone.moid).get(vt.ATTR_SYSPREP)
+        if marker == "started":
             done = "sysprep was already started by an earlier run"
+        elif marker == "keys-removed" and gt.g9_sysprep_under_way(gi, clone.moid, hk.key):
+            done = "an earlier run's sysprep command ran on after that run was lost"
         else:
             facts = vt.g2_wait_for_tools(
                 gi, clone.moid, deadline_after(gi.timeouts.install_seconds)

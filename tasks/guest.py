@@ -578,6 +578,26 @@ def g9_sysprep(gi: GoldenImageConfig, vm_moid: str, ip: str, host_key: str) -> C
     )
 
 
+@task(name="G9 find out what became of an interrupted sysprep command", **transient_retries())
+def g9_sysprep_under_way(gi: GoldenImageConfig, vm_moid: str, host_key: str) -> bool:
+    """The clone is marked `keys-removed`: an earlier run sent (or was about to send) the one
+    command that removes the host keys and starts sysprep, and was killed before it answered. A
+    Windows process started by sshd outlives its client, so the command may have run on: True
+    when sysprep is under way or done (the clone is off or going down, or no SSH session opens
+    because the host keys are gone); False when the clone still has its host keys (the command
+    never ran: G9 sends it again). Re-cloning instead wasted a clone and killed a running sysprep."""
+    with vcenter(gi) as session:
+        now = inventory.properties(
+            session,
+            session.moref("VirtualMachine", vm_moid),
+            ["runtime.powerState", "guest.ipAddress"],
+        )
+    ip = now.get("guest.ipAddress") or ""
+    if now.get("runtime.powerState") != "poweredOn" or not ip:
+        return True  # sysprep shut it down, or Windows is going down
+    return not _host_keys_still_there(gi, ip, host_key)
+
+
 def _host_keys_still_there(gi: GoldenImageConfig, ip: str, host_key: str) -> bool:
     """After G9's command was lost: does the clone still have its SSH host keys? A session that
     opens proves it (sshd reads them for every connection: none, no handshake) and the check

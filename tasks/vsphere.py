@@ -481,20 +481,14 @@ def _remember(variable: str, task_id: str) -> None:
 def g8_clone(gi: GoldenImageConfig, base_moid: str, build_id: str) -> VmInfo:
     """Clone the base VM to this build's template name, powered on (the base stays un-sysprepped).
 
-    An existing clone of this build is the result; a clone whose sysprep has started (G9 marker)
-    is left powered off. The clone task's ID is kept in a Prefect variable while it runs, so a
-    re-run after a killed process waits on it instead of starting a second clone."""
+    An existing clone of this build is the result; a clone G9 marked (its sysprep command sent,
+    or started) is never powered on again: G9 finds out what became of it
+    (`tasks.guest.g9_sysprep_under_way`). The clone task's ID is kept in a Prefect variable while
+    it runs, so a re-run after a killed process waits on it instead of starting a second clone."""
     name = template_name(gi.names, build_id)
     variable = task_variable(gi, build_id, "g8")
     with vcenter(gi) as session:
         pl = _placement(session, gi)
-        stale = vms.find_vm(session, pl.folder, name)
-        if stale is not None and stale.build_id == build_id and not stale.template:
-            marker = vms.custom_attributes(session, stale.obj).get(ATTR_SYSPREP)
-            if marker == "keys-removed":
-                # A killed G9 removed the host keys but never started sysprep: no SSH session is
-                # possible any more and the clone is not generalized. Start that clone over.
-                vms.destroy(session, stale.obj, timeout=gi.timeouts.vcenter_task_seconds)
         # Global concurrency limit "vcenter-clone" (deployments/register.py creates it): clones are
         # the heaviest vCenter operation, so every flow shares a few slots.
         with concurrency("vcenter-clone", occupy=1):

@@ -213,3 +213,47 @@ def test_g9_a_session_cut_before_sysprep_ran_is_retried_not_taken_for_sysprep(
     assert info.value.step_id == "G9" and info.value.transient
     assert keys == [True]  # the keys are still there: a retry can reach the clone
     assert "started" not in marks
+
+
+@pytest.mark.parametrize(
+    ("power", "ip", "keys_there", "under_way"),
+    [
+        ("poweredOff", "", None, True),  # sysprep ran and shut the clone down
+        ("poweredOn", "", None, True),  # Windows going down: Tools no longer report
+        ("poweredOn", "10.0.0.9", False, True),  # no host keys: the command ran, sysprep runs
+        ("poweredOn", "10.0.0.9", True, False),  # host keys still there: it never ran
+    ],
+)
+def test_an_interrupted_sysprep_command_is_found_out_not_cloned_again(
+    gi: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    power: str,
+    ip: str,
+    keys_there: bool | None,
+    under_way: bool,
+) -> None:
+    """A run killed while G9's one command (remove host keys + sysprep) was in flight leaves the
+    clone marked keys-removed. Before: G8 destroyed such a clone and cloned again (a wasted clone,
+    a running sysprep killed; the matrix's kill:G9 :retry cells saw two clone tasks). Now G9 asks
+    what became of it."""
+
+    @contextlib.contextmanager
+    def fake_vcenter(*_: Any, **__: Any) -> Iterator[_VCenter]:
+        yield _VCenter()
+
+    asked: list[str] = []
+
+    def keys(gi_: Any, address: str, host_key: str) -> bool:
+        asked.append(address)
+        assert keys_there is not None, "no SSH check when the clone is off or has no IP"
+        return keys_there
+
+    monkeypatch.setattr(gt, "vcenter", fake_vcenter)
+    monkeypatch.setattr(
+        gt.inventory,
+        "properties",
+        lambda *a, **k: {"runtime.powerState": power, "guest.ipAddress": ip},
+    )
+    monkeypatch.setattr(gt, "_host_keys_still_there", keys)
+    assert gt.g9_sysprep_under_way.fn(gi, "vm-7", "ssh-ed25519 AAAA") is under_way
+    assert asked == ([ip] if keys_there is not None else [])
