@@ -308,12 +308,13 @@ def on_step(hooks: dict[str, Callable[[], object]]) -> Iterator[list[str]]:
         reporting.RunReport.step = original  # type: ignore[method-assign]
 
 
-def run_flow(gi: Any) -> tuple[str, BaseException | None, float]:
-    """One golden-image flow run in this process: (final state, its exception, seconds)."""
+def run_flow(gi: Any, build_id: str | None = None) -> tuple[str, BaseException | None, float]:
+    """One golden-image flow run in this process: (final state, its exception, seconds); with
+    `build_id`, the run continues that build (as `winnodes run --resume` does)."""
     from flows.golden_image import golden_image
 
     t0 = time.monotonic()
-    return settle(golden_image(gi, return_state=True), t0)
+    return settle(golden_image(gi, build_id=build_id, return_state=True), t0)
 
 
 def settle(state: Any, t0: float) -> tuple[str, BaseException | None, float]:

@@ -56,6 +56,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from benchmarks import faults  # noqa: E402
 from lab.guest.faults import SshFaultClient, Store  # noqa: E402
+from lab.vcsim import VcsimControl  # noqa: E402
 
 KIND = "ssh"
 LAB = ["vcsim", "guest.supervisor"]
@@ -145,6 +146,12 @@ def matrix(kinds: list[Kind]) -> list[faults.Cell]:
             cells.append(
                 faults.Cell(KIND, firsts[step].label, "pause", "kill", "once", "Killed", step)
             )
+    for k in kinds:
+        # The command that takes the guest down, held while the flow's process is killed, then
+        # released (it runs on, unseen); the re-run continues the killed build (`--resume`):
+        # it must find out that the command ran, not send it again nor clone again.
+        if GOES_DOWN.search(k.text):
+            cells.append(faults.Cell(KIND, k.label, "pause", "kill", "resume", "Killed", k.step))
     return cells
 
 
@@ -298,6 +305,17 @@ def run_cell(env: dict[str, str], state: State, cell: faults.Cell) -> faults.Out
             out.problems.append(f"step {out.report_step} failed, expected {cell.step}")
     if out.state == "Completed":
         out.recovery = max(0.0, out.seconds - state.base_seconds)
+    elif cell.times == "resume":  # the killed build, continued
+        build = faults._base_build(env, gi)
+        rerun, exc, seconds = faults.run_flow(gi, build_id=build or None)
+        out.recovery = seconds
+        if rerun != "Completed":
+            out.problems.append(f"resumed run ended {rerun}: {exc!r}"[:200])
+        out.problems += faults._resumed(env, gi, build)
+        control = VcsimControl.from_env(env)
+        clones = faults._tasks_on(control, faults._base_moid(env, gi), "clone")
+        if len(clones) != 1:
+            out.problems.append(f"{len(clones)} clone tasks of the base VM (expected 1)")
     else:  # nothing half-made: a fresh run of the same configuration converges
         rerun, exc, seconds = faults.run_flow(gi)
         out.recovery = seconds
