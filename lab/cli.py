@@ -26,7 +26,7 @@ from types import ModuleType
 
 from lab.config import LabConfig, infrastructure_id
 from lab.paths import LabPaths
-from lab.process import LabError, free_guest_net, free_port
+from lab.process import LabError, PortInUse, free_guest_net, free_port
 
 # Start order; stop runs in reverse. LAB_COMPONENTS (comma-separated, without "lab.") selects a subset.
 # LAB_PREFECT_DB=postgres adds lab.postgres (the demo's Prefect server then runs on PostgreSQL).
@@ -255,6 +255,10 @@ def private_settings(
     }
 
 
+#: How many sets of free ports a private lab tries when another lab takes one while it starts.
+PRIVATE_PORT_ATTEMPTS = 3
+
+
 @contextlib.contextmanager
 def private_lab(
     run_dir: Path, components: Sequence[str] | None = None, *, guest_net: int | None = None
@@ -263,14 +267,22 @@ def private_lab(
     so that neither it nor a lab the user runs (`make demo`, `.lab/`, the default ports) sees the
     other's objects, faults or sessions. Stopped on exit. The settings are in the environment only
     while the lab starts and stops (its daemons inherit them); clients use `ctx.env`."""
-    overrides = private_settings(run_dir, components, guest_net=guest_net)
-    with _environ(overrides):
-        ctx = context()
-        try:
-            up(ctx)
-        except BaseException:
-            down(ctx)  # whatever had started
-            raise
+    for attempt in range(1, PRIVATE_PORT_ATTEMPTS + 1):
+        overrides = private_settings(run_dir, components, guest_net=guest_net)
+        with _environ(overrides):
+            ctx = context()
+            try:
+                up(ctx)
+                break
+            except PortInUse:
+                # its free ports were taken by a lab starting beside it (fault-matrix jobs,
+                # parallel benchmarks): new ports, a new try
+                down(ctx)
+                if attempt == PRIVATE_PORT_ATTEMPTS:
+                    raise
+            except BaseException:
+                down(ctx)  # whatever had started
+                raise
     try:
         yield ctx
     finally:

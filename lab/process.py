@@ -28,6 +28,11 @@ class LabError(RuntimeError):
     """A problem with the lab itself (not with the product under test), with a message to act on."""
 
 
+class PortInUse(LabError):
+    """A port the lab wants is taken. For a private lab whose ports were picked free a moment ago,
+    another lab starting at the same time took it: `cli.private_lab` picks new ports and retries."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free for TCP and UDP right now, from the OS (for labs of their own in tests and
     benchmarks; the DNS server needs both)."""
@@ -83,7 +88,7 @@ def port_in_use(host: str, port: int) -> bool:
 
 def require_free_port(host: str, port: int, what: str, env_var: str) -> None:
     if port_in_use(host, port):
-        raise LabError(
+        raise PortInUse(
             f"{what}: port {host}:{port} is already in use by another process; stop it "
             f"(see `ss -ltnp 'sport = :{port}'`) or choose another port with {env_var}=<port>"
         )

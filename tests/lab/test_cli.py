@@ -14,6 +14,7 @@ from lab.config import LabConfig, infrastructure_id
 from lab.paths import LabPaths
 from lab.process import (
     LabError,
+    PortInUse,
     free_guest_net,
     free_port,
     port_in_use,
@@ -223,3 +224,37 @@ def test_the_session_lab_leaves_a_running_users_lab_alone(
         assert _vms(users.env) == before
     finally:
         cli.down(users)
+
+
+def test_a_private_lab_whose_port_was_taken_meanwhile_picks_new_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Labs started side by side (fault-matrix jobs) each pick free ports; one may take another's
+    before it binds. Before: the second lab failed ("port ... already in use"); now it picks new
+    ports and starts. A port taken for good still fails, after PRIVATE_PORT_ATTEMPTS tries."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = str(taken.getsockname()[1])
+    real = cli.private_settings
+    tries: list[str] = []
+
+    def settings(*args: object, **kwargs: object) -> dict[str, str]:
+        s = real(*args, **kwargs)  # type: ignore[arg-type]
+        if not tries or always:
+            s["LAB_VCSIM_PORT"] = port  # taken meanwhile
+        tries.append(s["LAB_VCSIM_PORT"])
+        return s
+
+    monkeypatch.setattr(cli, "private_settings", settings)
+    try:
+        always = False
+        with cli.private_lab(tmp_path / "a", ["vcsim"]) as ctx:
+            assert ctx.env["LAB_VSPHERE_SERVER"].endswith(":" + tries[-1])
+        assert len(tries) == 2 and tries[0] == port != tries[1]
+        always, tries[:] = True, []
+        with pytest.raises(PortInUse), cli.private_lab(tmp_path / "b", ["vcsim"]):
+            pass
+        assert len(tries) == cli.PRIVATE_PORT_ATTEMPTS
+    finally:
+        taken.close()
