@@ -416,6 +416,7 @@ def run_cell(
     control.clear_faults()
     control.clear_delays()
     at_failure: list[int] = []  # fault hits when a step failed
+    flow_run_id: Any = None
     hooks: dict[str, Callable[[], object]] = {}
     timers: list[threading.Timer] = []
     try:
@@ -447,7 +448,12 @@ def run_cell(
         else:
             hooks["failed"] = lambda: at_failure.append(_fault_hits(control))
             with on_step(hooks) as entered:
-                out.state, exc, out.seconds = run_flow(gi)
+                from flows.golden_image import golden_image
+
+                t0 = time.monotonic()
+                final = golden_image(gi, return_state=True)
+                out.state, exc, out.seconds = settle(final, t0)
+                flow_run_id = final.state_details.flow_run_id
             out.report_step = next(
                 (e.removeprefix("failed:") for e in entered if e.startswith("failed:")), None
             )
@@ -472,11 +478,15 @@ def run_cell(
             out.problems.append("the failure names no step ID")
         if cell.step and out.report_step != cell.step:
             out.problems.append(f"step {out.report_step} failed, expected {cell.step}")
-        # hits when the step failed: the clean-up of a failed build may call the method again
-        # (e.g. a property collector for its Destroy_Task), which is not a retry
+        # No retry of a permanent fault: no failed task run ran more than once. (The fault's hit
+        # count cannot tell: the lab's own guest supervisor calls the same methods, and the
+        # clean-up of a failed build may call the method again.)
         hits = at_failure[0] if at_failure else out.hits
-        if cell.fault in PERMANENT and hits != 1:
-            out.problems.append(f"permanent fault hit {hits} times when its step failed (retried)")
+        if cell.fault in PERMANENT:
+            if hits < 1:
+                out.problems.append("the permanent fault was never hit")
+            if retried := retried_task_runs(flow_run_id):
+                out.problems.append(f"permanent fault retried: {', '.join(retried)}")
     if out.state == "Completed":
         out.recovery = max(0.0, out.seconds - base_seconds)
     else:  # nothing half-made: a fresh run of the same configuration converges
@@ -537,6 +547,24 @@ def kill_cell(
     if out.problems and cell.name in KNOWN_DEFECTS:
         out.problems.append("known defect: " + KNOWN_DEFECTS[cell.name])
     return out
+
+
+def retried_task_runs(flow_run_id: Any) -> list[str]:
+    """Failed task runs of the flow run that ran more than once (Prefect's own record)."""
+    if flow_run_id is None:
+        return []
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return sorted(
+        f"{r.name} x{r.run_count}"
+        for r in runs
+        if r.state is not None and r.state.is_failed() and r.run_count > 1
+    )
 
 
 def crash_abandoned_runs() -> list[str]:
