@@ -494,11 +494,21 @@ class GuestSession:
     @contextlib.contextmanager
     def _sftp(self, step_id: str | None, action: str) -> Iterator[paramiko.SFTPClient]:
         with _boundary(step_id, action):
-            sftp = self.client.open_sftp()
+            # The channel's timeout is set before the SFTP version exchange: `open_sftp()` sets
+            # none, so an sftp-server that never answered hung the step for ever (the fault
+            # matrix's SSH stall on a G9 upload).
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise paramiko.SSHException("the SSH session is closed")
+            channel = transport.open_session(timeout=self.connect_timeout)
+            channel.settimeout(self.command_timeout)
             try:
-                channel = sftp.get_channel()
-                if channel is not None:
-                    channel.settimeout(self.command_timeout)
+                channel.invoke_subsystem("sftp")
+                sftp = paramiko.SFTPClient(channel)
+            except BaseException:
+                channel.close()
+                raise
+            try:
                 yield sftp
             finally:
                 sftp.close()

@@ -34,6 +34,9 @@ class _Server(paramiko.ServerInterface):
     def check_channel_request(self, kind: str, chanid: int) -> int:
         return OPEN_SUCCEEDED
 
+    def check_channel_subsystem_request(self, channel: Any, name: str) -> bool:
+        return True  # an sftp-server that never says its version (the matrix's SSH stall)
+
     def check_channel_exec_request(self, channel: Any, command: bytes) -> bool:
         # Answer after the exec request is acknowledged, as a real server's child process does.
         threading.Thread(target=self._act, args=(channel, command.decode()), daemon=True).start()
@@ -138,6 +141,27 @@ def test_exit_status_without_eof_ends_the_command_after_a_grace(
     with _session(server, keys) as g:
         r = g.run("held", timeout=20)
         assert (r.exit_code, r.stdout) == (0, "started\r\n")
+
+
+def test_a_silent_sftp_server_is_a_transient_drop_not_a_hang(
+    server: int, keys: dict[str, paramiko.PKey]
+) -> None:
+    """Before: `open_sftp()` waited for the server's SFTP version with no timeout, and G9's upload
+    hung the build for ever under the matrix's SSH stall."""
+    with (
+        connect_guest(
+            "127.0.0.1",
+            port=server,
+            username="Administrator",
+            private_key=_pem(keys["client"]),
+            host_key=key_line(keys["host"]),
+            connect_timeout=5,
+            command_timeout=0.5,
+        ) as g,
+        pytest.raises(errors.SSHDropped) as info,
+    ):
+        g.put_file(r"C:\Windows\Panther\unattend.xml", b"<unattend/>", step_id="G9")
+    assert info.value.step_id == "G9" and info.value.transient
 
 
 def test_command_deadline(server: int, keys: dict[str, paramiko.PKey]) -> None:
