@@ -562,7 +562,7 @@ def g9_sysprep(gi: GoldenImageConfig, vm_moid: str, ip: str, host_key: str) -> C
             # Lost around the point of no return: sysprep shutting the clone down, or a cut (or a
             # hang) before the command ran. Only the second leaves the host keys, so only then
             # does a new session open: then the command is sent again (task retry).
-            if _host_keys_still_there(gi, ip, host_key):
+            if _host_keys_still_there(gi, ip, host_key, vm_moid):
                 raise errors.SSHDropped(
                     "the session was lost before sysprep started (the clone still has its SSH "
                     f"host keys): {exc.message}",
@@ -595,25 +595,69 @@ def g9_sysprep_under_way(gi: GoldenImageConfig, vm_moid: str, host_key: str) -> 
     ip = now.get("guest.ipAddress") or ""
     if now.get("runtime.powerState") != "poweredOn" or not ip:
         return True  # sysprep shut it down, or Windows is going down
-    return not _host_keys_still_there(gi, ip, host_key)
+    return not _host_keys_still_there(gi, ip, host_key, vm_moid)
 
 
-def _host_keys_still_there(gi: GoldenImageConfig, ip: str, host_key: str) -> bool:
+def _host_keys_still_there(
+    gi: GoldenImageConfig, ip: str, host_key: str, vm_moid: str | None = None
+) -> bool:
     """After G9's command was lost: does the clone still have its SSH host keys? A session that
     opens proves it (sshd reads them for every connection: none, no handshake) and the check
-    inside confirms it. No session: the keys are gone (or the clone is going down), so the command
-    ran: sysprep is under way."""
-    try:
-        with guest(gi, ip, host_key, "G9") as s:
-            out = _ps(
-                s,
-                f"Test-Path -Path {ps.ps_quote(ps.HOST_KEYS_GLOB)}",
-                "G9",
-                gi.timeouts.command_seconds,
-            )
-    except (errors.SSHDropped, errors.CommandTimeout):
-        return False
-    return out.stdout.strip().lower() == "true"
+    inside confirms it. A handshake that fails: the keys are gone, the command ran, sysprep is
+    under way. A connection *refused* says neither (sshd restarting, or Windows going down): ask
+    again, at growing intervals, until sshd answers, vCenter shows the clone going down, or
+    `timeouts.ssh_seconds` (at most REFUSED_BUDGET) pass; then sysprep is taken to be under way
+    (a wrong guess ends in G9's power-off wait, not in a second sysprep)."""
+    deadline = time.monotonic() + min(float(gi.timeouts.ssh_seconds), REFUSED_BUDGET)
+    pause = HANDSHAKE_RETRY_FIRST
+    while True:
+        try:
+            with guest(gi, ip, host_key, "G9") as s:
+                out = _ps(
+                    s,
+                    f"Test-Path -Path {ps.ps_quote(ps.HOST_KEYS_GLOB)}",
+                    "G9",
+                    gi.timeouts.command_seconds,
+                )
+        except errors.CommandTimeout:
+            return False
+        except errors.SSHDropped as exc:
+            if not _refused(exc) or time.monotonic() >= deadline:
+                return False
+            if vm_moid is not None and _going_down(gi, vm_moid):
+                return False
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 4.0)
+            continue
+        return out.stdout.strip().lower() == "true"
+
+
+#: How long a refused connection may keep G9 from telling "sshd restarting" from "going down".
+REFUSED_BUDGET = 30.0
+
+
+def _refused(exc: BaseException) -> bool:
+    """The TCP connection was refused (no listener), as opposed to a handshake that failed."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "Connection refused" in str(exc)
+
+
+def _going_down(gi: GoldenImageConfig, vm_moid: str) -> bool:
+    """vCenter shows the clone off or its Tools stopped (Windows shutting down)."""
+    with vcenter(gi) as session:
+        now = inventory.properties(
+            session,
+            session.moref("VirtualMachine", vm_moid),
+            ["runtime.powerState", "guest.toolsRunningStatus"],
+        )
+    return (
+        now.get("runtime.powerState") != "poweredOn"
+        or now.get("guest.toolsRunningStatus") != "guestToolsRunning"
+    )
 
 
 # -- G6u -------------------------------------------------------------------------------------------

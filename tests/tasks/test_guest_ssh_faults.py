@@ -243,7 +243,7 @@ def test_an_interrupted_sysprep_command_is_found_out_not_cloned_again(
 
     asked: list[str] = []
 
-    def keys(gi_: Any, address: str, host_key: str) -> bool:
+    def keys(gi_: Any, address: str, host_key: str, *_: Any) -> bool:
         asked.append(address)
         assert keys_there is not None, "no SSH check when the clone is off or has no IP"
         return keys_there
@@ -257,3 +257,56 @@ def test_an_interrupted_sysprep_command_is_found_out_not_cloned_again(
     monkeypatch.setattr(gt, "_host_keys_still_there", keys)
     assert gt.g9_sysprep_under_way.fn(gi, "vm-7", "ssh-ed25519 AAAA") is under_way
     assert asked == ([ip] if keys_there is not None else [])
+
+
+class _KeysSession:
+    def __init__(self, there: bool) -> None:
+        self.there = there
+
+    def run_checked(self, command: str, **_: Any) -> Any:
+        return type("R", (), {"stdout": str(self.there), "stderr": "", "exit_code": 0})()
+
+
+def _refused_drop() -> errors.SSHDropped:
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as cause:
+        err = errors.SSHDropped("SSH to 10.0.0.9:22: ConnectionRefusedError", step_id="G9")
+        err.__cause__ = cause
+        return err
+
+
+@pytest.mark.parametrize(
+    ("answers", "going_down", "there"),
+    [
+        # sshd restarting (the matrix's SSH refuse on G9's command): refused, then the keys are
+        # found. Before: the first refusal was taken for "sysprep under way" and G9 waited its
+        # whole budget for a power-off that never came.
+        (["refused", "refused", "keys"], False, True),
+        (["refused", "refused"], True, False),  # refused while vCenter shows it going down
+        (["handshake failed"], False, False),  # no host keys: the handshake fails
+    ],
+)
+def test_g9_tells_a_restarting_sshd_from_sysprep(
+    gi: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    answers: list[str],
+    going_down: bool,
+    there: bool,
+) -> None:
+    todo = list(answers)
+
+    @contextlib.contextmanager
+    def fake_guest(*_: Any, **__: Any) -> Iterator[_KeysSession]:
+        answer = todo.pop(0)
+        if answer == "refused":
+            raise _refused_drop()
+        if answer == "handshake failed":
+            raise errors.SSHDropped("SSH to 10.0.0.9:22: EOFError", step_id="G9")
+        yield _KeysSession(True)
+
+    monkeypatch.setattr(gt, "guest", fake_guest)
+    monkeypatch.setattr(gt, "_going_down", lambda *_: going_down)
+    monkeypatch.setattr(gt.time, "sleep", lambda s: None)
+    assert gt._host_keys_still_there(gi, "10.0.0.9", "ssh-ed25519 AAAA", "vm-7") is there
+    assert todo == ([] if not going_down else ["refused"])
