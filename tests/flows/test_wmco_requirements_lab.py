@@ -116,7 +116,9 @@ def test_g2_wait_is_bounded_by_install_seconds_in_total(
         r for r in _task_runs([_run_id(state)]) if r.name.startswith("G2 wait for VMware Tools")
     ]
     assert g2.run_count == 1, f"G2 ran {g2.run_count} times"
-    assert g2.total_run_time.total_seconds() < budget + 1.0, g2.total_run_time
+    # Not a timing target (those live in benchmarks): the wait did not outlive its deadline by
+    # another attempt's worth; the margin covers a loaded machine's scheduling.
+    assert g2.total_run_time.total_seconds() < budget + 5.0, g2.total_run_time
     print(
         f"\nG2 budget {budget}s: one attempt, {g2.total_run_time.total_seconds():.2f}s; "
         f"flow {time.monotonic() - t0:.1f}s"
