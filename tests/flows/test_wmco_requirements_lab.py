@@ -102,12 +102,20 @@ def _task_runs(flow_run_ids: list[UUID], *, children: bool = False) -> list[Any]
 def test_g2_wait_is_bounded_by_install_seconds_in_total(
     env: dict[str, str], blocks: None, session: Any
 ) -> None:
-    """install_seconds (1 s) is shorter than the boot (3 s). Before: WaitTimeout was transient, so
-    G2 ran up to 5 x 1 s, outlived the boot and went on. Now: one attempt, failed at its deadline."""
+    """install_seconds (1 s) is shorter than Windows setup (8 s here: the boot delay alone could be
+    over by the time G1 has sent its boot keys). Before: WaitTimeout was transient, so G2 ran up
+    to 5 x 1 s, outlived the setup and went on. Now: one attempt, failed at its deadline."""
+    from lab.guest import timing
+
     budget = 1
     gi = config(env, timeouts={"install_seconds": budget})
     t0 = time.monotonic()
-    state = golden_image(gi, return_state=True)
+    guests = env["LAB_GUESTS_DIR"]
+    timing.set_lab_timing(guests, timing.Timing("fast", overrides={"setup": 8.0}))
+    try:
+        state = golden_image(gi, return_state=True)
+    finally:
+        timing.set_lab_timing(guests, None)
     assert state.is_failed()
     with pytest.raises(errors.WaitTimeout) as info:
         state.result()
