@@ -195,6 +195,12 @@ def matrix(methods: dict[str, str]) -> list[Cell]:
     return cells
 
 
+def selected(name: str, only: str) -> bool:
+    """`--only`: the cell's name contains the text, or one of its alternatives (a|b or a,b)."""
+    wanted = [w for w in only.replace("|", ",").split(",") if w] or [""]
+    return any(w in name for w in wanted)
+
+
 def sample(cells: list[Cell], n: int, seed: int) -> list[Cell]:
     """`n` cells drawn with `seed` (same seed, same cells: a CI failure replays with --seed)."""
     return random.Random(seed).sample(cells, min(n, len(cells)))
@@ -989,7 +995,7 @@ def run_matrix(
     Prefect API (server or test harness)."""
     control = VcsimControl.from_env(env)
     save_blocks(env)
-    kills = [c for c in matrix({}) if only in c.name]
+    kills = [c for c in matrix({}) if selected(c.name, only)]
     if only and kills and all(c.kind == "kill" for c in kills):
         # kill cells do not depend on the baseline's methods: no clean build first
         return _run_cells(env, control, kills, n, seed, deadline, progress, 0.0, shard)
@@ -1002,7 +1008,7 @@ def run_matrix(
     cells = [
         c
         for c in matrix(methods)
-        if only in c.name and not (skip_known and c.name in KNOWN_DEFECTS)
+        if selected(c.name, only) and not (skip_known and c.name in KNOWN_DEFECTS)
     ]
     return _run_cells(env, control, cells, n, seed, deadline, progress, base_seconds, shard)
 
