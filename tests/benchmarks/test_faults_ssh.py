@@ -43,10 +43,13 @@ def test_cells_cover_every_kind_fault_and_repetition() -> None:
     for k in down:
         cell = next(c for c in cells if c.name == f"ssh:{k.label}:drop-after:always")
         assert cell.expect == "Completed"
-    # pause + kill -9 in G5, G6, G7, G9 on the step's first command
-    pauses = [c for c in cells if c.fault == "pause"]
+    # pause + kill -9 in G5, G6, G7, G9 on the step's first command, re-run fresh
+    pauses = [c for c in cells if c.fault == "pause" and c.times == "once"]
     assert sorted(c.step for c in pauses) == sorted(faults_ssh.PAUSE_STEPS)
     assert all(c.expect == "Killed" and c.target.endswith(".1") for c in pauses)
+    # ... and on every command that takes the guest down, the killed build then resumed
+    resumes = {c.target for c in cells if c.fault == "pause" and c.times == "resume"}
+    assert resumes == {k.label for k in down}
 
 
 def test_the_recorded_kinds_include_every_in_guest_step() -> None:
