@@ -102,15 +102,17 @@ def _pem(key: paramiko.PKey) -> str:
     return buf.getvalue()
 
 
-def _session(port: int, keys: dict[str, paramiko.PKey]) -> Any:
+def _session(
+    port: int, keys: dict[str, paramiko.PKey], *, connect: float = 5, command: float = 30
+) -> Any:
     return connect_guest(
         "127.0.0.1",
         port=port,
         username="Administrator",
         private_key=_pem(keys["client"]),
         host_key=key_line(keys["host"]),
-        connect_timeout=5,
-        command_timeout=30,
+        connect_timeout=connect,
+        command_timeout=command,
     )
 
 
@@ -149,15 +151,7 @@ def test_a_silent_sftp_server_is_a_transient_drop_not_a_hang(
     """Before: `open_sftp()` waited for the server's SFTP version with no timeout, and G9's upload
     hung the build for ever under the matrix's SSH stall."""
     with (
-        connect_guest(
-            "127.0.0.1",
-            port=server,
-            username="Administrator",
-            private_key=_pem(keys["client"]),
-            host_key=key_line(keys["host"]),
-            connect_timeout=5,
-            command_timeout=0.5,
-        ) as g,
+        _session(server, keys, command=0.5) as g,
         pytest.raises(errors.SSHDropped) as info,
     ):
         g.put_file(r"C:\Windows\Panther\unattend.xml", b"<unattend/>", step_id="G9")
@@ -191,13 +185,6 @@ def test_silent_server_times_out_as_transient(keys: dict[str, paramiko.PKey]) ->
         port = silent.getsockname()[1]
         with (
             pytest.raises(errors.SSHDropped),
-            connect_guest(
-                "127.0.0.1",
-                port=port,
-                username="Administrator",
-                private_key=_pem(keys["client"]),
-                host_key=key_line(keys["host"]),
-                connect_timeout=0.5,
-            ),
+            _session(port, keys, connect=0.5),
         ):
             pass
