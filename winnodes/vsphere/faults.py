@@ -64,6 +64,25 @@ def _http_status(exc: http.client.HTTPException) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+#: Managed objects that belong to a session (vCenter destroys them with it).
+SESSION_OBJECTS = (
+    "PropertyCollector",
+    "PropertyFilter",
+    "ContainerView",
+    "ListView",
+    "InventoryView",
+    "EventHistoryCollector",
+    "TaskHistoryCollector",
+)
+
+
+def _session_object(exc: vmodl.fault.ManagedObjectNotFound) -> bool:
+    obj = getattr(exc, "obj", None)
+    kind = type(obj).__name__.rsplit(".", 1)[-1] if obj is not None else ""
+    text = str(getattr(exc, "msg", None) or "")
+    return kind in SESSION_OBJECTS or any(f"{k}:" in text for k in SESSION_OBJECTS)
+
+
 def map_exception(
     exc: BaseException, *, step_id: str | None = None, action: str = "vCenter call"
 ) -> WinNodesError | None:
@@ -71,6 +90,14 @@ def map_exception(
     (a programming error such as TypeError must stay visible as itself)."""
     if isinstance(exc, WinNodesError):
         return exc
+    if isinstance(exc, vmodl.fault.ManagedObjectNotFound) and _session_object(exc):
+        # A collector, filter or view lives as long as the session that made it: after the
+        # session expired (and the client logged in again) it is gone, not the thing it watched.
+        return errors.SessionExpired(
+            f"{action}: a session-scoped object went with its expired session "
+            f"({truncate(getattr(exc, 'msg', None) or '', 200)})",
+            step_id=step_id,
+        )
     if isinstance(exc, vmodl.MethodFault):
         detail = truncate(getattr(exc, "msg", None) or "", 500)
         for upstream, product, meaning in FAULT_TABLE:

@@ -125,3 +125,22 @@ def test_boundary_leaves_programming_errors_alone() -> None:
 def test_long_fault_messages_are_truncated() -> None:
     mapped = map_exception(vim.fault.InvalidState(msg="x" * 5000))
     assert mapped is not None and len(str(mapped)) < 700
+
+
+def test_a_collector_gone_with_its_expired_session_is_transient() -> None:
+    """The session expired while a watch used its pooled collector; the client logged in again and
+    the call on the old collector got ManagedObjectNotFound. Before: NotFound, permanent ("the
+    object no longer exists"), and the build failed (matrix cell expiry:G2:during). The watched VM
+    is still there: log in again, new collector, retry."""
+    pc = vmodl.query.PropertyCollector("session[abc]38d16e04")
+    gone = vmodl.fault.ManagedObjectNotFound(obj=pc, msg="managed object not found")
+    mapped = map_exception(gone, step_id="G6u")
+    assert isinstance(mapped, errors.SessionExpired) and mapped.transient
+    assert mapped.step_id == "G6u"
+    by_text = vmodl.fault.ManagedObjectNotFound(
+        msg="managed object not found: PropertyCollector:session[x]y"
+    )
+    assert isinstance(map_exception(by_text), errors.SessionExpired)
+    vm_gone = vmodl.fault.ManagedObjectNotFound(obj=vim.VirtualMachine("vm-42"), msg="gone")
+    mapped_vm = map_exception(vm_gone)
+    assert isinstance(mapped_vm, errors.NotFound) and not mapped_vm.transient
