@@ -92,7 +92,13 @@ TIMES = {"once": 1, "three": 3, "always": 0}
 LOGIN = {"RetrieveServiceContent", "Login", "LoginByToken"}
 #: Cells that fail because of a product defect found by the matrix and not fixed yet: still run and
 #: reported (as FAIL, with this note) by `make faults`, left out of the CI sample.
-KNOWN_DEFECTS: dict[str, str] = {}
+KNOWN_DEFECTS: dict[str, str] = {
+    "delay:WaitForUpdatesEx:call:once": (
+        "G1 presses the EFI boot key only after WaitForUpdatesEx saw the power-on; with every "
+        "WaitForUpdatesEx 3 s slow the presses start after the lab's 2 s prompt and Windows "
+        "never installs (G2 times out). Fix: press from the power-on request on."
+    ),
+}
 #: How a killed run is brought back: a fresh flow run of the same configuration, or a retry of the
 #: same (deployment) flow run through the Prefect API, as the UI's Retry button does.
 KILL_VARIANTS = ("fresh", "retry")
