@@ -93,10 +93,17 @@ class WindowsAccess(Block):
 
     @contextlib.contextmanager
     def ssh(
-        self, host: str, host_key: str, *, port: int = 22, step_id: str | None = None
+        self,
+        host: str,
+        host_key: str,
+        *,
+        port: int = 22,
+        step_id: str | None = None,
+        command_timeout: float | None = None,
     ) -> Iterator[GuestSession]:
         """A verified SSH session to a guest (see `winnodes.guest.ssh` for where `host_key`, an
-        OpenSSH key line or a `SHA256:` fingerprint, comes from). Closed when the block exits."""
+        OpenSSH key line or a `SHA256:` fingerprint, comes from). Closed when the block exits.
+        `command_timeout` (default: the block's) also bounds each SFTP transfer."""
         with connect_guest(
             host,
             port=port,
@@ -104,7 +111,7 @@ class WindowsAccess(Block):
             private_key=self.ssh_private_key.get_secret_value(),
             host_key=host_key,
             connect_timeout=self.connect_timeout_seconds,
-            command_timeout=self.command_timeout_seconds,
+            command_timeout=command_timeout or self.command_timeout_seconds,
             secrets=[
                 self.administrator_password.get_secret_value(),
                 self.ssh_private_key.get_secret_value(),

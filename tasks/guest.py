@@ -69,10 +69,14 @@ class HostKey(BaseModel):
 def guest(
     gi: GoldenImageConfig, ip: str, host_key: str, step: str, port: int = SSH_PORT
 ) -> Iterator[GuestSession]:
-    """A verified SSH session. A refused key is a G5 problem whichever step connects."""
+    """A verified SSH session. A refused key is a G5 problem whichever step connects. Its SFTP
+    transfers are bounded by `timeouts.command_seconds` (commands pass their own limits): with the
+    block's default (900 s) a silent sftp-server held G9 for 15 minutes."""
     access = WindowsAccess.load(gi.windows_access_block)
     try:
-        with access.ssh(ip, host_key, port=port, step_id=step) as session:  # type: ignore[union-attr]
+        with access.ssh(  # type: ignore[union-attr]
+            ip, host_key, port=port, step_id=step, command_timeout=gi.timeouts.command_seconds
+        ) as session:
             yield session
     except errors.AuthenticationError as exc:
         raise errors.AuthenticationError(

@@ -310,3 +310,23 @@ def test_g9_tells_a_restarting_sshd_from_sysprep(
     monkeypatch.setattr(gt.time, "sleep", lambda s: None)
     assert gt._host_keys_still_there(gi, "10.0.0.9", "ssh-ed25519 AAAA", "vm-7") is there
     assert todo == ([] if not going_down else ["refused"])
+
+
+def test_guest_sessions_bound_sftp_by_the_steps_command_time(
+    gi: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SFTP transfers use the session's command limit: the block's default (900 s) held G9 for 15
+    minutes on a silent sftp-server (fault matrix); the step's `timeouts.command_seconds` now."""
+    seen: dict[str, Any] = {}
+
+    class Access:
+        @contextlib.contextmanager
+        def ssh(self, host: str, host_key: str, **kw: Any) -> Iterator[str]:
+            seen.update(kw)
+            yield "session"
+
+    monkeypatch.setattr(gt.WindowsAccess, "load", classmethod(lambda cls, name: Access()))
+    with gt.guest(gi, "10.0.0.9", "ssh-ed25519 AAAA", "G9") as s:
+        assert s == "session"
+    assert seen["command_timeout"] == gi.timeouts.command_seconds
+    assert seen["step_id"] == "G9"
